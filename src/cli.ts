@@ -1,0 +1,181 @@
+#!/usr/bin/env node
+/**
+ * omnisci-handoff CLI: serve, check-config, mint, keygen, z2jh-values.
+ * Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
+ */
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile } from './config/load.js';
+import type { Algorithm, Config, OmnisciProtocol } from './config/types.js';
+import { devSetup } from './dev.js';
+import { generateHmacSecret, generateSigningKey } from './handoff/keygen.js';
+import { isHmacAlg } from './handoff/keys.js';
+import { mintToken, readSigningKey } from './handoff/mint.js';
+import { exitOnSignals, startService } from './service.js';
+
+const USAGE = `usage: omnisci-handoff <command> [options]
+
+commands:
+  serve [--config FILE]        run the service (no config: local mode with a generated dev key)
+  check-config --config FILE   validate a config file; lists every problem, exit code 2 when invalid
+  mint --key FILE [--alg ALG] (--config FILE | --issuer ISS --audience AUD) --sub USER --session ID
+       [--protocol P] [--host H] [--port N] [--database DB] [--query SQL] [--typ TYP]
+       [--lifetime SECONDS] [--revoke] [--link BASE_URL]
+                               issue a handoff (or revocation) token
+  keygen --alg ALG --out DIR [--kid KID]
+                               generate a signing key (DIR/signing-key.jwk) and its JWKS (DIR/jwks.json),
+                               or for HS* a shared secret (DIR/hmac-secret)
+
+The config file may also be given as OMNISCI_HANDOFF_CONFIG.`;
+
+class UsageError extends Error {}
+
+function configPath(values: { config?: string | undefined }): string | undefined {
+  return values.config ?? process.env.OMNISCI_HANDOFF_CONFIG;
+}
+
+async function serve(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const path = configPath(values);
+  if (path) {
+    exitOnSignals(await startService(loadConfigFile(path)));
+    return;
+  }
+  const dev = await devSetup();
+  const service = await startService(dev.config, { demoToken: () => dev.mintDemo() });
+  exitOnSignals(service);
+  const link = `${service.url}handoff#token=${await dev.mintDemo()}`;
+  process.stdout.write(
+    `\nomnisci-handoff is running in local mode (dev key in ${dev.config.store.local.dir}/dev, sessions in ${dev.config.store.local.dir}/users).\n` +
+      `Open the demo handoff (a fresh token each visit):\n  ${service.url}dev/demo\n` +
+      `or this one-time handoff link for user "demo" (valid 5 minutes; the token stays in the fragment):\n  ${link}\n` +
+      `Both store a session and redirect to ${dev.config.redirect.hubPublicUrl}/user/demo/lab?omnisci&reset.\n\n`,
+  );
+}
+
+function checkConfig(args: string[]): void {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const path = configPath(values);
+  if (!path) throw new UsageError('check-config needs --config FILE');
+  const config = loadConfigFile(path);
+  process.stdout.write(
+    `${path}: ok (store ${config.store.backend}, algorithms ${config.token.algorithms.join(', ')}, base ${config.listen.basePath})\n`,
+  );
+}
+
+async function mint(args: string[]): Promise<void> {
+  const { values: v } = parseArgs({
+    args,
+    options: {
+      key: { type: 'string' },
+      alg: { type: 'string' },
+      config: { type: 'string' },
+      issuer: { type: 'string' },
+      audience: { type: 'string' },
+      sub: { type: 'string' },
+      session: { type: 'string' },
+      protocol: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      database: { type: 'string' },
+      query: { type: 'string' },
+      typ: { type: 'string' },
+      lifetime: { type: 'string' },
+      revoke: { type: 'boolean' },
+      link: { type: 'string' },
+    },
+  });
+  if (!v.key || !v.sub) throw new UsageError('mint needs --key and --sub');
+  const path = configPath(v);
+  const config: Config | undefined = path ? loadConfigFile(path) : undefined;
+  const issuer = v.issuer ?? config?.token.issuer;
+  const audience = v.audience ?? config?.token.audience;
+  if (!issuer || !audience) throw new UsageError('mint needs --issuer and --audience (or --config)');
+  if (!v.revoke && !v.session) throw new UsageError('mint needs --session (or --revoke)');
+  const typ = v.typ ?? (v.revoke ? config?.token.revokeType : config?.token.type);
+  const signing = await readSigningKey(v.key, v.alg as Algorithm | undefined);
+  const token = await mintToken(signing, {
+    issuer,
+    audience,
+    subject: v.sub,
+    ...(typ ? { typ } : {}),
+    ...(v.lifetime ? { lifetimeSeconds: Number(v.lifetime) } : {}),
+    ...(v.revoke
+      ? {}
+      : {
+          omnisci: {
+            session: v.session as string,
+            ...(v.protocol ? { protocol: v.protocol as OmnisciProtocol } : {}),
+            ...(v.host ? { host: v.host } : {}),
+            ...(v.port ? { port: Number(v.port) } : {}),
+            ...(v.database ? { database: v.database } : {}),
+            ...(v.query ? { query: v.query } : {}),
+          },
+        }),
+  });
+  process.stdout.write(v.link ? `${v.link.replace(/\/?$/, '/')}handoff#token=${token}\n` : `${token}\n`);
+}
+
+async function keygen(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { alg: { type: 'string' }, out: { type: 'string' }, kid: { type: 'string' } } });
+  if (!values.alg || !values.out) throw new UsageError('keygen needs --alg and --out');
+  await mkdir(values.out, { recursive: true, mode: 0o700 });
+  if (isHmacAlg(values.alg)) {
+    const file = join(values.out, 'hmac-secret');
+    await writeFile(file, `${generateHmacSecret()}\n`, { mode: 0o600 });
+    await chmod(file, 0o600);
+    process.stdout.write(`wrote ${file} (share it with the issuer; configure token.keys.hmacSecretFile)\n`);
+    return;
+  }
+  const key = await generateSigningKey(values.alg as Exclude<Algorithm, 'HS256' | 'HS384' | 'HS512'>, values.kid);
+  const privateFile = join(values.out, 'signing-key.jwk');
+  await writeFile(privateFile, `${JSON.stringify(key.privateJwk)}\n`, { mode: 0o600 });
+  await chmod(privateFile, 0o600);
+  await writeFile(join(values.out, 'jwks.json'), `${JSON.stringify({ keys: [key.publicJwk] }, null, 2)}\n`);
+  process.stdout.write(`wrote ${privateFile} (issuer only) and ${join(values.out, 'jwks.json')} (kid ${key.publicJwk.kid})\n`);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        await serve(args);
+        return 0;
+      case 'check-config':
+        checkConfig(args);
+        return 0;
+      case 'mint':
+        await mint(args);
+        return 0;
+      case 'keygen':
+        await keygen(args);
+        return 0;
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(`${USAGE}\n`);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command ${command}`);
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`${(e as Error).message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    process.stderr.write(`error: ${(e as Error).message}\n`);
+    return 1;
+  }
+}
+
+// Only `serve` keeps running (its server holds the event loop); other commands exit with their code.
+main(process.argv.slice(2)).then((code) => {
+  if (code !== 0 || process.argv[2] !== 'serve') process.exitCode = code;
+});

@@ -1,0 +1,246 @@
+/**
+ * The one configuration schema (JSON Schema draft-07). It validates the service's YAML config,
+ * drives `check-config`, and is the source the Helm chart's values.schema.json is generated from.
+ * Every property has a description; defaults are filled in by the validator.
+ */
+
+export const str = (description: string, extra: Record<string, unknown> = {}) => ({ type: 'string', description, ...extra });
+export const int = (description: string, minimum: number, maximum: number, dflt?: number) => ({
+  type: 'integer',
+  description,
+  minimum,
+  maximum,
+  ...(dflt === undefined ? {} : { default: dflt }),
+});
+export const bool = (description: string, dflt: boolean) => ({ type: 'boolean', description, default: dflt });
+export const strings = (description: string, dflt?: string[]) => ({
+  type: 'array',
+  items: { type: 'string', minLength: 1 },
+  description,
+  ...(dflt === undefined ? {} : { default: dflt }),
+});
+export const obj = (description: string, properties: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+  type: 'object',
+  description,
+  additionalProperties: false,
+  default: {},
+  properties,
+  ...extra,
+});
+
+export const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const;
+export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
+/** Env var names the JupyterHub service environment provides (never placed in the YAML). */
+const ENV_NAME = { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' };
+const HOST_OR_PATTERN = { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9.*:\\[\\]-]+$' };
+
+export const configSchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://omnisci-handoff.invalid/config.schema.json',
+  title: 'omnisci-handoff configuration',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    listen: obj('Where the HTTP service (handoff, progress pages, health, metrics) listens.', {
+      host: str('Interface to bind. Use 0.0.0.0 in a pod.', { default: '127.0.0.1' }),
+      port: int('TCP port (0 picks a free one).', 0, 65535, 8470),
+      basePath: str(
+        'URL prefix of every route. Defaults to JUPYTERHUB_SERVICE_PREFIX when the service runs as a hub service, else "/".',
+        { pattern: '^/' },
+      ),
+      trustProxy: bool('Trust X-Forwarded-* headers from a reverse proxy (the hub proxy, an ingress).', false),
+      shutdownGraceSeconds: int('How long SIGTERM waits for requests in flight.', 0, 300, 10),
+    }),
+    token: obj(
+      'How handoff tokens (JWTs from Immerse) are verified. See docs/handoff-token.md.',
+      {
+        issuer: str('Required `iss` claim value.', { minLength: 1 }),
+        audience: str('Required `aud` claim value (the token must list it).', { minLength: 1 }),
+        algorithms: {
+          type: 'array',
+          description: 'Allowed `alg` header values. HS* need keys.hmacSecret; the others need public keys.',
+          items: { enum: [...ALGORITHMS] },
+          minItems: 1,
+          uniqueItems: true,
+          default: ['ES256', 'RS256', 'PS256', 'ES384', 'EdDSA'],
+        },
+        type: str('Required `typ` header (suggested "omnisci-handoff+jwt"). Empty: not checked.', { default: '' }),
+        revokeType: str('Required `typ` header of revocation tokens (POST {base}/revoke).', {
+          default: 'omnisci-revoke+jwt',
+        }),
+        maxTokenBytes: int('Tokens longer than this are refused before parsing.', 256, 1048576, 16384),
+        maxLifetimeSeconds: int('Largest allowed `exp - iat`.', 1, 86400, 300),
+        clockToleranceSeconds: int('Clock skew tolerated on `exp`, `nbf` and `iat`.', 0, 600, 30),
+        sessionPattern: str('Regular expression an OmniSci session id must match (HeavyDB: 32 alphanumerics).', {
+          default: '^[A-Za-z0-9]{32}$',
+        }),
+        keys: obj(
+          'Verification key sources; several may be used at once, `kid` selects among them.',
+          {
+            jwksUrl: str('URL of the issuer JWKS (fetched, cached, refetched on an unknown kid).', {
+              pattern: '^https?://',
+            }),
+            jwksTimeoutMs: int('Timeout of one JWKS fetch.', 100, 60000, 5000),
+            jwksCooldownSeconds: int('Least time between two JWKS refetches.', 0, 3600, 30),
+            jwksCacheMaxAgeSeconds: int('JWKS cache lifetime.', 1, 86400, 600),
+            publicKeyFiles: strings('Files holding a PEM SPKI public key, a JWK or a JWKS.', []),
+            hmacSecretFile: str('File holding the HMAC shared secret (HS* algorithms).'),
+            hmacSecretEnv: { ...ENV_NAME, description: 'Env var holding the HMAC shared secret (HS* algorithms).' },
+          },
+        ),
+      },
+      { required: ['issuer', 'audience'] },
+    ),
+    user: obj('How the JupyterHub user name is derived from the token.', {
+      claim: str('Claim holding the user name.', { default: 'sub', minLength: 1 }),
+      lowercase: bool('Lower-case the name (JupyterHub normalizes names to lower case by default).', true),
+      stripEmailDomain: bool('Drop an "@domain" suffix.', false),
+      pattern: str('Extra regular expression the resulting name must match.'),
+    }),
+    omnisci: obj('OmniSci (HeavyDB) connection values handed to the notebook.', {
+      protocol: { enum: ['binary', 'http', 'https'], default: 'https', description: 'Default protocol.' },
+      host: str('Default host, used when the token names none.', { default: '' }),
+      port: int('Default port, used when the token names none.', 1, 65535, 443),
+      database: str('Default database.', { default: '' }),
+      allowedHosts: {
+        type: 'array',
+        items: HOST_OR_PATTERN,
+        default: [],
+        description: 'Hosts a token may name ("*.example.com" allowed). Empty: a token may not name a host.',
+      },
+      allowedPorts: {
+        type: 'array',
+        items: { type: 'integer', minimum: 1, maximum: 65535 },
+        default: [],
+        description: 'Ports a token may name. Empty: a token may not name a port.',
+      },
+    }),
+    notebook: obj('What the single-user server receives.', {
+      sessionFormat: {
+        enum: ['json', 'text'],
+        default: 'json',
+        description:
+          'Session file format: "json" ({"session","query"}, what released jupyterlab-omnisci parses) or "text" (the id alone).',
+      },
+      sessionDir: str('Directory in the single-user server where the session file is mounted.', {
+        default: '/var/run/omnisci-handoff',
+        pattern: '^/',
+      }),
+      sessionFileName: str('Name of the session file in sessionDir.', {
+        default: 'session',
+        pattern: '^[A-Za-z0-9._-]+$',
+      }),
+      env: obj('Env var names the extension reads (OmniSciSessionManager.protocol/host/port traits).', {
+        protocol: { ...ENV_NAME, default: 'OMNISCI_PROTOCOL', description: 'Protocol env var name.' },
+        host: { ...ENV_NAME, default: 'OMNISCI_HOST', description: 'Host env var name.' },
+        port: { ...ENV_NAME, default: 'OMNISCI_PORT', description: 'Port env var name.' },
+      }),
+    }),
+    redirect: obj('Where the browser goes after a successful handoff.', {
+      hubPublicUrl: str('Public URL of JupyterHub as the browser sees it.', {
+        default: 'http://127.0.0.1:8000',
+        pattern: '^https?://',
+      }),
+      labUrlTemplate: str(
+        'Lab URL template; {hubPublicUrl}, {username} (percent-encoded) and {servername} are replaced. The bare omnisci and reset params must stay.',
+        { default: '{hubPublicUrl}/user/{username}/lab?omnisci&reset' },
+      ),
+    }),
+    store: obj('Where sessions are stored.', {
+      backend: { enum: ['local', 'kubernetes'], default: 'local', description: 'Store backend.' },
+      local: obj('Local directory backend (local mode, non-Kubernetes hubs).', {
+        dir: str('Directory of the store.', { default: './.data' }),
+      }),
+      maxJtis: int('How many recent token ids are kept per user for replay detection.', 1, 1000, 64),
+      kubernetes: obj('Kubernetes backend: one Secret per hub user in the hub namespace (docs/kubernetes.md).', {
+        namespace: str(
+          'Namespace of the Secrets (the hub namespace). Default: POD_NAMESPACE, else the service account namespace file, else the kubeconfig context namespace.',
+          { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 },
+        ),
+        secretPrefix: str('Secret name prefix; the name is <prefix>-<KubeSpawner safe slug of the user name>.', {
+          default: 'omnisci-session',
+          pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+          maxLength: 180,
+        }),
+        kubeconfig: str('Kubeconfig file (outside a cluster). Unset: the in-cluster service account is used.'),
+        requestTimeoutMs: int('Timeout of one API request.', 100, 60000, 5000),
+        retries: int('Retries of an API request on 429, 5xx or a network error.', 0, 10, 3),
+        fastRefresh: bool(
+          "After a write, annotate the user's running pods so kubelet refreshes the Secret volume now, not in ~1 min.",
+          true,
+        ),
+        gcMaxAgeDays: int("Delete Secrets not written for this long (HeavyDB's longest session: 30 days). 0: never.", 0, 3650, 30),
+        gcIntervalMinutes: int('How often this replica sweeps for old Secrets. 0: no periodic sweep.', 0, 10080, 60),
+      }),
+    }),
+    webhook: obj(
+      'Mutating admission webhook that injects the session into KubeSpawner single-user pods (docs/kubernetes.md).',
+      {
+        enabled: bool('Serve the webhook (needs store.backend kubernetes).', false),
+        host: str('Interface of the webhook HTTPS listener (the API server must reach it).', { default: '0.0.0.0' }),
+        port: int('Webhook HTTPS port (0 picks a free one).', 0, 65535, 8443),
+        certFile: str('PEM certificate (chain) of the webhook; reloaded when it changes.'),
+        keyFile: str('PEM private key of the webhook; reloaded when it changes.'),
+        certReloadSeconds: int('How often the certificate files are checked for a change.', 1, 3600, 30),
+        containerName: str('Container of the single-user pod that receives the session.', {
+          default: 'notebook',
+          minLength: 1,
+        }),
+        jupyterConfigMap: str('ConfigMap holding the Jupyter config files (shipped by the Helm chart).', {
+          default: 'omnisci-handoff-jupyter',
+          pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+        }),
+        jupyterConfigDir: str('Where that ConfigMap is mounted; appended to JUPYTER_CONFIG_PATH.', {
+          default: '/etc/omnisci-handoff/jupyter',
+          pattern: '^/',
+        }),
+        maxBodyBytes: int('Largest AdmissionReview accepted.', 1024, 16777216, 4194304),
+      },
+    ),
+    hub: obj('JupyterHub integration: make sure the user exists and their server runs before landing. See docs/jupyterhub.md.', {
+      enabled: bool('Use the hub REST API (off: redirect straight to the lab, e.g. local mode).', false),
+      apiUrl: str('Hub REST API base, e.g. http://hub:8081/hub/api. Defaults to JUPYTERHUB_API_URL.', {
+        pattern: '^https?://',
+      }),
+      apiTokenFile: str('File holding the service API token. Without it the token comes from JUPYTERHUB_API_TOKEN (never from this file).'),
+      createUsers: bool('Create missing hub users (needs the admin:users scope besides servers).', false),
+      serverName: str('Named server to start ("" is the default server; named ones need allow_named_servers).', {
+        default: '',
+        pattern: '^[A-Za-z0-9._~-]*$',
+      }),
+      userOptions: {
+        type: 'object',
+        default: {},
+        description: 'Spawn request body (user_options). Admin-configured only: the hub persists it, so no session ever goes here.',
+      },
+      spawnTimeoutSeconds: int('How long a handoff waits for the server to become ready.', 5, 3600, 300),
+      requestTimeoutMs: int('Timeout of one hub API request (not of the progress stream).', 100, 120000, 10000),
+      retries: int('Retries of a hub API request that failed to connect or got a 5xx (429 is retried until the spawn timeout).', 0, 10, 3),
+      connectionChangePolicy: {
+        enum: ['keep', 'restart'],
+        default: 'keep',
+        description:
+          'Running server whose OmniSci protocol/host/port changed: keep it (the session file still updates; the new connection applies after a restart) or restart it.',
+      },
+      loginMode: {
+        enum: ['sso', 'handoff'],
+        default: 'sso',
+        description:
+          'How the browser logs in to the hub: sso (the hub uses the same identity provider as Immerse) or handoff (one-time login token for the shipped authenticator).',
+      },
+      loginTokenTtlSeconds: int('Lifetime of a one-time hub login token (handoff login mode).', 1, 30, 30),
+      identityCheck: bool(
+        'Learn the browser\'s hub identity (this service as a hub OAuth client) and refuse handoffs for a different user.',
+        false,
+      ),
+      oauthClientId: str('OAuth client id of this service at the hub. Defaults to JUPYTERHUB_CLIENT_ID, else "service-" + the service name.'),
+    }),
+    log: obj('Logging.', {
+      level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'Log level.' },
+    }),
+    metrics: obj('Prometheus metrics at {base}/metrics.', {
+      enabled: bool('Serve metrics.', true),
+    }),
+  },
+  required: ['token'],
+} as const;

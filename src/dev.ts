@@ -1,0 +1,65 @@
+/**
+ * Local mode (`npm start` with no config): a generated dev key under <dir>/dev, a config for it,
+ * and a demo page that mints a fresh token on every visit. For trying the service, not production.
+ */
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { resolveConfig } from './config/load.js';
+import type { Config } from './config/types.js';
+import { generateSigningKey } from './handoff/keygen.js';
+import { mintToken, randomSessionId, readSigningKey, type SigningKey } from './handoff/mint.js';
+
+export const DEV_ISSUER = 'omnisci-handoff-dev';
+export const DEV_AUDIENCE = 'omnisci-handoff';
+export const DEV_TYP = 'omnisci-handoff+jwt';
+
+export interface DevSetup {
+  config: Config;
+  signing: SigningKey;
+  mintDemo(user?: string): Promise<string>;
+}
+
+async function ensureDevKey(dir: string): Promise<{ privateFile: string; jwksFile: string }> {
+  const privateFile = join(dir, 'signing-key.jwk');
+  const jwksFile = join(dir, 'jwks.json');
+  try {
+    await readFile(jwksFile);
+    await readFile(privateFile);
+  } catch {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const key = await generateSigningKey('ES256');
+    await writeFile(privateFile, JSON.stringify(key.privateJwk), { mode: 0o600 });
+    await chmod(privateFile, 0o600);
+    await writeFile(jwksFile, JSON.stringify({ keys: [key.publicJwk] }, null, 2));
+  }
+  return { privateFile, jwksFile };
+}
+
+export async function devSetup(env: NodeJS.ProcessEnv = process.env): Promise<DevSetup> {
+  const dataDir = resolve(env.OMNISCI_HANDOFF_DATA ?? './.data');
+  const { privateFile, jwksFile } = await ensureDevKey(join(dataDir, 'dev'));
+  const config = resolveConfig(
+    {
+      listen: { port: Number(env.PORT ?? 8470) },
+      token: { issuer: DEV_ISSUER, audience: DEV_AUDIENCE, type: DEV_TYP, keys: { publicKeyFiles: [jwksFile] } },
+      omnisci: { protocol: 'http', host: 'localhost', port: 6278 },
+      store: { local: { dir: dataDir } },
+      ...(env.HUB_PUBLIC_URL ? { redirect: { hubPublicUrl: env.HUB_PUBLIC_URL } } : {}),
+    },
+    env,
+  );
+  const signing = await readSigningKey(privateFile);
+  return {
+    config,
+    signing,
+    mintDemo: (user = 'demo') =>
+      mintToken(signing, {
+        issuer: DEV_ISSUER,
+        audience: DEV_AUDIENCE,
+        subject: user,
+        typ: DEV_TYP,
+        lifetimeSeconds: 300,
+        omnisci: { session: randomSessionId(), query: 'SELECT * FROM flights_2008_10k LIMIT 100' },
+      }),
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * The one error family of the service. Every failure a caller can see carries a stable `code`
+ * (used in HTTP responses, audit logs and metric labels alike), an HTTP status and a plain
+ * sentence that is safe to show: messages never contain tokens, session ids, keys or cookies.
+ */
+export const ERRORS = {
+  token_missing: [400, 'No handoff token was sent.'],
+  token_too_large: [413, 'The handoff token is larger than this service accepts.'],
+  token_malformed: [400, 'The handoff token is not a well-formed signed JWT.'],
+  alg_not_allowed: [401, 'The handoff token is signed with an algorithm this service does not accept.'],
+  typ_not_allowed: [401, 'The handoff token has the wrong type (typ header).'],
+  unknown_key: [401, 'The handoff token names a signing key this service does not know.'],
+  bad_signature: [401, 'The handoff token signature is not valid.'],
+  token_expired: [401, 'The handoff link has expired. Open the notebook again from Immerse.'],
+  token_not_yet_valid: [401, 'The handoff token is not valid yet (check the clocks of Immerse and this service).'],
+  token_lifetime_too_long: [401, 'The handoff token lives longer than this service allows.'],
+  bad_issuer: [401, 'The handoff token comes from an issuer this service does not trust.'],
+  bad_audience: [401, 'The handoff token is meant for another service.'],
+  claims_invalid: [400, 'The handoff token lacks required claims or has malformed ones.'],
+  session_invalid: [400, 'The OmniSci session in the handoff token is malformed.'],
+  host_not_allowed: [403, 'The handoff token names an OmniSci host that is not allowed here.'],
+  port_not_allowed: [403, 'The handoff token names an OmniSci port that is not allowed here.'],
+  bad_username: [400, 'The user name in the handoff token cannot be a JupyterHub user name.'],
+  token_replayed: [409, 'This handoff link was already used. Open the notebook again from Immerse.'],
+  keys_unavailable: [503, 'The signing keys could not be loaded; try again shortly.'],
+  store_unavailable: [503, 'The session could not be stored; try again shortly.'],
+  store_forbidden: [500, 'The service is not permitted to store sessions (check its permissions).'],
+  hub_unavailable: [502, 'JupyterHub could not be reached; try again shortly.'],
+  hub_unauthorized: [500, 'The service is not authorized to use the JupyterHub API (check its token and role).'],
+  hub_forbidden: [500, 'The service\'s JupyterHub role lacks a scope it needs (see docs/jupyterhub.md).'],
+  hub_rejected: [502, 'JupyterHub refused a request of this service.'],
+  hub_spawn_failed: [502, 'Your notebook server failed to start.'],
+  hub_spawn_timeout: [504, 'Your notebook server took too long to start.'],
+  hub_user_unknown: [404, 'There is no JupyterHub user of that name, and users are not created automatically.'],
+  identity_mismatch: [403, 'You are logged in to JupyterHub as a different user than the one Immerse handed over.'],
+  login_token_invalid: [401, 'The login token is unknown, expired or already used.'],
+  not_found: [404, 'There is nothing here.'],
+  bad_request: [400, 'The request is malformed.'],
+  internal: [500, 'Something went wrong inside the service.'],
+} as const satisfies Record<string, readonly [number, string]>;
+
+export type ErrorCode = keyof typeof ERRORS;
+export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
+
+export class HandoffError extends Error {
+  override readonly name = 'HandoffError';
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra detail for operators (logs). Must never hold secrets either. */
+  readonly detail: string | undefined;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; message?: string }) {
+    super(options?.message ?? ERRORS[code][1], options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = ERRORS[code][0];
+    this.detail = detail;
+  }
+}
+
+export function isHandoffError(e: unknown): e is HandoffError {
+  return e instanceof HandoffError;
+}
+
+/** Any thrown value as a HandoffError; unknown errors become `internal` (their text stays in logs only). */
+export function toHandoffError(e: unknown): HandoffError {
+  if (e instanceof HandoffError) return e;
+  return new HandoffError('internal', e instanceof Error ? e.message : String(e), { cause: e });
+}

@@ -1,0 +1,36 @@
+/**
+ * Maps a verified token to a JupyterHub user name. JupyterHub refuses empty names and names with
+ * '/' (Authenticator.validate_username); we also refuse what would break URLs, headers or paths:
+ * control characters, surrounding whitespace, '.' and '..', and names over 255 characters (the hub DB column).
+ */
+import type { Config } from '../config/types.js';
+import { HandoffError } from '../errors.js';
+
+const MAX_LENGTH = 255;
+
+export function mapUsername(claims: Record<string, unknown>, user: Config['user']): string {
+  const raw = claims[user.claim];
+  if (typeof raw !== 'string' || raw === '') throw new HandoffError('bad_username', `claim ${user.claim} is missing or not a string`);
+  let name = raw;
+  if (user.stripEmailDomain) {
+    const at = name.lastIndexOf('@');
+    if (at > 0) name = name.slice(0, at);
+  }
+  if (user.lowercase) name = name.toLowerCase();
+  const problem = usernameProblem(name, user.pattern);
+  if (problem) throw new HandoffError('bad_username', problem);
+  return name;
+}
+
+/** Why JupyterHub (or a URL built from it) cannot use this name; undefined when it can. */
+export function usernameProblem(name: string, pattern?: string): string | undefined {
+  if (name === '') return 'the name is empty';
+  if ([...name].length > MAX_LENGTH) return `the name is longer than ${MAX_LENGTH} characters`;
+  if (name.includes('/')) return 'the name contains "/"';
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u.test(name)) return 'the name contains control characters';
+  if (name.trim() !== name) return 'the name starts or ends with whitespace';
+  if (name === '.' || name === '..') return 'the name is "." or ".."';
+  if (pattern && !new RegExp(pattern, 'u').test(name)) return 'the name does not match user.pattern';
+  return undefined;
+}

@@ -1,0 +1,42 @@
+/**
+ * Where the browser goes once a handoff is verified. The default lands directly on the lab URL;
+ * the JupyterHub integration (src/hub/) makes sure the user's server runs first and shows progress.
+ */
+import type { Request, Response } from 'express';
+import type { Config } from './config/types.js';
+import type { AcceptResult, Handoff } from './store/types.js';
+
+export interface LandingContext {
+  handoff: Handoff;
+  result: AcceptResult;
+  req: Request;
+  res: Response;
+}
+
+export interface Landing {
+  /** Runs before the session is stored (e.g. read or create the hub user, check the browser's hub identity). Throws HandoffError to refuse. */
+  prepare?(user: string, req: Request): Promise<void>;
+  /** Sends the response after the session is stored. */
+  land(ctx: LandingContext): Promise<void>;
+}
+
+/**
+ * The lab URL for a user. Only configuration and the (validated) user name shape it: nothing from the
+ * request chooses the target. The name is percent-encoded; the bare `omnisci` and `reset` params stay bare.
+ */
+export function labUrl(redirect: Config['redirect'], user: string, serverName = ''): string {
+  const hub = redirect.hubPublicUrl.replace(/\/+$/, '');
+  return redirect.labUrlTemplate
+    .replaceAll('{hubPublicUrl}', hub)
+    .replaceAll('{username}', encodeURIComponent(user))
+    .replaceAll('{servername}', encodeURIComponent(serverName));
+}
+
+/** Local mode and hubs whose servers are started elsewhere: 303 straight to the lab. */
+export function directLanding(redirect: Config['redirect']): Landing {
+  return {
+    async land({ handoff, res }) {
+      res.redirect(303, labUrl(redirect, handoff.user));
+    },
+  };
+}

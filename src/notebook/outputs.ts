@@ -1,0 +1,60 @@
+/**
+ * What the single-user server receives, independent of how it gets there (Kubernetes Secret +
+ * webhook, or the local store + a JupyterHub hook): the session file, the connection env vars and
+ * the Jupyter config that enables jupyterlab-omnisci's server extension.
+ */
+import { posix } from 'node:path';
+import type { Config, SessionFormat } from '../config/types.js';
+import type { Connection, SessionRecord } from '../store/types.js';
+
+/**
+ * The session file. `json` ({"session","query"}) is what every released jupyterlab-omnisci
+ * (<= 3.0.0) parses with json.loads; `text` (the id alone) is what its docs describe, and makes the
+ * released extension fail to read the file.
+ */
+export function sessionFileContent(record: Pick<SessionRecord, 'session' | 'query'>, format: SessionFormat): string {
+  if (format === 'text') return record.session ? `${record.session}\n` : '';
+  return `${JSON.stringify({ session: record.session, query: record.query })}\n`;
+}
+
+/** Env var name → value for the connection (names from notebook.env). */
+export function connectionEnv(connection: Connection, names: Config['notebook']['env']): Record<string, string> {
+  return {
+    [names.protocol]: connection.protocol,
+    [names.host]: connection.host,
+    [names.port]: String(connection.port),
+  };
+}
+
+export function sessionFilePath(nb: Config['notebook']): string {
+  return posix.join(nb.sessionDir, nb.sessionFileName);
+}
+
+/** The traitlets config, as a JSON object, for a session file at `sessionFile`. */
+export function jupyterConfig(nb: Config['notebook'], sessionFile = sessionFilePath(nb)): Record<string, unknown> {
+  return {
+    OmniSciSessionManager: {
+      session_file: sessionFile,
+      protocol: nb.env.protocol,
+      host: nb.env.host,
+      port: nb.env.port,
+    },
+  };
+}
+
+export const JUPYTER_CONFIG_FILE = 'omnisci-handoff.json';
+
+/**
+ * Files for `jupyter_notebook_config.d/` (classic notebook server, what jupyterlab-omnisci 3.0.0
+ * targets) and `jupyter_server_config.d/` (jupyter_server), keyed by path relative to a Jupyter
+ * config directory. Each enables the server extension and configures the session manager.
+ */
+export function jupyterConfigFiles(nb: Config['notebook'], sessionFile = sessionFilePath(nb)): Record<string, string> {
+  const manager = jupyterConfig(nb, sessionFile);
+  const notebook = { NotebookApp: { nbserver_extensions: { 'jupyterlab_omnisci.serverextension': true } }, ...manager };
+  const server = { ServerApp: { jpserver_extensions: { 'jupyterlab_omnisci.serverextension': true } }, ...manager };
+  return {
+    [`jupyter_notebook_config.d/${JUPYTER_CONFIG_FILE}`]: `${JSON.stringify(notebook, null, 2)}\n`,
+    [`jupyter_server_config.d/${JUPYTER_CONFIG_FILE}`]: `${JSON.stringify(server, null, 2)}\n`,
+  };
+}

@@ -1,0 +1,97 @@
+/**
+ * Composition root: builds the verifier, store, landing and HTTP app from a resolved Config,
+ * listens, and shuts down gracefully on SIGTERM/SIGINT (stop accepting, finish requests in
+ * flight, flush the store).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config/types.js';
+import { keySourcesFromConfig } from './handoff/keys.js';
+import { createVerifier } from './handoff/verify.js';
+import { createApp, type AppDeps } from './http/app.js';
+import { directLanding } from './landing.js';
+import { createLogger, type Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createStore } from './store/index.js';
+import type { SessionStore } from './store/types.js';
+
+export interface ServiceOptions {
+  env?: NodeJS.ProcessEnv;
+  logger?: Logger;
+  metrics?: Metrics;
+  /** Overrides the store built from the config (tests, benchmarks). */
+  store?: SessionStore;
+  demoToken?: AppDeps['demoToken'];
+}
+
+export interface RunningService {
+  url: string;
+  port: number;
+  server: Server;
+  store: SessionStore;
+  logger: Logger;
+  metrics: Metrics;
+  close(): Promise<void>;
+}
+
+export async function buildApp(config: Config, o: ServiceOptions = {}) {
+  const env = o.env ?? process.env;
+  const logger = o.logger ?? createLogger(config.log.level);
+  const metrics = o.metrics ?? createMetrics();
+  const store = o.store ?? (await createStore(config, logger));
+  const verifier = createVerifier(config, await keySourcesFromConfig(config.token.keys, env));
+  const app = createApp({
+    config,
+    verifier,
+    store,
+    landing: directLanding(config.redirect),
+    logger,
+    metrics,
+    ...(o.demoToken ? { demoToken: o.demoToken } : {}),
+  });
+  return { app, store, logger, metrics };
+}
+
+export async function startService(config: Config, o: ServiceOptions = {}): Promise<RunningService> {
+  const { app, store, logger, metrics } = await buildApp(config, o);
+  const server = createServer(app.handler);
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}${config.listen.basePath}`;
+  logger.info({ port, basePath: config.listen.basePath, store: store.backend }, 'listening');
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      app.drain();
+      const done = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const grace = setTimeout(() => server.closeAllConnections(), config.listen.shutdownGraceSeconds * 1000);
+      await done;
+      clearTimeout(grace);
+      await store.close();
+      logger.info('stopped');
+    })());
+  return { url, port, server, store, logger, metrics, close };
+}
+
+/** SIGTERM/SIGINT → graceful close, then exit. */
+export function exitOnSignals(service: RunningService): void {
+  const stop = (signal: string) => {
+    service.logger.info({ signal }, 'shutting down');
+    service.close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        service.logger.error({ err: e }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}

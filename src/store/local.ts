@@ -1,0 +1,157 @@
+/**
+ * Local directory backend: local mode, and the session source for hubs without Kubernetes
+ * (contrib/jupyterhub/omnisci_handoff_hook.py reads the same layout):
+ *
+ *   <dir>/                       0700
+ *     users/<slug>/              0700   slug = KubeSpawner's safe_slug(user name)
+ *       state.json               0600   the SessionRecord (user, session, connection, iat, jtis)
+ *       <sessionFileName>        0600   the session file the extension reads (json or text)
+ *
+ * Every write goes to a temporary file that is renamed over the old one, so a reader never sees a
+ * partial file. Updates of one user are serialised in this process (one service process per
+ * directory); state.json is written first, as it holds the replay and ordering watermark.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Config } from '../config/types.js';
+import { HandoffError } from '../errors.js';
+import { sessionFileContent } from '../notebook/outputs.js';
+import { applyHandoff, applyRevoke, type ApplyOptions } from './record.js';
+import { safeSlug } from './slug.js';
+import type { AcceptResult, Handoff, Revocation, SessionRecord, SessionStore } from './types.js';
+
+export const STATE_FILE = 'state.json';
+
+/** Runs tasks for the same key one after another. */
+class KeyedQueue {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const next = prev.then(task, task);
+    const tail = next.catch(() => undefined);
+    this.tails.set(key, tail);
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return next;
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.tails.values());
+  }
+}
+
+async function writeAtomic(path: string, content: string): Promise<void> {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(content);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
+
+function storeError(e: unknown, what: string): HandoffError {
+  if (e instanceof HandoffError) return e;
+  const code = (e as NodeJS.ErrnoException).code;
+  return new HandoffError(code === 'EACCES' || code === 'EPERM' ? 'store_forbidden' : 'store_unavailable', `${what}: ${code ?? e}`, {
+    cause: e,
+  });
+}
+
+export function userDir(storeDir: string, user: string): string {
+  return join(resolve(storeDir), 'users', safeSlug(user));
+}
+
+export function createLocalStore(config: Config, clock: () => number = Date.now): SessionStore {
+  const root = resolve(config.store.local.dir);
+  const queue = new KeyedQueue();
+  const nb = config.notebook;
+  const options = (): ApplyOptions => ({
+    maxJtis: config.store.maxJtis,
+    now: Math.floor(clock() / 1000),
+    clockTolerance: config.token.clockToleranceSeconds,
+  });
+
+  async function read(user: string): Promise<SessionRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(userDir(root, user), STATE_FILE), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    const record = JSON.parse(text) as SessionRecord;
+    // Slugs are collision-free, but refuse to mix users should the directory have been tampered with.
+    if (record.user !== user) throw new HandoffError('store_unavailable', 'state.json belongs to another user');
+    return record;
+  }
+
+  async function write(record: SessionRecord): Promise<void> {
+    const dir = userDir(root, record.user);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeAtomic(join(dir, STATE_FILE), `${JSON.stringify(record)}\n`);
+    await writeAtomic(join(dir, nb.sessionFileName), sessionFileContent(record, nb.sessionFormat));
+  }
+
+  return {
+    backend: 'local',
+
+    accept(h: Handoff): Promise<AcceptResult> {
+      return queue.run(h.user, async () => {
+        try {
+          const result = applyHandoff(await read(h.user), h, options());
+          await write(result.record);
+          return result;
+        } catch (e) {
+          throw storeError(e, 'local store write failed');
+        }
+      });
+    },
+
+    async get(user) {
+      try {
+        return await read(user);
+      } catch (e) {
+        throw storeError(e, 'local store read failed');
+      }
+    },
+
+    revoke(r: Revocation): Promise<boolean> {
+      return queue.run(r.user, async () => {
+        try {
+          const { record, revoked } = applyRevoke(await read(r.user), r, options());
+          await write(record);
+          return revoked;
+        } catch (e) {
+          throw storeError(e, 'local store revoke failed');
+        }
+      });
+    },
+
+    async check() {
+      try {
+        await mkdir(join(root, 'users'), { recursive: true, mode: 0o700 });
+        await stat(root);
+        const probe = join(root, `.probe-${randomBytes(4).toString('hex')}`);
+        await writeAtomic(probe, '');
+        await rm(probe);
+      } catch (e) {
+        throw storeError(e, `local store ${root} is not writable`);
+      }
+    },
+
+    async close() {
+      await queue.drain();
+    },
+  };
+}

@@ -1,0 +1,79 @@
+import type { OmnisciProtocol } from '../config/types.js';
+
+/** Where the notebook's extension connects (exposed to it as env vars). */
+export interface Connection {
+  protocol: OmnisciProtocol;
+  host: string;
+  port: number;
+  database: string;
+}
+
+/** A verified handoff: everything the store needs, nothing else (no raw token). */
+export interface Handoff {
+  /** JupyterHub user name (already mapped and validated). */
+  user: string;
+  jti: string;
+  /** Seconds since the epoch. */
+  iat: number;
+  exp: number;
+  session: string;
+  query: string;
+  connection: Connection;
+}
+
+/** A verified revocation (Immerse logout). */
+export interface Revocation {
+  user: string;
+  jti: string;
+  iat: number;
+  exp: number;
+}
+
+export interface SeenJti {
+  jti: string;
+  /** Seconds since the epoch after which the token can no longer be replayed (its exp + clock tolerance). */
+  until: number;
+}
+
+/** What is stored per hub user. */
+export interface SessionRecord {
+  user: string;
+  /** Empty after a revocation. */
+  session: string;
+  query: string;
+  connection: Connection;
+  /** `iat` of the newest accepted handoff (or revocation): older ones never overwrite. */
+  iat: number;
+  jtis: SeenJti[];
+  /** Milliseconds since the epoch of the last write. */
+  updatedAt: number;
+}
+
+/** `stored`: the handoff's session is now the user's; `superseded`: a newer session was already stored and stays. */
+export type AcceptOutcome = 'stored' | 'superseded';
+
+export interface AcceptResult {
+  outcome: AcceptOutcome;
+  record: SessionRecord;
+  previous: SessionRecord | undefined;
+}
+
+/**
+ * A per-user session store. `accept` and `revoke` are each one atomic read-modify-write per user
+ * (replay check + ordering + write), so they stay correct under concurrency: the local backend
+ * serialises in-process, the Kubernetes backend uses optimistic concurrency on its Secret.
+ */
+export interface SessionStore {
+  readonly backend: string;
+  /** Throws HandoffError `token_replayed` when the jti was already accepted. */
+  accept(handoff: Handoff): Promise<AcceptResult>;
+  get(user: string): Promise<SessionRecord | undefined>;
+  /**
+   * Empties the user's session, keeping the ordering watermark so older handoffs cannot restore it.
+   * Resolves true when a session was there to revoke. Throws `token_replayed` like accept.
+   */
+  revoke(revocation: Revocation): Promise<boolean>;
+  /** Resolves when the backend can serve (readiness probe); throws otherwise. */
+  check(): Promise<void>;
+  close(): Promise<void>;
+}
