@@ -7,6 +7,8 @@ const common = {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.test.json' }],
   },
   testEnvironment: 'node',
+  // Keep the haste map out of the Python venvs and helm caches under .cache/.
+  roots: ['<rootDir>/src', '<rootDir>/test'],
 };
 
 export default {

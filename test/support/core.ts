@@ -78,13 +78,13 @@ export function writeFile(dir: string, name: string, content: string): string {
 export function testConfig(overrides: Record<string, Record<string, unknown>> = {}, env: NodeJS.ProcessEnv = {}): Config {
   const raw: Record<string, Record<string, unknown>> = {
     listen: { port: 0 },
-    token: { issuer: ISSUER, audience: AUDIENCE, type: TYP },
+    token: { issuer: ISSUER, audience: AUDIENCE, type: TYP, algorithms: ['HS256'], keys: { hmacSecretEnv: 'TEST_HMAC' } },
     omnisci: { protocol: 'https', host: 'omnisci.test', port: 443, allowedHosts: ['omnisci.test', '*.db.test'], allowedPorts: [6274, 6278] },
     redirect: { hubPublicUrl: 'https://hub.test' },
     log: { level: 'info' },
   };
   for (const [k, v] of Object.entries(overrides)) raw[k] = { ...raw[k], ...v };
-  return resolveConfig(raw, env);
+  return resolveConfig(raw, { TEST_HMAC: HMAC_SECRET, ...env });
 }
 
 let jtiCounter = 0;
@@ -121,7 +121,7 @@ export interface TestService extends RunningService {
 export async function startTestService(config: Config, o: ServiceOptions = {}): Promise<TestService> {
   const logs = new LogCapture();
   const service = await startService(config, {
-    env: {},
+    env: { TEST_HMAC: HMAC_SECRET },
     logger: createLogger('info', logs),
     metrics: createMetrics(undefined, false),
     ...o,

@@ -1,0 +1,137 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { HandoffError } from '../../src/errors.js';
+import { createLocalStore, STATE_FILE, userDir } from '../../src/store/local.js';
+import type { Handoff } from '../../src/store/types.js';
+import { randomSessionId, tempDir, testConfig } from '../support/core.js';
+
+let n = 0;
+function handoff(user: string, o: Partial<Handoff> = {}): Handoff {
+  const iat = Math.floor(Date.now() / 1000);
+  return {
+    user,
+    jti: `jti-${++n}`,
+    iat,
+    exp: iat + 120,
+    session: randomSessionId(),
+    query: 'SELECT 1',
+    connection: { protocol: 'https', host: 'omnisci.test', port: 443, database: '' },
+    ...o,
+  };
+}
+
+function setup(overrides: Record<string, unknown> = {}) {
+  const dir = tempDir('oh-store-');
+  const config = testConfig({ store: { local: { dir } }, notebook: overrides });
+  return { dir, config, store: createLocalStore(config) };
+}
+
+const mode = (p: string) => statSync(p).mode & 0o777;
+
+test('layout: users/<slug>/ with the session file and state.json, 0700 dirs and 0600 files, no temp files left', async () => {
+  const { dir, config, store } = setup();
+  const h = handoff('user@email.com');
+  expect((await store.accept(h)).outcome).toBe('stored');
+  const udir = join(dir, 'users', 'user-email-com---0925f997');
+  expect(userDir(dir, 'user@email.com')).toBe(udir);
+  expect(readdirSync(udir).sort()).toEqual([config.notebook.sessionFileName, STATE_FILE].sort());
+  expect(mode(dir)).toBe(0o700);
+  expect(mode(join(dir, 'users'))).toBe(0o700);
+  expect(mode(udir)).toBe(0o700);
+  expect(mode(join(udir, STATE_FILE))).toBe(0o600);
+  expect(mode(join(udir, 'session'))).toBe(0o600);
+  expect(JSON.parse(readFileSync(join(udir, 'session'), 'utf8'))).toEqual({ session: h.session, query: 'SELECT 1' });
+  const state = JSON.parse(readFileSync(join(udir, STATE_FILE), 'utf8'));
+  expect(state).toMatchObject({ user: 'user@email.com', session: h.session, iat: h.iat, connection: h.connection });
+  expect(await store.get('user@email.com')).toEqual(state);
+});
+
+test('text format writes the id alone', async () => {
+  const { dir, store } = setup({ sessionFormat: 'text', sessionFileName: 'omnisci.session' });
+  const h = handoff('bob');
+  await store.accept(h);
+  expect(readFileSync(join(dir, 'users', 'bob', 'omnisci.session'), 'utf8')).toBe(`${h.session}\n`);
+});
+
+test('hostile user names stay inside the store directory', async () => {
+  const { dir, store } = setup();
+  const names = ['../../etc/passwd', '..', '.', 'a/b', 'x\r\nSet-Cookie: y', 'Ωμέγα', '😀', 'x'.repeat(4096), '', 'UPPER'];
+  for (const name of names) await store.accept(handoff(name));
+  const entries = readdirSync(join(dir, 'users'));
+  expect(entries).toHaveLength(names.length);
+  for (const e of entries) expect(e).toMatch(/^[a-z][a-z0-9-]{0,62}$/);
+  for (const name of names) expect((await store.get(name))?.user).toBe(name);
+  expect(readdirSync(dir).sort()).toEqual(['users']);
+});
+
+test('a jti is accepted once', async () => {
+  const { store } = setup();
+  const h = handoff('carol');
+  await store.accept(h);
+  await expect(store.accept({ ...h, session: randomSessionId() })).rejects.toMatchObject({ code: 'token_replayed' });
+  expect((await store.get('carol'))?.session).toBe(h.session);
+});
+
+test('an older iat never overwrites a newer session, but its jti is still spent', async () => {
+  const { store } = setup();
+  const newer = handoff('dave', { iat: 2_000_000_000 - 10, exp: 2_000_000_000 + 100 });
+  const older = handoff('dave', { iat: 2_000_000_000 - 20, exp: 2_000_000_000 + 100 });
+  await store.accept(newer);
+  const r = await store.accept(older);
+  expect(r.outcome).toBe('superseded');
+  expect((await store.get('dave'))?.session).toBe(newer.session);
+  await expect(store.accept(older)).rejects.toBeInstanceOf(HandoffError);
+});
+
+test('expired jtis are pruned and the list is bounded', async () => {
+  const dir = tempDir('oh-store-');
+  let now = 1_000_000_000_000;
+  const config = testConfig({ store: { local: { dir }, maxJtis: 5 } });
+  const store = createLocalStore(config, () => now);
+  for (let i = 0; i < 12; i++) await store.accept(handoff('erin', { iat: now / 1000 + i, exp: now / 1000 + 100 + i }));
+  expect((await store.get('erin'))?.jtis).toHaveLength(5);
+  now += 1000 * 1000;
+  await store.accept(handoff('erin', { iat: now / 1000, exp: now / 1000 + 100 }));
+  expect((await store.get('erin'))?.jtis).toHaveLength(1);
+});
+
+test('50 concurrent handoffs for one user: each jti once, the newest iat wins', async () => {
+  const { store } = setup();
+  const base = Math.floor(Date.now() / 1000);
+  const hs = Array.from({ length: 50 }, (_, i) => handoff('frank', { iat: base - 50 + ((i * 37) % 50), jti: `race-${i}` }));
+  const newest = hs.reduce((a, b) => (b.iat > a.iat ? b : a));
+  const replays = hs.slice(0, 10).map((h) => ({ ...h }));
+  const results = await Promise.allSettled([...hs, ...replays].map((h) => store.accept(h)));
+  const accepted = results.filter((r) => r.status === 'fulfilled');
+  const rejected = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+  expect(accepted).toHaveLength(50);
+  expect(rejected).toHaveLength(10);
+  for (const r of rejected) expect((r.reason as HandoffError).code).toBe('token_replayed');
+  const record = await store.get('frank');
+  expect(record?.session).toBe(newest.session);
+  expect(record?.iat).toBe(newest.iat);
+  expect(new Set(record?.jtis.map((j) => j.jti)).size).toBe(Math.min(50, 64));
+});
+
+test('revoke empties the session and blocks older handoffs', async () => {
+  const { dir, store } = setup();
+  const h = handoff('gina', { iat: 1_900_000_000, exp: 2_100_000_000 });
+  await store.accept(h);
+  expect(await store.revoke({ user: 'gina', jti: 'rev-1', iat: 1_900_000_010, exp: 2_100_000_000 })).toBe(true);
+  expect(JSON.parse(readFileSync(join(dir, 'users', 'gina', 'session'), 'utf8'))).toEqual({ session: '', query: '' });
+  const older = await store.accept(handoff('gina', { iat: 1_900_000_005, exp: 2_100_000_000 }));
+  expect(older.outcome).toBe('superseded');
+  expect((await store.get('gina'))?.session).toBe('');
+  expect(await store.revoke({ user: 'nobody', jti: 'rev-2', iat: 1, exp: 2_100_000_000 })).toBe(false);
+});
+
+test('a store directory that cannot be used is store_unavailable, and check() says so', async () => {
+  const parent = tempDir('oh-store-');
+  const { writeFileSync } = await import('node:fs');
+  const blocked = join(parent, 'not-a-dir');
+  writeFileSync(blocked, '');
+  const store = createLocalStore(testConfig({ store: { local: { dir: blocked } } }));
+  await expect(store.check()).rejects.toMatchObject({ code: 'store_unavailable' });
+  await expect(store.accept(handoff('hank'))).rejects.toMatchObject({ code: 'store_unavailable' });
+  await expect(setup().store.check()).resolves.toBeUndefined();
+});
