@@ -1,0 +1,91 @@
+/** The CLI as an admin and an issuer use it: keygen → config → check-config → serve → mint → handoff; and local mode. */
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { runCli, serveCli } from '../support/process.js';
+import { randomSessionId, tempDir } from '../support/core.js';
+
+const post = (url: string, token: string) =>
+  fetch(`${url}handoff`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token }).toString(),
+  });
+
+test('keygen, check-config, serve, mint, handoff, SIGTERM', async () => {
+  const dir = tempDir('oh-cli-');
+  const keys = join(dir, 'keys');
+  const kg = await runCli(['keygen', '--alg', 'ES256', '--out', keys, '--kid', 'immerse-1']);
+  expect(kg.code).toBe(0);
+  expect(statSync(join(keys, 'signing-key.jwk')).mode & 0o777).toBe(0o600);
+  expect(JSON.parse(readFileSync(join(keys, 'jwks.json'), 'utf8')).keys[0]).toMatchObject({ kid: 'immerse-1', alg: 'ES256', kty: 'EC' });
+  expect(readFileSync(join(keys, 'jwks.json'), 'utf8')).not.toContain('"d"');
+
+  const configFile = join(dir, 'config.yaml');
+  writeFileSync(
+    configFile,
+    stringify({
+      listen: { port: 0 },
+      token: { issuer: 'https://immerse.test', audience: 'omnisci-handoff', type: 'omnisci-handoff+jwt', algorithms: ['ES256'], keys: { publicKeyFiles: [join(keys, 'jwks.json')] } },
+      omnisci: { host: 'omnisci.test', port: 6278, protocol: 'http' },
+      redirect: { hubPublicUrl: 'https://hub.test' },
+      store: { local: { dir: join(dir, 'data') } },
+    }),
+  );
+  const check = await runCli(['check-config', '--config', configFile]);
+  expect(check.code).toBe(0);
+  expect(check.stdout).toContain(': ok');
+
+  const served = await serveCli(['--config', configFile]);
+  try {
+    const session = randomSessionId();
+    const minted = await runCli(['mint', '--key', join(keys, 'signing-key.jwk'), '--config', configFile, '--sub', 'nina', '--session', session, '--link', served.url]);
+    expect(minted.code).toBe(0);
+    const link = minted.stdout.trim();
+    expect(link.startsWith(`${served.url}handoff#token=`)).toBe(true);
+    const res = await post(served.url, link.split('#token=')[1] as string);
+    expect(res.status).toBe(303);
+    expect(res.headers.get('location')).toBe('https://hub.test/user/nina/lab?omnisci&reset');
+    expect(JSON.parse(readFileSync(join(dir, 'data', 'users', 'nina', 'session'), 'utf8')).session).toBe(session);
+    expect(served.output()).not.toContain(session);
+  } finally {
+    expect(await served.stop('SIGTERM')).toBe(0);
+  }
+  expect(served.output()).toContain('"msg":"stopped"');
+});
+
+test('check-config lists every problem and exits 2', async () => {
+  const dir = tempDir('oh-cli-');
+  const file = join(dir, 'bad.yaml');
+  writeFileSync(file, stringify({ listen: { port: -1 }, token: { algorithms: ['none'] }, typo: true }));
+  const r = await runCli(['check-config', '--config', file]);
+  expect(r.code).toBe(2);
+  for (const path of ['listen.port', 'token.issuer', 'token.audience', 'token.algorithms.0', 'typo']) expect(r.stderr).toContain(`  ${path}: `);
+  const missing = await runCli(['check-config', '--config', join(dir, 'nope.yaml')]);
+  expect(missing.code).toBe(2);
+  expect(missing.stderr).toContain('cannot read');
+  expect((await runCli(['frobnicate'])).code).toBe(2);
+});
+
+test('local mode: npm start prints a demo link that stores a session and redirects to the lab', async () => {
+  const dir = tempDir('oh-local-');
+  const served = await serveCli([], { PORT: '0', OMNISCI_HANDOFF_DATA: join(dir, '.data') });
+  try {
+    const link = (await served.waitFor(/(http:\/\/\S+\/handoff#token=\S+)/))[1];
+    const demo = (await served.waitFor(/(http:\/\/\S+\/dev\/demo)/))[1];
+    // The one-time link: what a browser posts from the fragment page.
+    const res = await post(served.url, (link as string).split('#token=')[1] as string);
+    expect(res.status).toBe(303);
+    expect(res.headers.get('location')).toBe('http://127.0.0.1:8000/user/demo/lab?omnisci&reset');
+    // The demo page mints a fresh token on every visit and auto-posts it.
+    const page = await (await fetch(demo as string)).text();
+    const token = /name="token" value="([^"]+)"/.exec(page)?.[1] as string;
+    expect((await post(served.url, token)).status).toBe(303);
+    const stored = JSON.parse(readFileSync(join(dir, '.data', 'users', 'demo', 'session'), 'utf8')) as { session: string };
+    expect(stored.session).toMatch(/^[A-Za-z0-9]{32}$/);
+    expect(statSync(join(dir, '.data', 'dev', 'signing-key.jwk')).mode & 0o777).toBe(0o600);
+  } finally {
+    await served.stop();
+  }
+});

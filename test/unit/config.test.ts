@@ -1,0 +1,78 @@
+import { ConfigError, hostAllowedBy, resolveConfig } from '../../src/config/load.js';
+import { configSchema } from '../../src/config/schema.js';
+import { HMAC_SECRET } from '../support/core.js';
+
+const minimal = { token: { issuer: 'i', audience: 'a', algorithms: ['HS256'], keys: { hmacSecretEnv: 'S' } } };
+const env = { S: HMAC_SECRET };
+
+function problems(raw: unknown, e: NodeJS.ProcessEnv = env): { path: string; message: string }[] {
+  try {
+    resolveConfig(raw, e);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+test('defaults are filled in', () => {
+  const c = resolveConfig(minimal, env);
+  expect(c.listen).toMatchObject({ host: '127.0.0.1', port: 8470, basePath: '/' });
+  expect(c.token).toMatchObject({ maxTokenBytes: 16384, maxLifetimeSeconds: 300, clockToleranceSeconds: 30, sessionPattern: '^[A-Za-z0-9]{32}$' });
+  expect(c.notebook).toMatchObject({ sessionFormat: 'json', env: { protocol: 'OMNISCI_PROTOCOL', host: 'OMNISCI_HOST', port: 'OMNISCI_PORT' } });
+  expect(c.redirect.labUrlTemplate).toBe('{hubPublicUrl}/user/{username}/lab?omnisci&reset');
+  expect(c.store).toMatchObject({ backend: 'local', local: { dir: './.data' } });
+});
+
+test('every problem is listed with its path, not just the first', () => {
+  const p = problems({
+    listen: { port: 'eighty', colour: 'blue' },
+    token: { audience: 7, algorithms: ['none'], keys: {} },
+    notebook: { sessionFormat: 'yaml' },
+  });
+  const paths = p.map((x) => x.path);
+  expect(paths).toEqual(
+    expect.arrayContaining(['listen.port', 'listen.colour', 'token.issuer', 'token.audience', 'token.algorithms.0', 'notebook.sessionFormat']),
+  );
+  expect(p.find((x) => x.path === 'listen.colour')?.message).toBe('is not a known setting');
+  expect(p.find((x) => x.path === 'notebook.sessionFormat')?.message).toBe('must be one of "json", "text"');
+  expect(p.find((x) => x.path === 'token.issuer')?.message).toBe('is required');
+});
+
+test('cross-field rules: HS* only with a secret, secrets never inline, one secret source, patterns compile', () => {
+  expect(problems({ token: { issuer: 'i', audience: 'a', algorithms: ['HS256'], keys: { publicKeyFiles: ['/k.pem'] } } })).toEqual(
+    expect.arrayContaining([{ path: 'token.algorithms', message: 'HS256/384/512 are allowed only when an HMAC secret is configured' }]),
+  );
+  expect(problems({ token: { issuer: 'i', audience: 'a', keys: { hmacSecret: 'inline!' } } }).map((x) => x.path)).toContain('token.keys.hmacSecret');
+  expect(problems({ token: { ...minimal.token, keys: { hmacSecretEnv: 'S', hmacSecretFile: '/s' } } }).map((x) => x.message)).toContain(
+    'set hmacSecretFile or hmacSecretEnv, not both',
+  );
+  expect(problems(minimal, {})).toEqual([{ path: 'token.keys.hmacSecretEnv', message: 'env var S is not set' }]);
+  expect(problems({ ...minimal, token: { ...minimal.token, sessionPattern: '([' } }).map((x) => x.path)).toEqual(['token.sessionPattern']);
+  expect(problems({ ...minimal, redirect: { labUrlTemplate: 'https://x/lab' } }).map((x) => x.path)).toEqual(['redirect.labUrlTemplate']);
+  expect(problems({ ...minimal, omnisci: { host: 'db.test', allowedHosts: ['other.test'] } }).map((x) => x.path)).toEqual(['omnisci.host']);
+  expect(problems({ token: { ...minimal.token, keys: {} } }).map((x) => x.message)).toContain(
+    'no key source: set jwksUrl, publicKeyFiles, hmacSecretFile or hmacSecretEnv',
+  );
+});
+
+test('wildcard hosts match subdomains only', () => {
+  expect(hostAllowedBy('a.db.test', ['*.db.test'])).toBe(true);
+  expect(hostAllowedBy('A.B.DB.test', ['*.db.test'])).toBe(true);
+  expect(hostAllowedBy('db.test', ['*.db.test'])).toBe(false);
+  expect(hostAllowedBy('evildb.test', ['*.db.test'])).toBe(false);
+  expect(hostAllowedBy('db.test', ['db.test'])).toBe(true);
+});
+
+test('every schema property is described (the chart documents values from it)', () => {
+  const undocumented: string[] = [];
+  const walk = (node: Record<string, unknown>, path: string) => {
+    const props = node.properties as Record<string, Record<string, unknown>> | undefined;
+    for (const [k, v] of Object.entries(props ?? {})) {
+      if (typeof v.description !== 'string' || v.description.length < 5) undocumented.push(`${path}${k}`);
+      walk(v, `${path}${k}.`);
+    }
+  };
+  walk(configSchema as unknown as Record<string, unknown>, '');
+  expect(undocumented).toEqual([]);
+});
