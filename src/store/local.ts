@@ -8,11 +8,12 @@
  *       <sessionFileName>        0600   the session file the extension reads (json or text)
  *
  * Every write goes to a temporary file that is renamed over the old one, so a reader never sees a
- * partial file. Updates of one user are serialised in this process (one service process per
- * directory); state.json is written first, as it holds the replay and ordering watermark.
+ * partial file (no fsync: a session is worth minutes, and the rename keeps files whole). Updates of
+ * one user are serialised in this process, which must be the only writer of the directory; that is
+ * also why recently used records are served from memory.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
@@ -45,13 +46,7 @@ class KeyedQueue {
 
 async function writeAtomic(path: string, content: string): Promise<void> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(content);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  await writeFile(tmp, content, { mode: 0o600, flag: 'wx' });
   try {
     await rename(tmp, path);
   } catch (e) {
@@ -72,9 +67,33 @@ export function userDir(storeDir: string, user: string): string {
   return join(resolve(storeDir), 'users', safeSlug(user));
 }
 
+/** A bounded most-recently-used map. */
+class Recent<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  get(key: string): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+  set(key: string, v: V): void {
+    this.map.delete(key);
+    this.map.set(key, v);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as string);
+  }
+  delete(key: string): void {
+    this.map.delete(key);
+  }
+}
+
 export function createLocalStore(config: Config, clock: () => number = Date.now): SessionStore {
   const root = resolve(config.store.local.dir);
   const queue = new KeyedQueue();
+  const records = new Recent<SessionRecord>(10_000);
+  const madeDirs = new Recent<true>(10_000);
   const nb = config.notebook;
   const options = (): ApplyOptions => ({
     maxJtis: config.store.maxJtis,
@@ -83,6 +102,8 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
   });
 
   async function read(user: string): Promise<SessionRecord | undefined> {
+    const cached = records.get(user);
+    if (cached) return cached;
     let text: string;
     try {
       text = await readFile(join(userDir(root, user), STATE_FILE), 'utf8');
@@ -93,14 +114,27 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
     const record = JSON.parse(text) as SessionRecord;
     // Slugs are collision-free, but refuse to mix users should the directory have been tampered with.
     if (record.user !== user) throw new HandoffError('store_unavailable', 'state.json belongs to another user');
+    records.set(user, record);
     return record;
   }
 
   async function write(record: SessionRecord): Promise<void> {
     const dir = userDir(root, record.user);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeAtomic(join(dir, STATE_FILE), `${JSON.stringify(record)}\n`);
-    await writeAtomic(join(dir, nb.sessionFileName), sessionFileContent(record, nb.sessionFormat));
+    if (!madeDirs.get(dir)) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      madeDirs.set(dir, true);
+    }
+    records.set(record.user, record);
+    try {
+      await Promise.all([
+        writeAtomic(join(dir, STATE_FILE), `${JSON.stringify(record)}\n`),
+        writeAtomic(join(dir, nb.sessionFileName), sessionFileContent(record, nb.sessionFormat)),
+      ]);
+    } catch (e) {
+      // Whatever is on disk now is the truth: forget the cached copy.
+      records.delete(record.user);
+      throw e;
+    }
   }
 
   return {
