@@ -138,7 +138,6 @@ export function resolveConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env
   const config = data as unknown as Config;
   config.listen.basePath = normalizeBasePath(config.listen.basePath ?? env.JUPYTERHUB_SERVICE_PREFIX ?? '/');
   config.hub.apiUrl ??= env.JUPYTERHUB_API_URL;
-  config.hub.oauthClientId ??= env.JUPYTERHUB_CLIENT_ID;
   const problems = semanticProblems(config, env);
   if (problems.length) throw new ConfigError(problems);
   return config;

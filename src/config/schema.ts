@@ -229,11 +229,6 @@ export const configSchema = {
           'How the browser logs in to the hub: sso (the hub uses the same identity provider as Immerse) or handoff (one-time login token for the shipped authenticator).',
       },
       loginTokenTtlSeconds: int('Lifetime of a one-time hub login token (handoff login mode).', 1, 30, 30),
-      identityCheck: bool(
-        'Learn the browser\'s hub identity (this service as a hub OAuth client) and refuse handoffs for a different user.',
-        false,
-      ),
-      oauthClientId: str('OAuth client id of this service at the hub. Defaults to JUPYTERHUB_CLIENT_ID, else "service-" + the service name.'),
     }),
     log: obj('Logging.', {
       level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'Log level.' },

@@ -83,8 +83,6 @@ export interface Config {
     connectionChangePolicy: 'keep' | 'restart';
     loginMode: 'sso' | 'handoff';
     loginTokenTtlSeconds: number;
-    identityCheck: boolean;
-    oauthClientId?: string;
   };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   metrics: { enabled: boolean };

@@ -88,7 +88,10 @@ export function testConfig(overrides: Record<string, Record<string, unknown>> = 
 }
 
 let jtiCounter = 0;
-export function mint(signing: SigningKey, o: Partial<MintOptions> & { omnisci?: MintOptions['omnisci'] | null } = {}): Promise<string> {
+export function mint(
+  signing: SigningKey,
+  o: Omit<Partial<MintOptions>, 'omnisci'> & { omnisci?: MintOptions['omnisci'] | null } = {},
+): Promise<string> {
   const { omnisci, ...rest } = o;
   return mintToken(signing, {
     issuer: ISSUER,

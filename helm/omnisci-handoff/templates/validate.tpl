@@ -1,0 +1,62 @@
+{{/* Contradictory values fail here, before anything is rendered. */}}
+{{- define "omnisci-handoff.validate" -}}
+{{- $c := .Values.config }}
+{{- $k := .Values.tokenKeys }}
+{{- $hs := list "HS256" "HS384" "HS512" }}
+{{- $wantsHmac := false }}
+{{- $wantsPublic := false }}
+{{- range $c.token.algorithms }}
+{{- if has . $hs }}{{ $wantsHmac = true }}{{ else }}{{ $wantsPublic = true }}{{ end }}
+{{- end }}
+{{- $hasHmac := ne $k.hmacSecret.secretName "" }}
+{{- $hasPublic := or (ne $k.publicKeys.secretName "") (ne ($c.token.keys.jwksUrl | default "") "") }}
+{{- if and (ne $k.publicKeys.secretName "") (empty $k.publicKeys.items) }}
+{{- fail "tokenKeys.publicKeys.items must list the key files of Secret tokenKeys.publicKeys.secretName" }}
+{{- end }}
+{{- if not (or $hasHmac $hasPublic) }}
+{{- fail "no verification key: set tokenKeys.publicKeys.secretName, tokenKeys.hmacSecret.secretName or config.token.keys.jwksUrl" }}
+{{- end }}
+{{- if and $wantsHmac (not $hasHmac) }}
+{{- fail "config.token.algorithms allows HS256/384/512 but tokenKeys.hmacSecret.secretName is empty" }}
+{{- end }}
+{{- if and $hasHmac (not $wantsHmac) }}
+{{- fail "tokenKeys.hmacSecret.secretName is set but config.token.algorithms allows no HS* algorithm" }}
+{{- end }}
+{{- if and $hasPublic (not $wantsPublic) }}
+{{- fail "public keys are configured (tokenKeys.publicKeys.secretName or config.token.keys.jwksUrl) but config.token.algorithms allows only HS* algorithms" }}
+{{- end }}
+{{- if and $c.webhook.enabled (eq .Values.admission.tls.mode "existingSecret") }}
+{{- if not (and .Values.admission.tls.existingSecret.name .Values.admission.tls.existingSecret.caBundle) }}
+{{- fail "admission.tls.mode existingSecret needs admission.tls.existingSecret.name and admission.tls.existingSecret.caBundle" }}
+{{- end }}
+{{- if not (contains "-----BEGIN CERTIFICATE-----" .Values.admission.tls.existingSecret.caBundle) }}
+{{- fail "admission.tls.existingSecret.caBundle must be a PEM certificate" }}
+{{- end }}
+{{- end }}
+{{- if and (ne .Values.admission.tls.mode "existingSecret") (or .Values.admission.tls.existingSecret.name .Values.admission.tls.existingSecret.caBundle) }}
+{{- fail (printf "admission.tls.existingSecret is set but admission.tls.mode is %s (set mode: existingSecret)" .Values.admission.tls.mode) }}
+{{- end }}
+{{- if and (ne .Values.admission.tls.mode "certManager") .Values.admission.tls.certManager.issuerRef.name }}
+{{- fail (printf "admission.tls.certManager.issuerRef is set but admission.tls.mode is %s (set mode: certManager)" .Values.admission.tls.mode) }}
+{{- end }}
+{{- if and .Values.serviceMonitor.enabled (not $c.metrics.enabled) }}
+{{- fail "serviceMonitor.enabled needs config.metrics.enabled" }}
+{{- end }}
+{{- if and (eq $c.hub.loginMode "handoff") (not $c.hub.enabled) }}
+{{- fail "config.hub.loginMode handoff needs config.hub.enabled" }}
+{{- end }}
+{{- if and $c.hub.createUsers (not $c.hub.enabled) }}
+{{- fail "config.hub.createUsers needs config.hub.enabled" }}
+{{- end }}
+{{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
+{{- fail "serviceAccount.name is required when serviceAccount.create is false" }}
+{{- end }}
+{{- end }}
+{{- define "omnisci-handoff.validatePorts" -}}
+{{- if eq (int .Values.config.listen.port) 0 }}
+{{- fail "config.listen.port must be a fixed port in the chart (not 0)" }}
+{{- end }}
+{{- if and .Values.config.webhook.enabled (eq (int .Values.config.webhook.port) 0) }}
+{{- fail "config.webhook.port must be a fixed port in the chart (not 0)" }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,267 @@
+/**
+ * The Helm chart with real Helm 3 and Helm 4 (scripts/deps/helm.sh): lint, render with several value
+ * sets, validate every rendered object against the Kubernetes OpenAPI schemas, check that the
+ * rendered service config is accepted by the service's own loader, and that bad values fail.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { resolveConfig } from '../../src/config/load.js';
+import { renderManifests } from '../../src/chart/manifests.js';
+import { jupyterConfigMapData } from '../../src/webhook/jupyter-configmap.js';
+import { MUTATE_PATH } from '../../src/webhook/server.js';
+import { validateK8sObject } from '../support/k8s-validate.js';
+
+const ROOT = process.cwd();
+const CHART = join(ROOT, 'helm/omnisci-handoff');
+const HELMS = { v3: join(ROOT, '.cache/helm/v3/helm'), v4: join(ROOT, '.cache/helm/v4/helm') };
+const NS = 'jhub';
+
+type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [k: string]: any }; [k: string]: any };
+
+let tmp: string;
+beforeAll(() => {
+  if (!existsSync(HELMS.v3) || !existsSync(HELMS.v4)) execFileSync('bash', [join(ROOT, 'scripts/deps/helm.sh')]);
+  tmp = mkdtempSync(join(tmpdir(), 'helm-test-'));
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+let fileNo = 0;
+function valuesFile(values: object): string {
+  const f = join(tmp, `values-${fileNo++}.json`);
+  writeFileSync(f, JSON.stringify(values));
+  return f;
+}
+
+function helm(bin: string, args: string[]): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(bin, args, { encoding: 'utf8', env: { ...process.env, HELM_CACHE_HOME: join(tmp, 'cache'), HELM_CONFIG_HOME: join(tmp, 'config'), HELM_DATA_HOME: join(tmp, 'data') } });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+function template(bin: string, values: object = {}, release = 'omnisci-handoff'): K8sObject[] {
+  const r = helm(bin, ['template', release, CHART, '--namespace', NS, '-f', valuesFile(values)]);
+  if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
+  return parseAllDocuments(r.stdout)
+    .map((d) => d.toJS() as K8sObject | null)
+    .filter((o): o is K8sObject => o !== null);
+}
+
+function templateError(bin: string, values: object): string {
+  const r = helm(bin, ['template', 'omnisci-handoff', CHART, '--namespace', NS, '-f', valuesFile(values)]);
+  expect(r.status).not.toBe(0);
+  return r.stderr;
+}
+
+const find = (objs: K8sObject[], kind: string, suffix = '') =>
+  objs.find((o) => o.kind === kind && o.metadata.name.endsWith(suffix));
+const kinds = (objs: K8sObject[]) => objs.map((o) => o.kind).sort();
+
+function renderedConfig(objs: K8sObject[]) {
+  const cm = objs.find((o) => o.kind === 'ConfigMap' && o.data?.['config.yaml']);
+  return parseYaml(cm!.data['config.yaml']);
+}
+
+const HMAC_ONLY = {
+  tokenKeys: { publicKeys: { secretName: '' }, hmacSecret: { secretName: 'immerse-keys' } },
+  config: { token: { algorithms: ['HS256'] } },
+};
+
+const VALUE_SETS: Record<string, object> = {
+  defaults: {},
+  certManager: { admission: { tls: { mode: 'certManager' } }, serviceMonitor: { enabled: true } },
+  certManagerIssuer: { admission: { tls: { mode: 'certManager', certManager: { issuerRef: { name: 'ca', kind: 'ClusterIssuer' } } } } },
+  existingSecrets: {
+    admission: { tls: { mode: 'existingSecret', existingSecret: { name: 'my-tls', caBundle: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' } } },
+    jupyterhub: { apiToken: { secretName: 'handoff-hub-token', key: 'token' }, release: 'jhub' },
+    ...HMAC_ONLY,
+  },
+  webhookOff: { config: { webhook: { enabled: false } }, networkPolicy: { apiServer: { cidrs: ['10.0.0.1/32'] } } },
+  fastRefreshOff: { config: { store: { kubernetes: { fastRefresh: false } } }, replicaCount: 1 },
+  loginHandoff: {
+    config: {
+      hub: { loginMode: 'handoff', createUsers: true },
+      token: { keys: { jwksUrl: 'https://immerse.example.com:8443/.well-known/jwks.json' } },
+      redirect: { hubPublicUrl: 'https://hub.example.com' },
+    },
+    tokenKeys: { publicKeys: { secretName: '' } },
+    jupyterhub: { baseUrl: '/jhub' },
+  },
+};
+
+test('the validator rejects unknown fields, wrong types and missing required fields', async () => {
+  const dep = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'x' },
+    spec: {
+      selector: { matchLabels: { a: 'b' } },
+      template: { spec: { containers: [{ name: 'c', image: 'i', readinesProbe: {}, ports: [{ containerPort: 'http' }] }] } },
+    },
+  };
+  expect(await validateK8sObject(dep)).toEqual([
+    '/spec/template/spec/containers/0/ports/0/containerPort must be integer',
+    '/spec/template/spec/containers/0/readinesProbe is not a field of V1Container',
+  ]);
+  expect(await validateK8sObject({ apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { ports: [{}] } })).toContain(
+    '/spec/ports/0 must have required property port',
+  );
+});
+
+describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
+  test('lint --strict passes with defaults and with the value sets', () => {
+    for (const values of Object.values(VALUE_SETS)) {
+      const r = helm(bin, ['lint', '--strict', CHART, '--namespace', NS, '-f', valuesFile(values)]);
+      expect(`${r.stdout}${r.stderr}`).toContain('0 chart(s) failed');
+      expect(r.status).toBe(0);
+    }
+  });
+
+  test.each(Object.entries(VALUE_SETS))('%s: every object is valid Kubernetes and the config loads', async (_name, values) => {
+    const objs = template(bin, values);
+    for (const o of objs) expect({ object: `${o.kind}/${o.metadata.name}`, problems: await validateK8sObject(o) }).toEqual({ object: `${o.kind}/${o.metadata.name}`, problems: [] });
+    for (const o of objs) if (o.kind !== 'MutatingWebhookConfiguration') expect(o.metadata.namespace).toBe(NS);
+    const config = resolveConfig(renderedConfig(objs), {});
+    expect(config.store.backend).toBe('kubernetes');
+    expect(config.store.kubernetes.namespace).toBe(NS);
+    expect(config.listen.host).toBe('0.0.0.0');
+    // The ConfigMap the webhook mounts holds exactly what the service would write.
+    const jupyter = find(objs, 'ConfigMap', '-jupyter')!;
+    expect(jupyter.data).toEqual(jupyterConfigMapData(config.notebook));
+    expect(jupyter.metadata.name).toBe(config.webhook.jupyterConfigMap);
+  });
+
+  test('defaults: deployment hardening, probes, RBAC and webhook', () => {
+    const objs = template(bin);
+    expect(kinds(objs)).toEqual([
+      'ConfigMap', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'NetworkPolicy',
+      'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
+    ]);
+    const dep = find(objs, 'Deployment')!;
+    expect(dep.spec.replicas).toBe(2);
+    const pod = dep.spec.template;
+    expect(pod.metadata.labels['hub.jupyter.org/network-access-hub']).toBe('true');
+    expect(pod.spec.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod.spec.securityContext.runAsUser).toBeGreaterThan(0);
+    expect(pod.spec.affinity.podAntiAffinity).toBeDefined();
+    expect(pod.spec.topologySpreadConstraints[0].topologyKey).toBe('topology.kubernetes.io/zone');
+    const c = pod.spec.containers[0];
+    expect(c.args).toEqual(['serve', '--config', '/etc/omnisci-handoff/config.yaml']);
+    expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/services/omnisci-handoff/healthz', port: 'http' });
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/services/omnisci-handoff/readyz', port: 'http' });
+    expect(c.resources.limits.memory).toBeDefined();
+    // Hub token from z2jh's hub Secret, mounted as a file.
+    const hubToken = pod.spec.volumes.find((v: any) => v.name === 'hub-token');
+    expect(hubToken.secret).toMatchObject({ secretName: 'hub', items: [{ key: 'hub.services.omnisci-handoff.apiToken', path: 'token' }] });
+    expect(find(objs, 'PodDisruptionBudget')!.spec.maxUnavailable).toBe(1);
+
+    const svc = find(objs, 'Service')!;
+    expect(svc.spec.ports.map((p: any) => p.name)).toEqual(['http', 'webhook']);
+
+    const role = find(objs, 'Role')!;
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'create', 'update', 'delete'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'patch'] },
+    ]);
+    expect(objs.some((o) => o.kind.startsWith('Cluster'))).toBe(false);
+
+    const mwc = find(objs, 'MutatingWebhookConfiguration')!;
+    const wh = mwc.webhooks[0];
+    expect(wh).toMatchObject({
+      sideEffects: 'None',
+      admissionReviewVersions: ['v1'],
+      failurePolicy: 'Ignore',
+      reinvocationPolicy: 'IfNeeded',
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': NS } },
+      objectSelector: { matchLabels: { component: 'singleuser-server' } },
+      clientConfig: { service: { name: 'omnisci-handoff', namespace: NS, port: 443, path: MUTATE_PATH } },
+    });
+    expect(wh.timeoutSeconds).toBeLessThanOrEqual(5);
+    // Generated TLS: the caBundle is the CA that signed the served certificate.
+    const tls = find(objs, 'Secret', '-webhook-tls')!;
+    expect(wh.clientConfig.caBundle).toBe(tls.data['ca.crt']);
+    const ca = new X509Certificate(Buffer.from(tls.data['ca.crt'], 'base64'));
+    const cert = new X509Certificate(Buffer.from(tls.data['tls.crt'], 'base64'));
+    expect(cert.verify(ca.publicKey)).toBe(true);
+    expect(cert.subjectAltName).toContain(`DNS:omnisci-handoff.${NS}.svc`);
+  });
+
+  test('value sets change what they should', () => {
+    const cm = template(bin, VALUE_SETS.certManager!);
+    const mwc = find(cm, 'MutatingWebhookConfiguration')!;
+    expect(mwc.metadata.annotations['cert-manager.io/inject-ca-from']).toBe(`${NS}/omnisci-handoff-webhook`);
+    expect(mwc.webhooks[0].clientConfig.caBundle).toBeUndefined();
+    expect(find(cm, 'Certificate')!.spec.secretName).toBe('omnisci-handoff-webhook-tls');
+    expect(find(cm, 'Issuer')!.spec.selfSigned).toEqual({});
+    expect(find(cm, 'ServiceMonitor')!.spec.endpoints[0].path).toBe('/services/omnisci-handoff/metrics');
+    expect(find(cm, 'Secret')).toBeUndefined();
+
+    const issuer = template(bin, VALUE_SETS.certManagerIssuer!);
+    expect(find(issuer, 'Issuer')).toBeUndefined();
+    expect(find(issuer, 'Certificate')!.spec.issuerRef).toEqual({ name: 'ca', kind: 'ClusterIssuer', group: 'cert-manager.io' });
+
+    const ex = template(bin, VALUE_SETS.existingSecrets!);
+    const exWh = find(ex, 'MutatingWebhookConfiguration')!.webhooks[0];
+    expect(Buffer.from(exWh.clientConfig.caBundle, 'base64').toString()).toContain('BEGIN CERTIFICATE');
+    expect(exWh.objectSelector.matchLabels).toEqual({ component: 'singleuser-server', release: 'jhub' });
+    const exPod = find(ex, 'Deployment')!.spec.template.spec;
+    expect(exPod.volumes.find((v: any) => v.name === 'webhook-tls').secret.secretName).toBe('my-tls');
+    expect(exPod.volumes.find((v: any) => v.name === 'hub-token').secret).toMatchObject({ secretName: 'handoff-hub-token', items: [{ key: 'token' }] });
+    expect(exPod.volumes.find((v: any) => v.name === 'hmac-secret').secret).toMatchObject({ secretName: 'immerse-keys' });
+    expect(exPod.volumes.find((v: any) => v.name === 'public-keys')).toBeUndefined();
+    expect(renderedConfig(ex).token.keys).toMatchObject({ hmacSecretFile: '/etc/omnisci-handoff/keys/hmac/hmac-secret', publicKeyFiles: [] });
+    expect(find(ex, 'Secret')).toBeUndefined();
+
+    const off = template(bin, VALUE_SETS.webhookOff!);
+    expect(find(off, 'MutatingWebhookConfiguration')).toBeUndefined();
+    expect(find(off, 'Service')!.spec.ports.map((p: any) => p.name)).toEqual(['http']);
+    expect(find(off, 'ConfigMap', '-jupyter')).toBeDefined();
+    const offNp = find(off, 'NetworkPolicy')!;
+    expect(JSON.stringify(offNp.spec.ingress)).not.toContain('webhook');
+    expect(offNp.spec.egress.find((e: any) => e.to?.[0]?.ipBlock).to).toEqual([{ ipBlock: { cidr: '10.0.0.1/32' } }]);
+
+    const fr = template(bin, VALUE_SETS.fastRefreshOff!);
+    expect(find(fr, 'Role')!.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'create', 'update', 'delete'] }]);
+    expect(find(fr, 'PodDisruptionBudget')).toBeUndefined();
+
+    const lh = template(bin, VALUE_SETS.loginHandoff!);
+    const lhCfg = resolveConfig(renderedConfig(lh), {});
+    expect(lhCfg.listen.basePath).toBe('/jhub/services/omnisci-handoff/');
+    expect(lhCfg.hub.apiUrl).toBe('http://hub:8081/jhub/hub/api');
+    const lhNp = find(lh, 'NetworkPolicy')!;
+    expect(lhNp.spec.egress).toContainEqual({ ports: [{ port: 8443, protocol: 'TCP' }] });
+    expect(find(lh, 'Deployment')!.spec.template.spec.containers[0].readinessProbe.httpGet.path).toBe('/jhub/services/omnisci-handoff/readyz');
+  });
+
+  test.each<[string, object, RegExp]>([
+    ['wrong type', { replicaCount: 'two' }, /replicaCount/],
+    ['wrong config type', { config: { listen: { port: 'http' } } }, /config\/listen\/port|config\.listen\.port|listen.*port/],
+    ['unknown chart key', { replicas: 3 }, /replicas/],
+    ['unknown config key', { config: { token: { isuser: 'x' } } }, /isuser/],
+    ['chart-managed config key', { config: { store: { backend: 'local' } } }, /backend/],
+    ['bad enum', { admission: { failurePolicy: 'Sometimes' } }, /failurePolicy/],
+    ['timeout above 5', { admission: { timeoutSeconds: 10 } }, /timeoutSeconds/],
+    ['no key source', { tokenKeys: { publicKeys: { secretName: '' } } }, /no verification key/],
+    ['HS* without secret', { config: { token: { algorithms: ['HS256', 'ES256'] } } }, /tokenKeys\.hmacSecret\.secretName is empty/],
+    ['secret without HS*', { tokenKeys: { hmacSecret: { secretName: 's' } } }, /allows no HS\* algorithm/],
+    ['existingSecret without caBundle', { admission: { tls: { mode: 'existingSecret', existingSecret: { name: 't' } } } }, /needs admission\.tls\.existingSecret\.name and .*caBundle/],
+    ['existingSecret values in generate mode', { admission: { tls: { existingSecret: { name: 't' } } } }, /admission\.tls\.mode is generate/],
+    ['serviceMonitor without metrics', { serviceMonitor: { enabled: true }, config: { metrics: { enabled: false } } }, /serviceMonitor\.enabled needs config\.metrics\.enabled/],
+    ['handoff login without hub', { config: { hub: { enabled: false, loginMode: 'handoff' } } }, /loginMode handoff needs config\.hub\.enabled/],
+    ['port 0', { config: { listen: { port: 0 } } }, /config\.listen\.port must be a fixed port/],
+  ])('bad values fail: %s', (_name, values, message) => {
+    expect(templateError(bin, values)).toMatch(message);
+  });
+});
+
+test('manifests/ is the chart rendered for kubectl apply -k, and kustomize builds it', () => {
+  const committed = readFileSync(join(ROOT, 'manifests/omnisci-handoff.yaml'), 'utf8');
+  expect(committed).toBe(renderManifests(HELMS.v4, ROOT));
+  const built = execFileSync(join(ROOT, '.cache/helm/v4/kubectl'), ['kustomize', join(ROOT, 'manifests')], { encoding: 'utf8' });
+  const objs = parseAllDocuments(built).map((d) => d.toJS() as K8sObject);
+  expect(kinds(objs)).toContain('Certificate');
+  expect(objs.filter((o) => o.kind !== 'MutatingWebhookConfiguration').every((o) => o.metadata.namespace === NS)).toBe(true);
+});

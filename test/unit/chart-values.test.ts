@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { CHART_MANAGED_CONFIG, valuesSchema, valuesYaml } from '../../src/chart/values.js';
+import { configSchema } from '../../src/config/schema.js';
+
+const CHART = join(process.cwd(), 'helm/omnisci-handoff');
+
+test('values.schema.json and values.yaml are generated from the config schema (run npm run chart:generate)', () => {
+  expect(readFileSync(join(CHART, 'values.schema.json'), 'utf8')).toBe(`${JSON.stringify(valuesSchema(), null, 2)}\n`);
+  expect(readFileSync(join(CHART, 'values.yaml'), 'utf8')).toBe(valuesYaml());
+});
+
+/** Dotted paths of every leaf setting of a schema. */
+function leaves(node: any, prefix = ''): string[] {
+  if (node.type === 'object' && node.properties)
+    return Object.entries(node.properties).flatMap(([k, v]) => leaves(v, prefix ? `${prefix}.${k}` : k));
+  return [prefix];
+}
+
+test('every config setting except the chart-managed ones is a value, described', () => {
+  const config = (valuesSchema().properties as any).config;
+  const managed = (p: string) => CHART_MANAGED_CONFIG.some((m) => p === m || p.startsWith(`${m}.`));
+  expect(leaves(config).sort()).toEqual(leaves(configSchema).filter((p) => !managed(p)).sort());
+  for (const p of leaves(valuesSchema())) {
+    let node: any = valuesSchema();
+    for (const k of p.split('.')) node = node.properties[k];
+    expect({ p, description: typeof node.description }).toEqual({ p, description: 'string' });
+  }
+});
+
+test('values.yaml holds every default, and its values pass the values schema', () => {
+  const values = parseYaml(valuesYaml());
+  const validate = new Ajv({ strict: false }).compile(valuesSchema());
+  expect(validate(values)).toBe(true);
+  expect(values.config.listen.trustProxy).toBe(true);
+  expect(values.config.listen.host).toBeUndefined();
+  expect(values.replicaCount).toBe(2);
+  expect(validate({ ...values, replicas: 2 })).toBe(false);
+  expect(validate({ ...values, config: { ...values.config, store: { backend: 'local' } } })).toBe(false);
+});
