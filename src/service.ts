@@ -9,7 +9,9 @@ import type { Config } from './config/types.js';
 import { keySourcesFromConfig } from './handoff/keys.js';
 import { createVerifier } from './handoff/verify.js';
 import { createApp, type AppDeps } from './http/app.js';
+import { createHubLanding } from './hub/index.js';
 import { directLanding } from './landing.js';
+import { startWebhookServer } from './webhook/server.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createStore } from './store/index.js';
@@ -27,6 +29,8 @@ export interface ServiceOptions {
 export interface RunningService {
   url: string;
   port: number;
+  /** The admission webhook's HTTPS port, when webhook.enabled. */
+  webhookPort?: number;
   server: Server;
   store: SessionStore;
   logger: Logger;
@@ -40,13 +44,16 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
   const metrics = o.metrics ?? createMetrics();
   const store = o.store ?? (await createStore(config, logger));
   const verifier = createVerifier(config, await keySourcesFromConfig(config.token.keys, env));
+  // With a hub, make sure the user's server runs (progress page) before landing; else land directly.
+  const hub = config.hub.enabled ? createHubLanding(config, { env, logger }) : undefined;
   const app = createApp({
     config,
     verifier,
     store,
-    landing: directLanding(config.redirect),
+    landing: hub?.landing ?? directLanding(config.redirect),
     logger,
     metrics,
+    ...(hub ? { routers: [hub.router], readiness: () => hub.readiness() } : {}),
     ...(o.demoToken ? { demoToken: o.demoToken } : {}),
   });
   return { app, store, logger, metrics };
@@ -63,7 +70,9 @@ export async function startService(config: Config, o: ServiceOptions = {}): Prom
   const { port } = server.address() as AddressInfo;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}${config.listen.basePath}`;
-  logger.info({ port, basePath: config.listen.basePath, store: store.backend }, 'listening');
+  // The webhook has its own HTTPS port and shares logs and metrics; it does no API calls.
+  const webhook = config.webhook.enabled ? await startWebhookServer(config, { registry: metrics.registry, logger }) : undefined;
+  logger.info({ port, basePath: config.listen.basePath, store: store.backend, webhookPort: webhook?.port }, 'listening');
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -74,10 +83,11 @@ export async function startService(config: Config, o: ServiceOptions = {}): Prom
       const grace = setTimeout(() => server.closeAllConnections(), config.listen.shutdownGraceSeconds * 1000);
       await done;
       clearTimeout(grace);
+      await webhook?.close();
       await store.close();
       logger.info('stopped');
     })());
-  return { url, port, server, store, logger, metrics, close };
+  return { url, port, ...(webhook ? { webhookPort: webhook.port } : {}), server, store, logger, metrics, close };
 }
 
 /** SIGTERM/SIGINT → graceful close, then exit. */

@@ -4,11 +4,14 @@ import type { Logger } from '../log.js';
 import { createLocalStore } from './local.js';
 import type { SessionStore } from './types.js';
 
-export async function createStore(config: Config, _logger: Logger): Promise<SessionStore> {
+export async function createStore(config: Config, logger: Logger): Promise<SessionStore> {
   switch (config.store.backend) {
     case 'local':
       return createLocalStore(config);
-    default:
-      throw new Error(`store backend ${config.store.backend} is not available`);
+    case 'kubernetes': {
+      // Loaded on demand: local mode never pays for @kubernetes/client-node.
+      const { createKubernetesStore } = await import('./kubernetes.js');
+      return createKubernetesStore(config, logger);
+    }
   }
 }

@@ -1,0 +1,257 @@
+/**
+ * JupyterHub REST API client (4.1+ and 5.x), as the service sees it with its own role.
+ * Every call has a timeout and bounded retries (connect failures, 502/503/504), and every failure
+ * becomes a HandoffError whose detail names the call and what went wrong (bad token, missing scope…).
+ * The API token is only ever sent in the Authorization header.
+ */
+import { HandoffError } from '../errors.js';
+
+export interface HubServer {
+  name: string;
+  ready: boolean;
+  /** 'spawn' | 'stop' | null (other values may come from newer hubs). */
+  pending: string | null;
+  stopped: boolean;
+  url: string;
+}
+
+export interface HubUser {
+  name: string;
+  servers: Record<string, HubServer>;
+}
+
+/** One event of the hub's progress stream (GET …/server/progress). */
+export interface HubProgressEvent {
+  progress?: number;
+  message?: string;
+  ready?: boolean;
+  failed?: boolean;
+  url?: string;
+}
+
+export type StartOutcome =
+  | { kind: 'started' }
+  | { kind: 'pending' }
+  | { kind: 'running' }
+  | { kind: 'stopping' }
+  | { kind: 'failed' }
+  | { kind: 'throttled'; retryAfterSeconds: number; message: string };
+
+export interface HubClientOptions {
+  apiUrl: string;
+  token: string;
+  requestTimeoutMs: number;
+  retries: number;
+  fetch?: typeof fetch;
+}
+
+const RETRY_STATUSES = new Set([502, 503, 504]);
+const backoffMs = (attempt: number) => Math.min(200 * 2 ** attempt, 3000);
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((res, rej) => {
+    const t = setTimeout(res, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), rej(signal.reason)), { once: true });
+  });
+
+interface Reply {
+  status: number;
+  headers: Headers;
+  json: unknown;
+}
+
+export class HubClient {
+  private readonly base: string;
+  private readonly fetch: typeof fetch;
+
+  constructor(private readonly opts: HubClientOptions) {
+    this.base = opts.apiUrl.replace(/\/+$/, '');
+    this.fetch = opts.fetch ?? globalThis.fetch;
+  }
+
+  private serverPath(user: string, server: string): string {
+    const u = `/users/${encodeURIComponent(user)}`;
+    return server ? `${u}/servers/${encodeURIComponent(server)}` : `${u}/server`;
+  }
+
+  /** Who the token belongs to (any valid token may ask): proves the hub answers and accepts the token. */
+  async whoami(): Promise<string> {
+    const r = await this.call('GET', '/user');
+    this.expect(r, [200], 'GET user (whoami)');
+    return String((r.json as { name?: unknown } | undefined)?.name ?? '');
+  }
+
+  /** The user, or undefined when the hub has none of that name. */
+  async getUser(user: string): Promise<HubUser | undefined> {
+    const r = await this.call('GET', `/users/${encodeURIComponent(user)}`);
+    if (r.status === 404) return undefined;
+    this.expect(r, [200], 'GET user');
+    const model = r.json as Partial<HubUser>;
+    return { name: String(model.name ?? user), servers: model.servers ?? {} };
+  }
+
+  /** Creates the user (admin:users). A user created meanwhile by someone else is fine. */
+  async createUser(user: string): Promise<void> {
+    const r = await this.call('POST', `/users/${encodeURIComponent(user)}`, {});
+    this.expect(r, [201, 409], 'POST user');
+  }
+
+  /** Requests a start. The body is the admin-configured user_options, which the hub persists. */
+  async startServer(user: string, server: string, userOptions: Record<string, unknown>): Promise<StartOutcome> {
+    const path = this.serverPath(user, server);
+    // No retry on 5xx here: the hub answers 500 when the spawn itself failed early.
+    const r = await this.call('POST', path, userOptions, false);
+    if (r.status === 201) return { kind: 'started' };
+    if (r.status === 202) return { kind: 'pending' };
+    if (r.status === 429) {
+      const after = Number(r.headers.get('retry-after'));
+      return {
+        kind: 'throttled',
+        retryAfterSeconds: Number.isFinite(after) && after > 0 ? after : 5,
+        message: hubMessage(r) ?? 'The hub is busy starting other servers.',
+      };
+    }
+    if (r.status === 500) return { kind: 'failed' };
+    if (r.status === 400) {
+      // "already running" or "pending stop": the server model says which, without parsing prose.
+      const s = (await this.getUser(user))?.servers[server];
+      if (s?.pending === 'stop') return { kind: 'stopping' };
+      if (s?.pending === 'spawn') return { kind: 'pending' };
+      if (s?.ready) return { kind: 'running' };
+    }
+    throw this.unexpected(r, `POST ${path}`);
+  }
+
+  /** Requests a stop; resolves true when it is done, false while it is still stopping. */
+  async stopServer(user: string, server: string): Promise<boolean> {
+    const path = this.serverPath(user, server);
+    const r = await this.call('DELETE', path);
+    this.expect(r, [202, 204], `DELETE ${path}`);
+    return r.status === 204;
+  }
+
+  /**
+   * The hub's progress stream for a server, until it ends or `signal` aborts. A server that is not
+   * starting (400) yields nothing: the caller re-reads the server model.
+   */
+  async *progress(user: string, server: string, signal: AbortSignal): AsyncGenerator<HubProgressEvent> {
+    const path = `${this.serverPath(user, server)}/progress`;
+    let res: Response;
+    try {
+      res = await this.fetch(this.base + path, {
+        headers: { Authorization: `token ${this.opts.token}`, Accept: 'text/event-stream' },
+        signal: AbortSignal.any([signal, AbortSignal.timeout(this.opts.requestTimeoutMs)]),
+      });
+    } catch (e) {
+      if (signal.aborted) return;
+      throw new HandoffError('hub_unavailable', `GET ${path}: ${describe(e)}`, { cause: e });
+    }
+    if (res.status === 400 || res.status === 404) {
+      await res.body?.cancel();
+      return;
+    }
+    if (res.status !== 200 || !res.body) {
+      const text = await res.text().catch(() => '');
+      throw this.unexpected({ status: res.status, headers: res.headers, json: parseJson(text) }, `GET ${path}`);
+    }
+    // Only the connect has the request timeout; the stream itself lasts as long as the caller's signal.
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    const onAbort = () => void reader.cancel().catch(() => undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+    let buffer = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read().catch((e: unknown) => {
+          if (signal.aborted) return { value: undefined, done: true as const };
+          throw new HandoffError('hub_unavailable', `GET ${path}: stream broke: ${describe(e)}`, { cause: e });
+        });
+        if (done) return;
+        buffer += value.replace(/\r\n?/g, '\n');
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = block
+            .split('\n')
+            .filter((l) => l.startsWith('data:'))
+            .map((l) => l.slice(5).replace(/^ /, ''))
+            .join('\n');
+          const event = data ? parseJson(data) : undefined;
+          if (event && typeof event === 'object') yield event as HubProgressEvent;
+        }
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      void reader.cancel().catch(() => undefined);
+    }
+  }
+
+  private async call(method: string, path: string, body?: unknown, retry5xx = true): Promise<Reply> {
+    const url = this.base + path;
+    for (let attempt = 0; ; attempt++) {
+      const last = attempt >= this.opts.retries;
+      let res: Response;
+      try {
+        res = await this.fetch(url, {
+          method,
+          headers: {
+            Authorization: `token ${this.opts.token}`,
+            Accept: 'application/json',
+            ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+          },
+          body: body === undefined ? null : JSON.stringify(body),
+          signal: AbortSignal.timeout(this.opts.requestTimeoutMs),
+        });
+      } catch (e) {
+        if (last) throw new HandoffError('hub_unavailable', `${method} ${path}: ${describe(e)}`, { cause: e });
+        await sleep(backoffMs(attempt));
+        continue;
+      }
+      const text = await res.text().catch(() => '');
+      if (retry5xx && RETRY_STATUSES.has(res.status) && !last) {
+        await sleep(backoffMs(attempt));
+        continue;
+      }
+      const reply = { status: res.status, headers: res.headers, json: parseJson(text) };
+      if (res.status === 401 || res.status === 403) throw this.unexpected(reply, `${method} ${path}`);
+      return reply;
+    }
+  }
+
+  private expect(r: Reply, ok: number[], what: string): void {
+    if (!ok.includes(r.status)) throw this.unexpected(r, what);
+  }
+
+  private unexpected(r: Reply, what: string): HandoffError {
+    const msg = hubMessage(r) ?? '';
+    if (r.status === 401 || (r.status === 403 && !/requires any of/.test(msg)))
+      return new HandoffError('hub_unauthorized', `${what}: the hub rejected the API token (HTTP ${r.status}: ${msg})`);
+    if (r.status === 403) {
+      const scopes = /requires any of \[([^\]]*)\]/.exec(msg)?.[1] ?? 'unknown';
+      return new HandoffError('hub_forbidden', `${what}: the service's role lacks a scope; the hub requires any of [${scopes}]`);
+    }
+    if (r.status >= 500) return new HandoffError('hub_unavailable', `${what}: HTTP ${r.status} ${msg}`.trim());
+    return new HandoffError('hub_rejected', `${what}: HTTP ${r.status} ${msg}`.trim());
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function hubMessage(r: Reply): string | undefined {
+  const m = (r.json as { message?: unknown } | undefined)?.message;
+  return typeof m === 'string' ? m : undefined;
+}
+
+/** A fetch failure in words: the underlying cause (ECONNREFUSED…) or the timeout. Duck-typed: errors may come from another realm. */
+function describe(e: unknown): string {
+  const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } } | undefined;
+  if (err?.name === 'TimeoutError') return 'timed out';
+  return err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
+}
+
+export { sleep };

@@ -1,0 +1,217 @@
+/**
+ * The JupyterHub landing: before the session is stored, the hub user is read (or created); after,
+ * a running server means a straight redirect to the lab, anything else a progress page that follows
+ * the spawn and ends in that redirect. In login mode `handoff` the final hop goes through
+ * /hub/login with a one-time login token that the shipped authenticator exchanges here.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import express, { type Request, type Response, type Router } from 'express';
+import type { Config } from '../config/types.js';
+import { HandoffError } from '../errors.js';
+import { page } from '../http/pages.js';
+import { labUrl, type Landing } from '../landing.js';
+import type { Logger } from '../log.js';
+import type { Connection } from '../store/types.js';
+import { HubClient } from './client.js';
+import { LoginTokens } from './login.js';
+import { PROGRESS_SCRIPT, PROGRESS_SCRIPT_PATH, progressPage } from './page.js';
+import { ProgressRegistry, SpawnTask, type ProgressEntry } from './progress.js';
+import { ensureServer } from './spawn.js';
+
+export interface HubLandingDeps {
+  env?: NodeJS.ProcessEnv;
+  logger?: Pick<Logger, 'info' | 'warn'>;
+  fetch?: typeof fetch;
+}
+
+export interface HubLanding {
+  landing: Landing;
+  /** Progress page, its SSE stream and script, the login-token exchange; mount under the base path. */
+  router: Router;
+  /** Readiness: the hub answers this service's token. */
+  readiness(): Promise<void>;
+  client: HubClient;
+}
+
+export const CONNECTION_KEPT_NOTICE =
+  'Your OmniSci connection changed while your server was running. The new session is in place; the new connection applies after your server restarts.';
+
+const sameConnection = (a: Connection, b: Connection) => a.protocol === b.protocol && a.host === b.host && a.port === b.port;
+
+function readToken(hub: Config['hub'], env: NodeJS.ProcessEnv): string {
+  const token = hub.apiTokenFile ? readFileSync(hub.apiTokenFile, 'utf8').trim() : env.JUPYTERHUB_API_TOKEN;
+  if (!token) throw new HandoffError('hub_unauthorized', 'no hub API token: set hub.apiTokenFile or JUPYTERHUB_API_TOKEN');
+  return token;
+}
+
+function cookie(req: Request, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+export function createHubLanding(config: Config, deps: HubLandingDeps = {}): HubLanding {
+  const hubConfig = config.hub;
+  if (!hubConfig.apiUrl) throw new HandoffError('hub_unavailable', 'hub.apiUrl is not set');
+  const token = readToken(hubConfig, deps.env ?? process.env);
+  const client = new HubClient({
+    apiUrl: hubConfig.apiUrl,
+    token,
+    requestTimeoutMs: hubConfig.requestTimeoutMs,
+    retries: hubConfig.retries,
+    ...(deps.fetch ? { fetch: deps.fetch } : {}),
+  });
+  const base = config.listen.basePath;
+  const server = hubConfig.serverName;
+  const timeoutMs = hubConfig.spawnTimeoutSeconds * 1000;
+  // Entries outlive the spawn a little so the browser can still read the outcome.
+  const registry = new ProgressRegistry(timeoutMs + 10 * 60_000);
+  const loginTokens = new LoginTokens(hubConfig.loginTokenTtlSeconds * 1000);
+  const tokenDigest = createHash('sha256').update(token).digest();
+  const log = deps.logger;
+
+  const startTask = (user: string, restart: boolean) =>
+    registry.taskFor(
+      user,
+      () =>
+        new SpawnTask(
+          (onUpdate) => ensureServer(client, { user, server, userOptions: hubConfig.userOptions, restart, timeoutMs, onUpdate }),
+          (err) => log?.warn({ user, code: err.code, detail: err.detail }, 'server did not start'),
+        ),
+    );
+
+  /** Where the browser finally goes: the lab, through /hub/login with a fresh login token in `handoff` mode. */
+  const finalUrl = (user: string): string => {
+    const lab = labUrl(config.redirect, user, server);
+    if (hubConfig.loginMode === 'sso') return lab;
+    const u = new URL(lab);
+    const login = new URL(`${config.redirect.hubPublicUrl.replace(/\/+$/, '')}/hub/login`);
+    login.search = `login_token=${loginTokens.issue(user)}&next=${encodeURIComponent(u.pathname + u.search)}`;
+    return login.toString();
+  };
+
+  const links = (id: string) => ({
+    events: `${base}progress/${id}/events`,
+    go: `${base}progress/${id}/go`,
+    retry: `${base}progress/${id}/retry`,
+    script: `${base}${PROGRESS_SCRIPT_PATH}`,
+  });
+
+  const landing: Landing = {
+    async prepare(user) {
+      if (await client.getUser(user)) return;
+      if (!hubConfig.createUsers) throw new HandoffError('hub_user_unknown', `no hub user ${user}`);
+      await client.createUser(user);
+      log?.info({ user }, 'hub user created');
+    },
+
+    async land({ handoff, result, req, res }) {
+      const user = handoff.user;
+      const prev = result.previous;
+      const changed = result.outcome === 'stored' && prev !== undefined && prev.session !== '' && !sameConnection(prev.connection, result.record.connection);
+      const s = (await client.getUser(user))?.servers[server];
+      const running = Boolean(s?.ready && !s.pending);
+      if (running && !changed) {
+        res.redirect(303, finalUrl(user));
+        return;
+      }
+      const restart = running && changed && hubConfig.connectionChangePolicy === 'restart';
+      const keep = running && changed && !restart;
+      const task = keep ? new SpawnTask(async () => undefined, () => undefined) : startTask(user, restart);
+      const { entry, binding } = registry.create(user, task, keep ? CONNECTION_KEPT_NOTICE : undefined);
+      const path = `${base}progress/${entry.id}`;
+      res.cookie(`ohp-${entry.id}`, binding, {
+        path,
+        httpOnly: true,
+        sameSite: 'lax',
+        secure: req.secure,
+        maxAge: timeoutMs + 10 * 60_000,
+      });
+      res.redirect(303, path);
+    },
+  };
+
+  const router = express.Router();
+  const entryOf = (req: Request, res: Response): ProgressEntry | undefined => {
+    const id = String(req.params.id ?? '');
+    const entry = registry.get(id, cookie(req, `ohp-${id}`));
+    if (!entry) res.status(404).type('html').send(progressGone());
+    return entry;
+  };
+
+  router.get(`/${PROGRESS_SCRIPT_PATH}`, (_req, res) => {
+    res.type('application/javascript').send(PROGRESS_SCRIPT);
+  });
+
+  router.get('/progress/:id', (req, res) => {
+    const entry = entryOf(req, res);
+    if (!entry) return;
+    const state = entry.task.state;
+    if (state.phase === 'ready' && !entry.notice) return void res.redirect(303, finalUrl(entry.user));
+    res.type('html').send(progressPage(state, entry.notice, links(entry.id)));
+  });
+
+  router.get('/progress/:id/events', (req, res) => {
+    const entry = entryOf(req, res);
+    if (!entry) return;
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'X-Accel-Buffering': 'no' });
+    const send = () => {
+      const s = entry.task.state;
+      res.write(`data: ${JSON.stringify({ phase: s.phase, progress: s.progress, message: s.message, log: s.log, notice: s.phase === 'ready' ? entry.notice : undefined })}\n\n`);
+      if (s.phase !== 'pending') res.end();
+    };
+    const unsubscribe = entry.task.subscribe(send);
+    const keepalive = setInterval(() => res.write(': keepalive\n\n'), 15_000);
+    res.on('close', () => {
+      unsubscribe();
+      clearInterval(keepalive);
+    });
+    send();
+  });
+
+  router.get('/progress/:id/go', (req, res) => {
+    const entry = entryOf(req, res);
+    if (!entry) return;
+    // A login token is issued per visit, so only a browser holding the entry's cookie can get one.
+    res.redirect(303, entry.task.state.phase === 'ready' ? finalUrl(entry.user) : `${base}progress/${entry.id}`);
+  });
+
+  router.post('/progress/:id/retry', (req, res) => {
+    const entry = entryOf(req, res);
+    if (!entry) return;
+    if (entry.task.state.phase === 'failed') entry.task = startTask(entry.user, false);
+    res.redirect(303, `${base}progress/${entry.id}`);
+  });
+
+  /** The shipped authenticator trades a login token for the user name, authenticated by this service's API token. */
+  router.post('/login-token/exchange', express.json({ limit: 1024 }), (req, res) => {
+    const auth = req.get('authorization') ?? '';
+    const presented = /^(?:token|bearer)\s+(.+)$/i.exec(auth)?.[1] ?? '';
+    if (!timingSafeEqual(createHash('sha256').update(presented).digest(), tokenDigest)) {
+      res.status(403).json({ error: 'forbidden' });
+      return;
+    }
+    const loginToken = (req.body as { token?: unknown } | undefined)?.token;
+    const user = typeof loginToken === 'string' ? loginTokens.exchange(loginToken) : undefined;
+    log?.info({ event: 'login-token-exchange', user, outcome: user ? 'ok' : 'login_token_invalid' }, 'login token exchange');
+    if (!user) {
+      const err = new HandoffError('login_token_invalid');
+      res.status(404).json({ error: err.code, message: err.message });
+      return;
+    }
+    res.json({ name: user });
+  });
+
+  return {
+    landing,
+    router,
+    client,
+    readiness: () => client.whoami().then(() => undefined),
+  };
+}
+
+const progressGone = () =>
+  page('This page has expired', '<h1>This page has expired</h1><p>Open the notebook again from Immerse.</p>');

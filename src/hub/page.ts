@@ -1,0 +1,65 @@
+/**
+ * The progress page, in the spirit of the hub's own spawn-pending page: a progress bar and the hub's
+ * messages, live over SSE with a same-origin script (the CSP allows no inline script), and a
+ * `<noscript>` refresh for browsers without JavaScript. Its URLs carry only the opaque progress id.
+ */
+import { escapeHtml, page } from '../http/pages.js';
+import type { ProgressState } from './progress.js';
+
+export const PROGRESS_SCRIPT_PATH = 'hub/progress.js';
+
+export interface ProgressLinks {
+  events: string;
+  go: string;
+  retry: string;
+  script: string;
+}
+
+export function progressPage(state: ProgressState, notice: string | undefined, links: ProgressLinks): string {
+  const log = `<details><summary>Details</summary><ul id="log">${state.log
+    .map((m) => `<li>${escapeHtml(m)}</li>`)
+    .join('')}</ul></details>`;
+  if (state.phase === 'failed') {
+    return page(
+      'Your notebook server failed to start',
+      `<h1>Your notebook server failed to start</h1><p id="msg">${escapeHtml(state.error?.message ?? state.message)}</p>
+<form method="post" action="${escapeHtml(links.retry)}"><button type="submit" id="retry">Try again</button></form>
+${log}<p class="muted">Error code <code>${escapeHtml(state.error?.code ?? 'hub_spawn_failed')}</code></p>`,
+    );
+  }
+  if (state.phase === 'ready') {
+    return page(
+      'Your notebook server is running',
+      `<h1>Your notebook server is running</h1>${notice ? `<p id="notice">${escapeHtml(notice)}</p>` : ''}
+<p><a id="go" href="${escapeHtml(links.go)}">Continue to your notebook</a></p>`,
+    );
+  }
+  return page(
+    'Starting your notebook server',
+    `<h1>Starting your notebook server</h1>
+<progress id="bar" max="100" value="${state.progress}">${state.progress}%</progress>
+<p id="msg" role="status">${escapeHtml(state.message)}</p>${log}
+<noscript><meta http-equiv="refresh" content="2"><p class="muted">This page reloads by itself until your server is ready.</p></noscript>
+<div id="progress" hidden data-events="${escapeHtml(links.events)}" data-go="${escapeHtml(links.go)}"></div>
+<script src="${escapeHtml(links.script)}" defer></script>`,
+  );
+}
+
+/** Follows the SSE stream; reloads on failure (the page then shows the retry button) and leaves when ready. */
+export const PROGRESS_SCRIPT = `(function () {
+  var d = document.getElementById('progress');
+  if (!d || !window.EventSource) return;
+  var bar = document.getElementById('bar'), msg = document.getElementById('msg'), log = document.getElementById('log');
+  var es = new EventSource(d.getAttribute('data-events'));
+  es.onmessage = function (e) {
+    var s = JSON.parse(e.data);
+    bar.value = s.progress;
+    bar.textContent = s.progress + '%';
+    msg.textContent = s.message;
+    log.textContent = '';
+    s.log.forEach(function (m) { var li = document.createElement('li'); li.textContent = m; log.appendChild(li); });
+    if (s.phase === 'ready' && !s.notice) { es.close(); location.replace(d.getAttribute('data-go')); }
+    else if (s.phase !== 'pending') { es.close(); location.reload(); }
+  };
+})();
+`;

@@ -1,0 +1,111 @@
+/**
+ * Makes a user's server run, following the hub's own state machine:
+ * ready → done (or stop + start when a restart is asked for); stopped → start with the admin's
+ * user_options and follow the progress stream; pending spawn → follow; pending stop → wait, then
+ * start; 429 (concurrent_spawn_limit) → wait Retry-After with a message, then try again.
+ * Bounded by the spawn timeout. Every step is reported as a progress update for the browser.
+ */
+import { HandoffError } from '../errors.js';
+import { sleep, type HubClient } from './client.js';
+
+export interface SpawnUpdate {
+  /** 0–100 */
+  progress: number;
+  message: string;
+}
+
+export interface SpawnRequest {
+  user: string;
+  server: string;
+  userOptions: Record<string, unknown>;
+  /** Stop a running server first (connectionChangePolicy `restart`). */
+  restart: boolean;
+  timeoutMs: number;
+  onUpdate(u: SpawnUpdate): void;
+}
+
+const POLL_MS = 500;
+
+export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<void> {
+  const deadline = AbortSignal.timeout(req.timeoutMs);
+  let restart = req.restart;
+  // Once a spawn was requested or followed, finding the server stopped again means it failed.
+  let spawnSeen = false;
+  const update = (progress: number, message: string) => req.onUpdate({ progress, message });
+
+  const wait = async (ms: number) => {
+    try {
+      await sleep(ms, deadline);
+    } catch {
+      throw timeout(req);
+    }
+  };
+
+  /** Follows the progress stream; resolves on ready, throws on failure, returns when the stream ends early. */
+  const follow = async (): Promise<'ready' | 'ended'> => {
+    spawnSeen = true;
+    for await (const e of hub.progress(req.user, req.server, deadline)) {
+      if (e.failed) throw new HandoffError('hub_spawn_failed', e.message, { message: e.message ?? undefined });
+      if (e.ready) return 'ready';
+      if (e.message) update(Math.max(0, Math.min(99, e.progress ?? 0)), e.message);
+    }
+    if (deadline.aborted) throw timeout(req);
+    return 'ended';
+  };
+
+  for (;;) {
+    if (deadline.aborted) throw timeout(req);
+    const model = await hub.getUser(req.user);
+    if (!model) throw new HandoffError('hub_user_unknown', `user ${req.user} disappeared from the hub`);
+    const s = model.servers[req.server];
+    if (s?.pending === 'stop') {
+      update(5, 'Waiting for your previous server to stop…');
+      await wait(POLL_MS);
+      continue;
+    }
+    if (s?.pending) {
+      update(10, 'Your server is starting…');
+      if ((await follow()) === 'ended') await wait(POLL_MS);
+      continue;
+    }
+    if (s?.ready) {
+      if (!restart) return;
+      restart = false;
+      update(5, 'Restarting your server so that it uses the new OmniSci connection…');
+      await hub.stopServer(req.user, req.server);
+      continue;
+    }
+    if (spawnSeen) throw await failure(hub, req, deadline);
+    update(5, 'Requesting your server…');
+    const out = await hub.startServer(req.user, req.server, req.userOptions);
+    switch (out.kind) {
+      case 'throttled': {
+        const waitS = Math.min(out.retryAfterSeconds, 60);
+        update(3, `${out.message.replace(/ Try again in .*$/, '')} Waiting ${waitS} s, then trying again…`);
+        await wait(waitS * 1000);
+        break;
+      }
+      case 'failed':
+        throw await failure(hub, req, deadline);
+      case 'started':
+      case 'pending':
+        spawnSeen = true;
+        break;
+      case 'running':
+      case 'stopping':
+        break;
+    }
+  }
+}
+
+/** The hub's own words for a failed spawn (its progress stream reports the failure once). */
+async function failure(hub: HubClient, req: SpawnRequest, deadline: AbortSignal): Promise<HandoffError> {
+  for await (const e of hub.progress(req.user, req.server, deadline)) {
+    if (e.failed && e.message) return new HandoffError('hub_spawn_failed', e.message, { message: e.message });
+  }
+  return new HandoffError('hub_spawn_failed', 'the server stopped while starting');
+}
+
+function timeout(req: SpawnRequest): HandoffError {
+  return new HandoffError('hub_spawn_timeout', `no ready server for ${req.user} after ${req.timeoutMs / 1000} s`);
+}

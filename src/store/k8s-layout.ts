@@ -1,0 +1,49 @@
+/**
+ * The per-user Secret and the KubeSpawner pod conventions, shared by the Kubernetes store (writes
+ * the Secret) and the admission webhook (points pods at it). No client library here: the webhook
+ * and the config checks import this without loading @kubernetes/client-node.
+ */
+import { readFileSync } from 'node:fs';
+import type { Config } from '../config/types.js';
+import { safeSlug } from './slug.js';
+
+/** Data keys of the Secret besides the session file (whose key is notebook.sessionFileName). */
+export const SECRET_KEYS = { protocol: 'protocol', host: 'host', port: 'port', state: 'state' } as const;
+export const RESERVED_SECRET_KEYS = Object.values(SECRET_KEYS);
+
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'omnisci-handoff';
+/** Label with the user's slug (label values cannot hold every user name). */
+export const USER_LABEL = 'omnisci-handoff/user';
+/** Annotation with the raw hub user name. */
+export const USER_ANNOTATION = 'omnisci-handoff/username';
+
+/** What KubeSpawner puts on every single-user pod. */
+export const POD_COMPONENT_LABEL = 'component';
+export const POD_COMPONENT = 'singleuser-server';
+export const POD_USER_ANNOTATION = 'hub.jupyter.org/username';
+export const POD_SERVER_ANNOTATION = 'hub.jupyter.org/servername';
+/** Bumped on a running pod after its Secret changed, so kubelet resyncs the volume at once. */
+export const POD_REFRESH_ANNOTATION = 'omnisci-handoff/refreshed-at';
+
+/** `<prefix>-<slug>`: the slug equals what `{username}` expands to in KubeSpawner 7 templates. */
+export function secretName(prefix: string, user: string): string {
+  return `${prefix}-${safeSlug(user)}`;
+}
+
+export const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+/** The hub namespace: configured, else POD_NAMESPACE, else the pod's service account namespace. */
+export function configuredNamespace(
+  k8s: Config['store']['kubernetes'],
+  env: NodeJS.ProcessEnv = process.env,
+  namespaceFile = SERVICE_ACCOUNT_NAMESPACE_FILE,
+): string | undefined {
+  if (k8s.namespace) return k8s.namespace;
+  if (env.POD_NAMESPACE) return env.POD_NAMESPACE;
+  try {
+    return readFileSync(namespaceFile, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}

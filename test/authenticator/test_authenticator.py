@@ -1,0 +1,130 @@
+"""Tests of helm/omnisci-handoff/files/authenticator.py: a real tornado request reaches authenticate(),
+which talks HTTP to a stand-in of omnisci-handoff's login-token exchange (same protocol: token auth,
+single-use tokens, 404 for unknown ones). The end-to-end pairing with the real service and a real hub
+is covered by test/integration/hub.test.ts."""
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from tornado.testing import AsyncHTTPTestCase
+from tornado.web import Application, HTTPError, RequestHandler
+from traitlets.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "helm/omnisci-handoff/files"))
+from authenticator import OmnisciHandoffAuthenticator  # noqa: E402
+
+API_TOKEN = "service-api-token"
+
+
+class Exchange:
+    """Serves POST /services/omnisci-handoff/login-token/exchange like omnisci-handoff does."""
+
+    def __init__(self):
+        self.tokens = {}
+        self.calls = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.calls.append((self.path, self.headers.get("Authorization")))
+                if self.headers.get("Authorization") != f"token {API_TOKEN}":
+                    return self._reply(403, {"error": "forbidden"})
+                name = outer.tokens.pop(body.get("token"), None)
+                self._reply(200, {"name": name}) if name else self._reply(404, {"error": "login_token_invalid"})
+
+            def _reply(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+
+
+class Login(RequestHandler):
+    async def get(self):
+        try:
+            user = await self.settings["authenticator"].authenticate(self, None)
+        except HTTPError as e:
+            self.set_status(e.status_code)
+            return self.write({"error": e.log_message})
+        self.write(user)
+
+
+class AuthenticatorTest(AsyncHTTPTestCase):
+    def setUp(self):
+        self.exchange = Exchange()
+        super().setUp()
+
+    def tearDown(self):
+        super().tearDown()
+        self.exchange.close()
+
+    def config(self):
+        c = Config()
+        # The z2jh registration of the service is all the authenticator needs.
+        c.JupyterHub.services = [{"name": "omnisci-handoff", "url": self.exchange.url, "api_token": API_TOKEN}]
+        return c
+
+    def get_app(self):
+        self.authenticator = OmnisciHandoffAuthenticator(config=self.config())
+        return Application([(r"/hub/login", Login)], authenticator=self.authenticator)
+
+    def login(self, query):
+        response = self.fetch(f"/hub/login{query}")
+        return response.code, json.loads(response.body)
+
+    def test_defaults_come_from_the_service_registration(self):
+        assert self.authenticator.exchange_url == f"{self.exchange.url}/services/omnisci-handoff/login-token/exchange"
+        assert self.authenticator.api_token == API_TOKEN
+        assert self.authenticator.auto_login is True
+
+    def test_a_token_logs_its_user_in_once(self):
+        self.exchange.tokens["t1"] = "alice"
+        assert self.login("?login_token=t1") == (200, {"name": "alice"})
+        assert self.exchange.calls == [("/services/omnisci-handoff/login-token/exchange", f"token {API_TOKEN}")]
+        code, body = self.login("?login_token=t1")
+        assert code == 403 and "already used" in body["error"]
+
+    def test_no_token_is_refused_with_the_hint(self):
+        code, body = self.login("")
+        assert code == 403 and "Immerse" in body["error"]
+        assert self.exchange.calls == []
+
+    def test_a_wrong_api_token_is_a_service_error_not_a_login(self):
+        self.authenticator.api_token = "wrong"
+        self.exchange.tokens["t2"] = "bob"
+        code, _ = self.login("?login_token=t2")
+        assert code == 502
+        assert self.exchange.tokens == {"t2": "bob"}
+
+    def test_an_unreachable_service_is_a_502(self):
+        self.authenticator.exchange_url = "http://127.0.0.1:1/nowhere"
+        code, body = self.login("?login_token=t3")
+        assert code == 502 and "cannot be reached" in body["error"]
+
+
+@pytest.mark.parametrize("with_env", [True, False])
+def test_api_token_from_env_wins(monkeypatch, with_env):
+    if with_env:
+        monkeypatch.setenv("OMNISCI_HANDOFF_API_TOKEN", "from-env")
+    else:
+        monkeypatch.delenv("OMNISCI_HANDOFF_API_TOKEN", raising=False)
+    c = Config()
+    c.JupyterHub.services = [{"name": "omnisci-handoff", "url": "http://svc:8470", "api_token": "from-config"}]
+    a = OmnisciHandoffAuthenticator(config=c)
+    assert a.api_token == ("from-env" if with_env else "from-config")

@@ -1,0 +1,78 @@
+/**
+ * A real browser (Debian Chromium via playwright-core; scripts/deps/chromium.sh) against a real hub:
+ * an "Immerse" page on another origin posts a minted token, the browser sees the progress page
+ * (SSE + same-origin script under the service's CSP) and ends on the lab URL with both bare params.
+ */
+import { afterAll, beforeAll, expect, jest, test } from '@jest/globals';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { chromium, type Browser } from 'playwright-core';
+import { hmacKey, mint } from '../support/core.js';
+import { startHubService, type HubService } from '../support/hub-service.js';
+import { freePort, SERVICE_SCOPES_CREATE, startHub, type RunningHub } from '../support/jupyterhub.js';
+
+jest.setTimeout(120_000);
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+
+let hub: RunningHub;
+let svc: HubService;
+let immerse: Server;
+let browser: Browser;
+
+beforeAll(async () => {
+  const port = await freePort();
+  hub = await startHub({ serviceScopes: SERVICE_SCOPES_CREATE, serviceUrl: `http://127.0.0.1:${port}`, slowSeconds: 2 });
+  svc = await startHubService({ hub, port, basePath: '/services/omnisci-handoff/', hubConfig: { createUsers: true } });
+  const key = hmacKey('HS256');
+  // Immerse stand-in: a page with an "open in notebook" form carrying a freshly minted token.
+  immerse = createServer((_req, res) => {
+    void mint(key, { subject: 'slow-browser' }).then((token) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<!doctype html><title>Immerse</title><form method="post" action="${svc.url}handoff">
+<input type="hidden" name="token" value="${token}"><button id="open">Open in notebook</button></form>`);
+    });
+  });
+  await new Promise<void>((r) => immerse.listen(0, 'localhost', () => r()));
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  immerse?.close();
+  await svc?.close();
+  await hub?.stop();
+});
+
+test('the browser goes from the Immerse form through the progress page to the lab with ?omnisci&reset', async () => {
+  const page = await browser.newPage();
+  const seen: string[] = [];
+  const progressTexts: string[] = [];
+  page.on('framenavigated', (f) => {
+    if (f === page.mainFrame()) seen.push(f.url());
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error') progressTexts.push(`console error: ${m.text()}`);
+  });
+  await page.goto(`http://localhost:${(immerse.address() as AddressInfo).port}/`);
+  await page.click('#open');
+  await page.waitForURL(/\/progress\//);
+  progressTexts.push((await page.textContent('h1')) ?? '');
+  await page.waitForURL(/\/user\/slow-browser\/lab/, { timeout: 60_000 });
+
+  expect(page.url()).toBe(`${hub.publicUrl}/user/slow-browser/lab?omnisci&reset`);
+  expect(await page.textContent('#path')).toBe('/user/slow-browser/lab?omnisci&reset');
+  expect(progressTexts).toEqual(['Starting your notebook server']);
+  const progress = seen.filter((u) => u.includes('/progress/'));
+  expect(progress.length).toBeGreaterThan(0);
+  // The JS path ended it (no CSP errors above); no URL the browser showed carried a token or session.
+  expect(seen.every((u) => !/token|session/i.test(u))).toBe(true);
+  await page.close();
+});

@@ -1,0 +1,254 @@
+/**
+ * The JupyterHub landing against a real JupyterHub 5 (scripts/deps/jupyterhub.sh): the service runs
+ * with exactly the documented role (servers + admin:users for the auto-creating instance, servers
+ * alone for another), concurrent_spawn_limit 1, a slow and a failing spawner variant, and the
+ * shipped authenticator for login mode `handoff`. Browsers here are cookie-keeping HTTP clients
+ * without JavaScript (the page's no-JS fallback); test/integration/hub-browser.test.ts uses Chromium.
+ */
+import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomSessionId } from '../../src/handoff/mint.js';
+import { hmacKey, mint } from '../support/core.js';
+import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
+import { freePort, SERVICE_SCOPES, SERVICE_SCOPES_CREATE, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
+
+jest.setTimeout(120_000);
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const key = hmacKey('HS256');
+const PREFIX = '/services/omnisci-handoff/';
+const labOf = (hub: RunningHub, user: string) => `${hub.publicUrl}/user/${user}/lab?omnisci&reset`;
+
+let hub: RunningHub;
+/** Auto-creating, login mode `handoff`, reached through the hub proxy like in z2jh. */
+let svc: HubService;
+/** Login mode `sso`, users must exist, role `servers` only. */
+let sso: HubService;
+
+beforeAll(async () => {
+  const port = await freePort();
+  hub = await startHub({
+    serviceScopes: SERVICE_SCOPES_CREATE,
+    serviceUrl: `http://127.0.0.1:${port}`,
+    extraServices: { 'servers-only': SERVICE_SCOPES },
+    concurrentSpawnLimit: 1,
+    slowSeconds: 2,
+    users: ['sam', 'slow-pending'],
+    extraConfig: `
+sys.path.insert(0, ${JSON.stringify(join(ROOT, 'helm/omnisci-handoff/files'))})
+from authenticator import OmnisciHandoffAuthenticator
+c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator
+`,
+  });
+  svc = await startHubService({ hub, port, basePath: PREFIX, hubConfig: { createUsers: true, loginMode: 'handoff' } });
+  sso = await startHubService({ hub, apiToken: hub.extraTokens['servers-only']!, hubConfig: { spawnTimeoutSeconds: 60 } });
+});
+
+afterAll(async () => {
+  await svc?.close();
+  await sso?.close();
+  await hub?.stop();
+});
+
+async function server(user: string) {
+  const r = await hub.admin('GET', `/users/${user}`);
+  return (r.json as { servers?: Record<string, { ready: boolean; pending: string | null; started: string }> }).servers?.[''];
+}
+
+/** Reads the progress SSE stream of a progress page URL until it ends; returns the messages. */
+async function sseMessages(browser: NoJsBrowser, progressUrl: string): Promise<{ phase: string; message: string }[]> {
+  const res = await browser.request(`${progressUrl}/events`);
+  expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+  const text = await res.text();
+  return text
+    .split('\n\n')
+    .filter((b) => b.startsWith('data: '))
+    .map((b) => JSON.parse(b.slice(6)) as { phase: string; message: string });
+}
+
+describe('handoff to a real JupyterHub', () => {
+  test('first handoff creates the user, spawns, logs in through /hub/login and lands on the lab with ?omnisci&reset', async () => {
+    expect((await hub.admin('GET', '/users/newbie')).status).toBe(404);
+    const b = new NoJsBrowser();
+    const end = await b.postHandoff(svc.url, await mint(key, { subject: 'newbie' }));
+    expect(end.status).toBe(200);
+    expect(end.url).toBe(labOf(hub, 'newbie'));
+    expect(end.text).toContain('<p id=path>/user/newbie/lab?omnisci&reset</p>');
+    expect((await server('newbie'))?.ready).toBe(true);
+    // The hub login happened: the hub knows this browser as newbie.
+    const home = await b.request(`${hub.publicUrl}/hub/home`);
+    expect(home.status).toBe(200);
+    expect(await home.text()).toContain('newbie');
+    // The progress page and its URL carried no token; the login token was used once.
+    const login = b.hops.find((h) => h.url.includes('/hub/login?login_token='))!;
+    expect(login).toBeDefined();
+    expect(b.hops.filter((h) => h.url.includes(PREFIX + 'progress/')).every((h) => !/token|session/i.test(h.url))).toBe(true);
+    const replay = await new NoJsBrowser().request(login.url);
+    expect(replay.status).toBe(403);
+    expect(svc.logs.lines.join('\n')).not.toContain(new URL(login.url).searchParams.get('login_token')!);
+  });
+
+  test('a second handoff while the server runs redirects straight on', async () => {
+    const b = new NoJsBrowser();
+    const res = await b.request(`${svc.url}handoff`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: await mint(key, { subject: 'newbie' }) }).toString(),
+    });
+    expect(res.status).toBe(303);
+    const location = new URL(res.headers.get('location')!);
+    expect(location.pathname).toBe('/hub/login');
+    expect(location.searchParams.get('next')).toBe('/user/newbie/lab?omnisci&reset');
+    const end = await b.follow(res, `${svc.url}handoff`);
+    expect(end.url).toBe(labOf(hub, 'newbie'));
+  });
+
+  test('sso mode with the servers scope alone: an existing user is started and sent straight to the lab', async () => {
+    const b = new NoJsBrowser();
+    const end = await b.postHandoff(sso.url, await mint(key, { subject: 'sam' }));
+    expect(end.url).toBe(labOf(hub, 'sam'));
+    expect(b.hops.some((h) => h.url.includes('/hub/login'))).toBe(false);
+    expect((await server('sam'))?.ready).toBe(true);
+  });
+
+  test('a pending spawn is followed: the SSE stream carries the hub spawner messages, then ready', async () => {
+    expect((await hub.admin('POST', '/users/slow-pending/server', {})).status).toBe(202);
+    const b = new NoJsBrowser();
+    const res = await b.request(`${sso.url}handoff`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: await mint(key, { subject: 'slow-pending' }) }).toString(),
+    });
+    expect(res.status).toBe(303);
+    const progressUrl = new URL(res.headers.get('location')!, sso.url).toString();
+    const events = await sseMessages(b, progressUrl);
+    expect(events.at(-1)?.phase).toBe('ready');
+    expect(events.map((e) => e.message)).toContain('Still pulling the image (test spawner)');
+    const end = await b.follow(await b.request(progressUrl), progressUrl);
+    expect(end.url).toBe(labOf(hub, 'slow-pending'));
+  });
+
+  test('429 from concurrent_spawn_limit: a burst waits for Retry-After and every browser lands', async () => {
+    // One slow spawn holds the only slot; three more handoffs arrive meanwhile.
+    const users = ['slow-b1', 'slow-b2', 'slow-b3', 'slow-b4'];
+    const results = await Promise.all(
+      users.map(async (u) => {
+        const b = new NoJsBrowser();
+        const end = await b.postHandoff(svc.url, await mint(key, { subject: u }));
+        return { u, end, hops: b.hops };
+      }),
+    );
+    for (const { u, end, hops } of results) {
+      expect({ u, url: end.url, text: end.url === labOf(hub, u) ? '' : end.text }).toEqual({ u, url: labOf(hub, u), text: '' });
+      expect(hops.every((h) => h.status < 500)).toBe(true);
+    }
+    expect(hub.log()).toMatch(/pending spawns, throttling/);
+  });
+
+  test('a failed spawn shows the hub message and a retry button; retrying asks the hub again', async () => {
+    const b = new NoJsBrowser();
+    const end = await b.postHandoff(sso.url, await mint(key, { subject: 'fail-fred' }));
+    // fail-fred does not exist and sso may not create users.
+    expect(end.status).toBe(404);
+    expect(end.text).toContain('hub_user_unknown');
+
+    const b2 = new NoJsBrowser();
+    const failed = await b2.postHandoff(svc.url, await mint(key, { subject: 'fail-fred' }));
+    expect(failed.status).toBe(200);
+    expect(failed.text).toContain('the test spawner refuses to start fail-fred');
+    expect(failed.text).toContain('id="retry"');
+    expect(failed.text).toContain('hub_spawn_failed');
+    const before = (hub.log().match(/refuses to start fail-fred/g) ?? []).length;
+    const retry = await b2.request(`${failed.url}/retry`, { method: 'POST' });
+    expect(retry.status).toBe(303);
+    const again = await b2.follow(retry, `${failed.url}/retry`);
+    expect(again.text).toContain('id="retry"');
+    expect((hub.log().match(/refuses to start fail-fred/g) ?? []).length).toBeGreaterThan(before);
+  });
+
+  test('progress pages belong to the browser that started them', async () => {
+    const b = new NoJsBrowser();
+    const failed = await b.postHandoff(svc.url, await mint(key, { subject: 'fail-gina' }));
+    expect(failed.url).toContain(`${PREFIX}progress/`);
+    const stranger = new NoJsBrowser();
+    expect((await stranger.request(failed.url)).status).toBe(404);
+    expect((await stranger.request(`${failed.url}/go`)).status).toBe(404);
+  });
+
+  test('a changed connection: keep shows the notice and keeps the server; restart restarts it', async () => {
+    const started = (await server('sam'))!.started;
+    const b = new NoJsBrowser();
+    const kept = await b.postHandoff(sso.url, await mint(key, { subject: 'sam', omnisci: { session: randomSessionId(), port: 6274 } }));
+    expect(kept.status).toBe(200);
+    expect(kept.text).toContain('applies after your server restarts');
+    expect((await server('sam'))!.started).toBe(started);
+
+    const restarting = await startHubService({ hub, apiToken: hub.extraTokens['servers-only']!, hubConfig: { connectionChangePolicy: 'restart' } });
+    try {
+      // The store is per service instance: a first handoff records the connection, the second changes it.
+      await new NoJsBrowser().postHandoff(restarting.url, await mint(key, { subject: 'sam', omnisci: { session: randomSessionId(), port: 6274 } }));
+      expect((await server('sam'))!.started).toBe(started);
+      const end = await new NoJsBrowser().postHandoff(restarting.url, await mint(key, { subject: 'sam', omnisci: { session: randomSessionId(), port: 6278 } }));
+      expect(end.url).toBe(labOf(hub, 'sam'));
+      const after = await waitFor(async () => ((await server('sam'))?.ready ? await server('sam') : undefined));
+      expect(after.started).not.toBe(started);
+    } finally {
+      await restarting.close();
+    }
+  });
+
+  test('missing scope and bad token are named; the servers-only role cannot create users', async () => {
+    const creating = await startHubService({ hub, apiToken: hub.extraTokens['servers-only']!, hubConfig: { createUsers: true } });
+    const badToken = await startHubService({ hub, apiToken: 'not-a-token', hubConfig: {} });
+    try {
+      const r = await fetch(`${creating.url}handoff`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: new URLSearchParams({ token: await mint(key, { subject: 'nobody-yet' }) }).toString(),
+      });
+      expect(r.status).toBe(500);
+      expect(((await r.json()) as { error: string }).error).toBe('hub_forbidden');
+      expect(creating.logs.lines.join('\n')).toContain('requires any of [admin:users]');
+
+      const r2 = await fetch(`${badToken.url}handoff`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: new URLSearchParams({ token: await mint(key, { subject: 'sam' }) }).toString(),
+      });
+      expect(((await r2.json()) as { error: string }).error).toBe('hub_unauthorized');
+      expect((await fetch(`${badToken.url}readyz`)).status).toBe(503);
+      expect((await fetch(`${sso.url}readyz`)).status).toBe(200);
+    } finally {
+      await creating.close();
+      await badToken.close();
+    }
+  });
+
+  test('hub down: hub_unavailable after bounded retries, naming the call', async () => {
+    const down = await startHubService({
+      hub: { ...hub, apiUrl: `http://127.0.0.1:${await freePort()}/hub/api` },
+      hubConfig: { retries: 1, requestTimeoutMs: 1000 },
+    });
+    try {
+      const r = await fetch(`${down.url}handoff`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: new URLSearchParams({ token: await mint(key, { subject: 'sam' }) }).toString(),
+      });
+      expect(r.status).toBe(502);
+      expect(((await r.json()) as { error: string }).error).toBe('hub_unavailable');
+      expect(down.logs.lines.join('\n')).toMatch(/GET \/users\/sam: ECONNREFUSED/);
+    } finally {
+      await down.close();
+    }
+  });
+
+  test('the login-token exchange refuses callers without the service token', async () => {
+    const r = await fetch(`${svc.url}login-token/exchange`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'token wrong' },
+      body: JSON.stringify({ token: 'x' }),
+    });
+    expect(r.status).toBe(403);
+  });
+});

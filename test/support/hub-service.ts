@@ -1,0 +1,115 @@
+/**
+ * The real service (startService: local store, real verifier, the JupyterHub landing) on a loopback
+ * port, for tests against a real hub; plus a cookie-keeping HTTP client that follows
+ * redirects like a browser without JavaScript would.
+ */
+import { resolveConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/types.js';
+import { AUDIENCE, HMAC_SECRET, ISSUER, startTestService, TYP, tempDir, type LogCapture } from './core.js';
+import type { RunningHub } from './jupyterhub.js';
+
+export interface HubServiceOptions {
+  hub: RunningHub;
+  /** hub.* settings (apiUrl defaults to the hub's). */
+  hubConfig?: Record<string, unknown>;
+  /** Base path, e.g. /services/omnisci-handoff/ when the hub proxies to the service. */
+  basePath?: string;
+  port?: number;
+  /** The hub API token the service runs with (default: the hub's token for it). */
+  apiToken?: string;
+  /** store.local.dir (default: a fresh temporary directory). */
+  storeDir?: string;
+}
+
+export interface HubService {
+  /** Public base URL of the service (through the hub proxy when basePath is the service prefix). */
+  url: string;
+  config: Config;
+  logs: LogCapture;
+  close(): Promise<void>;
+}
+
+export async function startHubService(o: HubServiceOptions): Promise<HubService> {
+  const basePath = o.basePath ?? '/';
+  const env = { TEST_HMAC: HMAC_SECRET, JUPYTERHUB_API_TOKEN: o.apiToken ?? o.hub.serviceToken };
+  const config = resolveConfig(
+    {
+      listen: { host: '127.0.0.1', port: o.port ?? 0, basePath },
+      token: { issuer: ISSUER, audience: AUDIENCE, type: TYP, algorithms: ['HS256'], keys: { hmacSecretEnv: 'TEST_HMAC' } },
+      omnisci: { protocol: 'https', host: 'omnisci.test', port: 443, allowedHosts: ['omnisci.test'], allowedPorts: [6274, 6278] },
+      redirect: { hubPublicUrl: o.hub.publicUrl },
+      store: { local: { dir: o.storeDir ?? tempDir('oh-hubstore-') } },
+      hub: { enabled: true, apiUrl: o.hub.apiUrl, spawnTimeoutSeconds: 60, requestTimeoutMs: 5000, ...o.hubConfig },
+      log: { level: 'info' },
+    },
+    env,
+  );
+  const service = await startTestService(config, { env });
+  const proxied = basePath !== '/';
+  return {
+    url: proxied ? `${o.hub.publicUrl}${basePath}` : `http://127.0.0.1:${service.port}/`,
+    config,
+    logs: service.logs,
+    close: () => service.close(),
+  };
+}
+
+export interface Hop {
+  url: string;
+  status: number;
+}
+
+/** A browser without JavaScript: keeps cookies (by name; every test peer is on 127.0.0.1) and follows redirects. */
+export class NoJsBrowser {
+  readonly cookies = new Map<string, string>();
+  readonly hops: Hop[] = [];
+
+  private header(): Record<string, string> {
+    return this.cookies.size ? { cookie: [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ') } : {};
+  }
+
+  async request(url: string, init: RequestInit = {}): Promise<Response> {
+    const res = await fetch(url, { ...init, redirect: 'manual', headers: { ...this.header(), ...(init.headers as Record<string, string>) } });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair = ''] = c.split(';');
+      const eq = pair.indexOf('=');
+      const value = pair.slice(eq + 1);
+      if (/max-age=0|expires=thu, 01 jan 1970/i.test(c) || value === '') this.cookies.delete(pair.slice(0, eq));
+      else this.cookies.set(pair.slice(0, eq), value);
+    }
+    this.hops.push({ url, status: res.status });
+    return res;
+  }
+
+  /** Follows redirects; a progress page (200 with a <noscript> refresh) is reloaded until it redirects. */
+  async follow(first: Response, from: string, maxReloads = 600): Promise<{ url: string; status: number; text: string }> {
+    let res = first;
+    let url = from;
+    for (let reloads = 0; ; ) {
+      const location = res.headers.get('location');
+      if (res.status >= 300 && res.status < 400 && location) {
+        await res.body?.cancel();
+        url = new URL(location, url).toString();
+        res = await this.request(url);
+        continue;
+      }
+      const text = await res.text();
+      if (res.status === 200 && text.includes('http-equiv="refresh"') && reloads++ < maxReloads) {
+        await new Promise((r) => setTimeout(r, 200));
+        res = await this.request(url);
+        continue;
+      }
+      return { url, status: res.status, text };
+    }
+  }
+
+  async postHandoff(serviceUrl: string, token: string): Promise<{ url: string; status: number; text: string }> {
+    const url = `${serviceUrl}handoff`;
+    const res = await this.request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' },
+      body: new URLSearchParams({ token }).toString(),
+    });
+    return this.follow(res, url);
+  }
+}

@@ -1,0 +1,404 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { HandoffError } from '../../src/errors.js';
+import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
+import { POD_REFRESH_ANNOTATION, secretName } from '../../src/store/k8s-layout.js';
+import { safeSlug } from '../../src/store/slug.js';
+import type { Handoff, Revocation } from '../../src/store/types.js';
+import { externalKubeconfig, k8sConfig, k8sTarget, type K8sTarget } from '../support/k8s-target.js';
+
+const fakeOnly = externalKubeconfig ? test.skip : test;
+const now = () => Math.floor(Date.now() / 1000);
+const prefix = `omnisci-t${randomBytes(3).toString('hex')}`;
+const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
+
+function handoff(user: string, over: Partial<Handoff> = {}): Handoff {
+  const iat = over.iat ?? now();
+  return {
+    user,
+    jti: randomUUID(),
+    iat,
+    exp: iat + 300,
+    session: randomBytes(16).toString('hex'),
+    query: 'SELECT 1',
+    connection: { protocol: 'https', host: 'heavy.example.com', port: 6278, database: 'omnisci' },
+    ...over,
+  };
+}
+
+function revocation(user: string, over: Partial<Revocation> = {}): Revocation {
+  const iat = over.iat ?? now();
+  return { user, jti: randomUUID(), iat, exp: iat + 300, ...over };
+}
+
+let t: K8sTarget;
+const stores: KubernetesStore[] = [];
+function store(kubernetes: Record<string, unknown> = {}, raw: Record<string, unknown> = {}, target = t): KubernetesStore {
+  const s = createKubernetesStore(k8sConfig(target, { secretPrefix: prefix, ...kubernetes }, raw));
+  stores.push(s);
+  return s;
+}
+let userSeq = 0;
+const newUser = (base = 'user') => `${base}${++userSeq}-${randomBytes(2).toString('hex')}`;
+
+async function rejection(p: Promise<unknown>): Promise<HandoffError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(HandoffError);
+  return e as HandoffError;
+}
+
+beforeAll(async () => {
+  t = await k8sTarget();
+});
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.close()));
+  await t.close();
+});
+
+describe('Secret layout', () => {
+  test('one Secret per user, named <prefix>-<safe slug>, with session file, connection keys, state, labels and annotation', async () => {
+    const s = store();
+    const user = `Alice.Smith@Example.com-${randomBytes(2).toString('hex')}`; // not a DNS label: hashed slug
+    const h = handoff(user);
+    const r = await s.accept(h);
+    expect(r.outcome).toBe('stored');
+
+    const name = secretName(prefix, user);
+    expect(name).toBe(`${prefix}-${safeSlug(user)}`);
+    expect(name).toMatch(/---[0-9a-f]{8}$/);
+    const sec = await t.secret(name);
+    expect(sec?.type).toBe('Opaque');
+    expect(sec?.metadata?.labels).toMatchObject({
+      'app.kubernetes.io/managed-by': 'omnisci-handoff',
+      'omnisci-handoff/user': safeSlug(user),
+    });
+    expect(sec?.metadata?.annotations?.['omnisci-handoff/username']).toBe(user);
+    const data = sec?.data ?? {};
+    expect(Object.keys(data).sort()).toEqual(['host', 'port', 'protocol', 'session', 'state']);
+    expect(JSON.parse(unb64(data.session))).toEqual({ session: h.session, query: 'SELECT 1' });
+    expect([unb64(data.protocol), unb64(data.host), unb64(data.port)]).toEqual(['https', 'heavy.example.com', '6278']);
+    expect(JSON.parse(unb64(data.state))).toMatchObject({ user, session: h.session, iat: h.iat, jtis: [{ jti: h.jti }] });
+
+    expect(await s.get(user)).toMatchObject({ user, session: h.session, connection: h.connection });
+    expect(await s.get(newUser())).toBeUndefined();
+  });
+
+  test('text session format and a custom file name', async () => {
+    const s = store({}, { notebook: { sessionFormat: 'text', sessionFileName: 'omnisci-session.txt' } });
+    const user = newUser();
+    const h = handoff(user);
+    await s.accept(h);
+    const data = (await t.secret(secretName(prefix, user)))?.data ?? {};
+    expect(unb64(data['omnisci-session.txt'])).toBe(`${h.session}\n`);
+    expect(data.session).toBeUndefined();
+  });
+
+  test('a plain user name is used as is', async () => {
+    const s = store();
+    const user = newUser('bob');
+    await s.accept(handoff(user));
+    expect(await t.secret(`${prefix}-${user}`)).toBeDefined();
+  });
+});
+
+describe('replay and ordering', () => {
+  test('a jti is accepted once; an older iat never overwrites a newer session', async () => {
+    const s = store();
+    const user = newUser();
+    const first = handoff(user, { iat: now() - 10 });
+    await s.accept(first);
+    expect((await rejection(s.accept(first))).code).toBe('token_replayed');
+
+    const older = handoff(user, { iat: now() - 20 });
+    const r = await s.accept(older);
+    expect(r.outcome).toBe('superseded');
+    expect((await s.get(user))?.session).toBe(first.session);
+    // The superseded token's jti is remembered too.
+    expect((await rejection(s.accept(older))).code).toBe('token_replayed');
+
+    const newer = handoff(user);
+    expect((await s.accept(newer)).outcome).toBe('stored');
+    expect((await s.get(user))?.session).toBe(newer.session);
+  });
+
+  test('expired jtis are pruned and the list stays bounded', async () => {
+    const s = store({}, { store: { maxJtis: 3 } });
+    const user = newUser();
+    const stale = handoff(user, { iat: now() - 4000, exp: now() - 3000 });
+    await s.accept(stale);
+    const fresh = [handoff(user), handoff(user)];
+    for (const h of fresh) await s.accept(h);
+    expect((await s.get(user))!.jtis.map((j) => j.jti).sort()).toEqual(fresh.map((h) => h.jti).sort());
+    for (let i = 0; i < 3; i++) await s.accept(handoff(user));
+    expect((await s.get(user))!.jtis).toHaveLength(3);
+  });
+});
+
+describe('revocation', () => {
+  test('empties the session, keeps connection and watermark; older handoffs cannot restore it', async () => {
+    const s = store();
+    const user = newUser();
+    const h = handoff(user, { iat: now() - 30 });
+    await s.accept(h);
+    expect(await s.revoke(revocation(user, { iat: now() - 20 }))).toBe(true);
+
+    const sec = await t.secret(secretName(prefix, user));
+    expect(JSON.parse(unb64(sec?.data?.session))).toEqual({ session: '', query: '' });
+    expect(unb64(sec?.data?.host)).toBe('heavy.example.com');
+    expect((await s.get(user))?.session).toBe('');
+
+    const late = handoff(user, { iat: now() - 25 });
+    expect((await s.accept(late)).outcome).toBe('superseded');
+    expect((await s.get(user))?.session).toBe('');
+    expect(await s.revoke(revocation(user))).toBe(false);
+
+    const rev = revocation(user);
+    await s.revoke(rev);
+    expect((await rejection(s.revoke(rev))).code).toBe('token_replayed');
+  });
+
+  test('revoking a user without a Secret leaves a watermark', async () => {
+    const s = store();
+    const user = newUser();
+    expect(await s.revoke(revocation(user, { iat: now() - 5 }))).toBe(false);
+    expect((await s.accept(handoff(user, { iat: now() - 10 }))).outcome).toBe('superseded');
+    expect((await s.get(user))?.session).toBe('');
+  });
+});
+
+describe('concurrency: several replicas, no coordination but the API server', () => {
+  test('two stores racing for one user: each jti accepted once, final session has the newest iat', async () => {
+    const a = store();
+    const b = store();
+    const user = newUser();
+    const base = now() - 100;
+    const handoffs = Array.from({ length: 6 }, (_, i) => handoff(user, { iat: base + ((i * 5) % 6) }));
+    // Every token is sent to both replicas at once: exactly one of each pair may succeed.
+    const results = await Promise.allSettled(handoffs.flatMap((h) => [a.accept(h), b.accept(h)]));
+    for (let i = 0; i < handoffs.length; i++) {
+      const pair = [results[2 * i]!, results[2 * i + 1]!];
+      expect(pair.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const failed = pair.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect((failed.reason as HandoffError).code).toBe('token_replayed');
+    }
+    const newest = handoffs.reduce((m, h) => (h.iat > m.iat ? h : m));
+    const rec = await a.get(user);
+    expect(rec?.iat).toBe(newest.iat);
+    expect(rec?.session).toBe(newest.session);
+    expect(rec?.jtis.map((j) => j.jti).sort()).toEqual(handoffs.map((h) => h.jti).sort());
+  });
+
+  fakeOnly('a write that lost the race (409 Conflict) is redone from a fresh read', async () => {
+    const fake = t.fake!;
+    const a = store();
+    const b = store();
+    const user = newUser();
+    await a.accept(handoff(user, { iat: now() - 50 }));
+    const before = fake.requests.length;
+    fake.gate('get', 'secrets', 2); // both replicas read the same resourceVersion
+    const [ha, hb] = [handoff(user, { iat: now() - 40 }), handoff(user, { iat: now() - 30 })];
+    const [ra, rb] = await Promise.all([a.accept(ha), b.accept(hb)]);
+    const mine = fake.requests.slice(before);
+    expect(mine.filter((r) => r.verb === 'update' && r.code === 409)).toHaveLength(1);
+    // Whoever lost re-read: the newer token is stored either way, the older one stored or superseded.
+    expect(rb.outcome).toBe('stored');
+    expect(['stored', 'superseded']).toContain(ra.outcome);
+    const rec = await a.get(user);
+    expect(rec?.iat).toBe(hb.iat);
+    expect(rec?.jtis.map((j) => j.jti)).toEqual(expect.arrayContaining([ha.jti, hb.jti]));
+  });
+
+  fakeOnly('two first handoffs racing on create resolve through 409 AlreadyExists', async () => {
+    const fake = t.fake!;
+    const a = store();
+    const b = store();
+    const user = newUser();
+    const before = fake.requests.length;
+    fake.gate('get', 'secrets', 2); // both see 404
+    const [ha, hb] = [handoff(user, { iat: now() - 10 }), handoff(user, { iat: now() - 20 })];
+    const outcomes = await Promise.all([a.accept(ha), b.accept(hb)]);
+    const mine = fake.requests.slice(before);
+    expect(mine.filter((r) => r.verb === 'create' && r.code === 409)).toHaveLength(1);
+    expect(mine.filter((r) => r.verb === 'create' && r.code === 201)).toHaveLength(1);
+    expect(outcomes.every((o) => o.outcome === 'stored' || o.outcome === 'superseded')).toBe(true);
+    const rec = await a.get(user);
+    expect(rec?.session).toBe(ha.session);
+    expect(rec?.jtis.map((j) => j.jti).sort()).toEqual([ha.jti, hb.jti].sort());
+  });
+});
+
+describe('API errors', () => {
+  fakeOnly('403 becomes store_forbidden naming verb and resource', async () => {
+    const fake = t.fake!;
+    const s = store();
+    const user = newUser();
+    await s.accept(handoff(user));
+    fake.forbid('update', 'secrets');
+    try {
+      const e = await rejection(s.accept(handoff(user)));
+      expect(e.code).toBe('store_forbidden');
+      expect(e.detail).toContain('missing permission to update secrets in namespace hub');
+      expect(e.detail).toContain('Forbidden');
+    } finally {
+      fake.forbid('update', 'secrets', true);
+    }
+    fake.forbid('get', 'secrets');
+    try {
+      expect((await rejection(s.get(user))).detail).toContain('get secrets');
+    } finally {
+      fake.forbid('get', 'secrets', true);
+    }
+    fake.forbid('list', 'secrets');
+    try {
+      expect((await rejection(s.check())).detail).toContain('list secrets');
+    } finally {
+      fake.forbid('list', 'secrets', true);
+    }
+    await expect(s.check()).resolves.toBeUndefined();
+  });
+
+  fakeOnly('401 (bad credentials) becomes store_forbidden', async () => {
+    const fake = t.fake!;
+    const s = store({ kubeconfig: fake.writeKubeconfig(t.dir, t.namespace, 'wrong-token') });
+    const e = await rejection(s.accept(handoff(newUser())));
+    expect(e.code).toBe('store_forbidden');
+    expect(e.detail).toContain('not authenticated to get secrets');
+  });
+
+  fakeOnly('429 and 5xx are retried (bounded)', async () => {
+    const fake = t.fake!;
+    const s = store({ retries: 2 });
+    const user = newUser();
+    const before = fake.requests.length;
+    fake.failNext('get', 'secrets', [429, 503]);
+    fake.failNext('create', 'secrets', [500]);
+    expect((await s.accept(handoff(user))).outcome).toBe('stored');
+    const secretCalls = fake.requests.slice(before).filter((r) => r.resource === 'secrets');
+    expect(secretCalls.map((r) => `${r.verb} ${r.code}`)).toEqual([
+      'get 429',
+      'get 503',
+      'get 404',
+      'create 500',
+      'create 201',
+    ]);
+
+    const strict = store({ retries: 0 });
+    fake.failNext('get', 'secrets', [503]);
+    const e = await rejection(strict.accept(handoff(user)));
+    expect(e.code).toBe('store_unavailable');
+    expect(e.detail).toContain('HTTP 503');
+  });
+
+  fakeOnly('a write that landed although its reply was lost is not mistaken for a replay', async () => {
+    const fake = t.fake!;
+    const s = store();
+    const user = newUser();
+    const before = fake.requests.length;
+    fake.timeoutAfterCommit('create', 'secrets', 1);
+    const first = handoff(user, { iat: now() - 10 });
+    expect((await s.accept(first)).outcome).toBe('stored');
+    fake.timeoutAfterCommit('update', 'secrets', 1);
+    const second = handoff(user);
+    expect((await s.accept(second)).outcome).toBe('stored');
+    expect((await s.get(user))?.session).toBe(second.session);
+    const writes = fake.requests.slice(before).filter((r) => r.resource === 'secrets' && r.verb !== 'get');
+    expect(writes.map((r) => `${r.verb} ${r.code}`)).toEqual(['create 504', 'create 409', 'update 504', 'update 409']);
+  });
+
+  fakeOnly('a request that outlives requestTimeoutMs is abandoned and retried', async () => {
+    const fake = t.fake!;
+    const user = newUser();
+    // The gate holds the first read until a second one arrives, which only the retry after the timeout sends.
+    fake.gate('get', 'secrets', 2);
+    const s = store({ requestTimeoutMs: 200, retries: 1 });
+    expect((await s.accept(handoff(user))).outcome).toBe('stored');
+
+    fake.gate('get', 'secrets', 2);
+    const strict = store({ requestTimeoutMs: 200, retries: 0 });
+    const e = await rejection(strict.accept(handoff(user)));
+    expect(e.code).toBe('store_unavailable');
+    expect(e.detail).toContain('timeout');
+    // Release the gate so the held request does not outlive the test.
+    await store().get(user);
+  });
+});
+
+describe('fast refresh of running pods', () => {
+  function pod(name: string, user: string, phase: string, component = 'singleuser-server') {
+    return {
+      metadata: {
+        name,
+        labels: { component, app: 'jupyterhub' },
+        annotations: { 'hub.jupyter.org/username': user },
+      },
+      spec: { containers: [{ name: 'notebook', image: 'quay.io/jupyter/base-notebook' }] },
+      status: { phase },
+    };
+  }
+
+  fakeOnly("annotates the user's running single-user pods only", async () => {
+    const fake = t.fake!;
+    const user = newUser('Refresh.Me');
+    const other = newUser();
+    fake.put('pods', t.namespace, pod('jupyter-a', user, 'Running'));
+    fake.put('pods', t.namespace, pod('jupyter-a-named', user, 'Running'));
+    fake.put('pods', t.namespace, pod('jupyter-a-pending', user, 'Pending'));
+    fake.put('pods', t.namespace, pod('jupyter-b', other, 'Running'));
+    fake.put('pods', t.namespace, pod('not-a-server', user, 'Running', 'hub'));
+    const refreshed = (name: string) => fake.object('pods', t.namespace, name)?.metadata.annotations?.[POD_REFRESH_ANNOTATION];
+
+    await store({ fastRefresh: false }).accept(handoff(user, { iat: now() - 10 }));
+    expect(refreshed('jupyter-a')).toBeUndefined();
+
+    await store().accept(handoff(user));
+    expect(refreshed('jupyter-a')).toEqual(expect.any(String));
+    expect(refreshed('jupyter-a-named')).toEqual(expect.any(String));
+    expect(refreshed('jupyter-a-pending')).toBeUndefined();
+    expect(refreshed('jupyter-b')).toBeUndefined();
+    expect(refreshed('not-a-server')).toBeUndefined();
+    expect(fake.object('pods', t.namespace, 'jupyter-a')?.metadata.annotations?.['hub.jupyter.org/username']).toBe(user);
+  });
+
+  fakeOnly('never fails the handoff', async () => {
+    const fake = t.fake!;
+    const user = newUser();
+    fake.put('pods', t.namespace, pod('jupyter-c', user, 'Running'));
+    fake.forbid('patch', 'pods');
+    try {
+      expect((await store().accept(handoff(user))).outcome).toBe('stored');
+      expect(fake.object('pods', t.namespace, 'jupyter-c')?.metadata.annotations?.[POD_REFRESH_ANNOTATION]).toBeUndefined();
+    } finally {
+      fake.forbid('patch', 'pods', true);
+    }
+  });
+});
+
+describe('garbage collection', () => {
+  test('sweep deletes only this service’s Secrets older than gcMaxAgeDays', async () => {
+    const s = store({ gcMaxAgeDays: 30 });
+    const [u1, u2] = [newUser(), newUser()];
+    await s.accept(handoff(u1));
+    await s.accept(handoff(u2));
+    const day = 86_400_000;
+    expect(await s.sweep(Date.now() + 29 * day)).toBe(0);
+    expect(await t.secret(secretName(prefix, u1))).toBeDefined();
+
+    // Swept 31 days from now: both are old (other managed Secrets of the namespace are older still).
+    expect(await s.sweep(Date.now() + 31 * day)).toBeGreaterThanOrEqual(2);
+    expect(await t.secret(secretName(prefix, u1))).toBeUndefined();
+    expect(await t.secret(secretName(prefix, u2))).toBeUndefined();
+    expect(await store({ gcMaxAgeDays: 0 }).sweep(Date.now() + 3650 * day)).toBe(0);
+  });
+
+  fakeOnly('leaves Secrets without the managed-by label alone', async () => {
+    const fake = t.fake!;
+    fake.put('secrets', t.namespace, { metadata: { name: 'someone-elses' }, data: {} });
+    const s = store({ gcMaxAgeDays: 1 });
+    for (let i = 0; i < 3; i++) await s.accept(handoff(newUser()));
+    expect(await s.sweep(Date.now() + 2 * 86_400_000)).toBeGreaterThanOrEqual(3);
+    expect(fake.object('secrets', t.namespace, 'someone-elses')).toBeDefined();
+  });
+});
