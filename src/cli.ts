@@ -3,7 +3,7 @@
  * omnisci-handoff CLI: serve, check-config, mint, keygen, z2jh-values.
  * Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
  */
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
@@ -13,6 +13,7 @@ import { generateHmacSecret, generateSigningKey } from './handoff/keygen.js';
 import { isHmacAlg } from './handoff/keys.js';
 import { mintToken, readSigningKey } from './handoff/mint.js';
 import { exitOnSignals, startService } from './service.js';
+import { z2jhValuesYaml } from './z2jh.js';
 
 const USAGE = `usage: omnisci-handoff <command> [options]
 
@@ -23,6 +24,8 @@ commands:
        [--protocol P] [--host H] [--port N] [--database DB] [--query SQL] [--typ TYP]
        [--lifetime SECONDS] [--revoke] [--link BASE_URL]
                                issue a handoff (or revocation) token
+  z2jh-values --config FILE [--service-name NAME] [--service-url URL] [--webhook-free]
+                               print the values to merge into the zero-to-jupyterhub release
   keygen --alg ALG --out DIR [--kid KID]
                                generate a signing key (DIR/signing-key.jwk) and its JWKS (DIR/jwks.json),
                                or for HS* a shared secret (DIR/hmac-secret)
@@ -136,6 +139,26 @@ async function keygen(args: string[]): Promise<void> {
   process.stdout.write(`wrote ${privateFile} (issuer only) and ${join(values.out, 'jwks.json')} (kid ${key.publicJwk.kid})\n`);
 }
 
+async function z2jh(args: string[]): Promise<void> {
+  const { values: v } = parseArgs({
+    args,
+    options: { config: { type: 'string' }, 'service-name': { type: 'string' }, 'service-url': { type: 'string' }, 'webhook-free': { type: 'boolean' } },
+  });
+  const path = configPath(v);
+  if (!path) throw new UsageError('z2jh-values needs --config FILE');
+  const config = loadConfigFile(path);
+  const authenticator =
+    config.hub.loginMode === 'handoff' ? await readFile(new URL('../../helm/omnisci-handoff/files/authenticator.py', import.meta.url), 'utf8') : undefined;
+  process.stdout.write(
+    z2jhValuesYaml(config, {
+      ...(v['service-name'] ? { serviceName: v['service-name'] } : {}),
+      ...(v['service-url'] ? { serviceUrl: v['service-url'] } : {}),
+      ...(v['webhook-free'] ? { webhookFree: true } : {}),
+      ...(authenticator ? { authenticatorSource: authenticator } : {}),
+    }),
+  );
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   try {
@@ -151,6 +174,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'keygen':
         await keygen(args);
+        return 0;
+      case 'z2jh-values':
+        await z2jh(args);
         return 0;
       case undefined:
       case '-h':

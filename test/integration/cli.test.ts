@@ -1,7 +1,7 @@
 /** The CLI as an admin and an issuer use it: keygen → config → check-config → serve → mint → handoff; and local mode. */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { runCli, serveCli } from '../support/process.js';
 import { randomSessionId, tempDir } from '../support/core.js';
 
@@ -88,4 +88,23 @@ test('local mode: npm start prints a demo link that stores a session and redirec
   } finally {
     await served.stop();
   }
+});
+
+test('z2jh-values prints the hub service, the least role and, in handoff login mode, the authenticator', async () => {
+  const dir = tempDir('oh-cli-');
+  const file = join(dir, 'config.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      token: { issuer: 'i', audience: 'a', algorithms: ['ES256'], keys: { jwksUrl: 'https://immerse.test/jwks.json' } },
+      hub: { enabled: true, apiUrl: 'http://hub:8081/hub/api', loginMode: 'handoff' },
+    }),
+  );
+  const r = await runCli(['z2jh-values', '--config', file, '--service-url', 'http://omnisci-handoff:8470'], { JUPYTERHUB_API_TOKEN: 't' });
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  const values = parse(r.stdout) as { hub: { services: Record<string, unknown>; loadRoles: Record<string, { scopes: string[] }>; extraFiles?: unknown } };
+  expect(values.hub.services['omnisci-handoff']).toEqual({ url: 'http://omnisci-handoff:8470', display: false, oauth_no_confirm: true });
+  expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers']);
+  expect(r.stdout).toContain('OmnisciHandoffAuthenticator');
 });
