@@ -6,43 +6,25 @@
  * - hub: a burst of handoffs against a real JupyterHub next to its own API spawns (bench/hub-burst.ts).
  * BENCH_ONLY=handoff,webhook,hub picks sections.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { generateSigningKey } from '../src/handoff/keygen.js';
 import { mintToken, randomSessionId, type SigningKey } from '../src/handoff/mint.js';
 import { importJWK, type CryptoKey } from 'jose';
 import { hubBurst } from './hub-burst.js';
+import { startTarget, type BenchResult } from './process.js';
 import { benchWebhook } from './webhook.js';
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 6000);
 const USERS = 256;
 
-export interface BenchResult {
-  name: string;
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-}
-
-async function startTarget(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const script = fileURLToPath(new URL('./target.js', import.meta.url));
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /\{"port":(\d+)\}/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', (code) => reject(new Error(`bench target exited ${code}`)));
-  });
+async function startService(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const { child, port } = await startTarget('target.js', args);
   return { child, url: `http://127.0.0.1:${port}/handoff` };
 }
 
@@ -107,8 +89,8 @@ export async function benchHandoff(): Promise<BenchResult[]> {
   const jwksFile = join(dir, 'jwks.json');
   writeFileSync(jwksFile, JSON.stringify({ keys: [es.publicJwk, rs.publicJwk] }));
   const [esBodies, rsBodies] = [await tokens(es.signing, REQUESTS), await tokens(rs.signing, REQUESTS)];
-  const trivial = await startTarget(['trivial']);
-  const service = await startTarget(['service', jwksFile, dataDir]);
+  const trivial = await startService(['trivial']);
+  const service = await startService(['service', jwksFile, dataDir]);
   try {
     // Warm both up (JIT, key import caches), then measure.
     await load('warmup', trivial.url, esBodies.slice(0, 200));

@@ -4,39 +4,17 @@
  * own response, canned (same bytes both ways, so the ratio is the webhook's work alone). Each server
  * runs in its own process. bench/run.ts prints the ratios (targets: ≥ 0.60×, p99 ≤ 5 ms at c=32).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { admissionReview, kubespawnerPod } from '../test/support/kubespawner-pod.js';
 import { makeCert } from '../test/support/tls.js';
+import { startTarget, type BenchResult } from './process.js';
 
-export interface WebhookBenchResult {
-  name: string;
-  rps: number;
-  p50: number;
-  p99: number;
-}
-
-async function startTarget(args: string[]): Promise<{ child: ChildProcess; port: number }> {
-  const script = fileURLToPath(new URL('./webhook-target.js', import.meta.url));
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /\{"port":(\d+)\}/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', (code) => reject(new Error(`webhook bench target exited ${code}`)));
-  });
-  return { child, port };
-}
-
-async function load(name: string, port: number, body: string, connections: number, duration: number): Promise<WebhookBenchResult> {
+async function load(name: string, port: number, body: string, connections: number, duration: number): Promise<BenchResult> {
   const r = await autocannon({
     url: `https://127.0.0.1:${port}/mutate`, // autocannon does not verify certificates
     connections,
@@ -47,7 +25,7 @@ async function load(name: string, port: number, body: string, connections: numbe
   });
   const failed = r.errors + r.timeouts + r.non2xx;
   if (failed) throw new Error(`${name}: ${failed} failed requests`);
-  return { name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 };
+  return { name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: failed };
 }
 
 /** One admission, to learn the webhook's exact response for the canned trivial endpoint. */
@@ -68,17 +46,17 @@ function admitOnce(port: number, ca: string, body: string): Promise<Buffer> {
   });
 }
 
-export async function benchWebhook(opts: { connections: number; durationSec: number }): Promise<WebhookBenchResult[]> {
+export async function benchWebhook(opts: { connections: number; durationSec: number }): Promise<BenchResult[]> {
   const dir = mkdtempSync(join(tmpdir(), 'oh-bench-webhook-'));
   const cert = makeCert(dir, 'bench');
   const body = JSON.stringify(admissionReview(kubespawnerPod({ user: 'Bench.User@example.com', server: 'gpu' })));
   const targets: ChildProcess[] = [];
   try {
-    const webhook = await startTarget(['webhook', cert.certFile, cert.keyFile]);
+    const webhook = await startTarget('webhook-target.js', ['webhook', cert.certFile, cert.keyFile]);
     targets.push(webhook.child);
     const responseFile = join(dir, 'response.json');
     writeFileSync(responseFile, await admitOnce(webhook.port, cert.cert, body));
-    const trivial = await startTarget(['trivial', cert.certFile, cert.keyFile, responseFile]);
+    const trivial = await startTarget('webhook-target.js', ['trivial', cert.certFile, cert.keyFile, responseFile]);
     targets.push(trivial.child);
     const warm = Math.max(1, Math.round(opts.durationSec / 5));
     await load('warmup', trivial.port, body, opts.connections, warm);
