@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# JupyterHub 5.x (+ pytest for the authenticator's tests) in a cached venv, and configurable-http-proxy
-# (an npm devDependency) for the hub's proxy. Idempotent: a stamp file records what was installed.
+# JupyterHub 5.x, KubeSpawner 7 (the spawner hook's slug, the kube-apiserver spawn test) and pytest
+# (the authenticator's and the hook's tests) in one cached venv, .cache/venv-hub; and
+# configurable-http-proxy (an npm devDependency) for the hub's proxy. Idempotent: a stamp file
+# records what was installed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.cache/venv-hub"
-spec="jupyterhub==5.5.4 pytest==8.4.2"
+spec="jupyterhub==5.5.4 jupyterhub-kubespawner==7.1.0 pytest==8.4.2"
 stamp="$venv/.installed"
 
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$spec" ]]; then

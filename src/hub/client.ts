@@ -136,14 +136,20 @@ export class HubClient {
   async *progress(user: string, server: string, signal: AbortSignal): AsyncGenerator<HubProgressEvent> {
     const path = `${this.serverPath(user, server)}/progress`;
     let res: Response;
+    // The request timeout covers the connect only: a fetch signal also governs the body, so the
+    // timer is cleared once the headers are in (AbortSignal.timeout would cut a long spawn's stream).
+    const connect = new AbortController();
+    const timer = setTimeout(() => connect.abort(new DOMException('timed out', 'TimeoutError')), this.opts.requestTimeoutMs);
     try {
       res = await this.fetch(this.base + path, {
         headers: { Authorization: `token ${this.opts.token}`, Accept: 'text/event-stream' },
-        signal: AbortSignal.any([signal, AbortSignal.timeout(this.opts.requestTimeoutMs)]),
+        signal: AbortSignal.any([signal, connect.signal]),
       });
     } catch (e) {
       if (signal.aborted) return;
       throw new HandoffError('hub_unavailable', `GET ${path}: ${describe(e)}`, { cause: e });
+    } finally {
+      clearTimeout(timer);
     }
     if (res.status === 400 || res.status === 404) {
       await res.body?.cancel();
@@ -153,7 +159,7 @@ export class HubClient {
       const text = await res.text().catch(() => '');
       throw this.unexpected({ status: res.status, headers: res.headers, json: parseJson(text) }, `GET ${path}`);
     }
-    // Only the connect has the request timeout; the stream itself lasts as long as the caller's signal.
+    // The stream itself lasts as long as the caller's signal.
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     const onAbort = () => void reader.cancel().catch(() => undefined);
     signal.addEventListener('abort', onAbort, { once: true });

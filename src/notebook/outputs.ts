@@ -43,18 +43,23 @@ export function jupyterConfig(nb: Config['notebook'], sessionFile = sessionFileP
 }
 
 export const JUPYTER_CONFIG_FILE = 'omnisci-handoff.json';
+/** jupyterlab-omnisci's server extension module (its `/omnisci/session` handler). */
+export const SERVER_EXTENSION = 'jupyterlab_omnisci.serverextension';
 
 /**
- * Files for `jupyter_notebook_config.d/` (classic notebook server, what jupyterlab-omnisci 3.0.0
- * targets) and `jupyter_server_config.d/` (jupyter_server), keyed by path relative to a Jupyter
- * config directory. Each enables the server extension and configures the session manager.
+ * Files keyed by path relative to a Jupyter config directory, for the classic notebook server (what
+ * jupyterlab-omnisci 3.0.0 targets) and jupyter_server. Both servers read only the extension switch
+ * from `*_config.d/` (merged with other extensions' switches there); every other trait, here the
+ * session manager's, is read from the top-level `*_config.json` alone (proven in
+ * test/integration/omnisci-extension.test.ts).
  */
 export function jupyterConfigFiles(nb: Config['notebook'], sessionFile = sessionFilePath(nb)): Record<string, string> {
-  const manager = jupyterConfig(nb, sessionFile);
-  const notebook = { NotebookApp: { nbserver_extensions: { 'jupyterlab_omnisci.serverextension': true } }, ...manager };
-  const server = { ServerApp: { jpserver_extensions: { 'jupyterlab_omnisci.serverextension': true } }, ...manager };
+  const json = (o: unknown) => `${JSON.stringify(o, null, 2)}\n`;
+  const manager = json(jupyterConfig(nb, sessionFile));
   return {
-    [`jupyter_notebook_config.d/${JUPYTER_CONFIG_FILE}`]: `${JSON.stringify(notebook, null, 2)}\n`,
-    [`jupyter_server_config.d/${JUPYTER_CONFIG_FILE}`]: `${JSON.stringify(server, null, 2)}\n`,
+    [`jupyter_notebook_config.d/${JUPYTER_CONFIG_FILE}`]: json({ NotebookApp: { nbserver_extensions: { [SERVER_EXTENSION]: true } } }),
+    [`jupyter_server_config.d/${JUPYTER_CONFIG_FILE}`]: json({ ServerApp: { jpserver_extensions: { [SERVER_EXTENSION]: true } } }),
+    'jupyter_notebook_config.json': manager,
+    'jupyter_server_config.json': manager,
   };
 }

@@ -1,0 +1,118 @@
+"""Tests of the spawner hook. test/integration/jupyterhub-hook.test.ts runs them in the hub venv
+(.cache/venv-hub: JupyterHub 5 + KubeSpawner 7 + pytest, scripts/deps/jupyterhub.sh)."""
+
+import importlib.util
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from jupyterhub.spawner import LocalProcessSpawner
+from traitlets.config import Config
+
+HOOK = Path(__file__).resolve().parents[1] / "omnisci_handoff_hook.py"
+VECTORS = json.loads((Path(__file__).resolve().parents[3] / "test/fixtures/safe-slug.json").read_text("utf8"))
+
+
+def load_hook(monkeypatch, with_kubespawner):
+    """A fresh copy of the hook module; without KubeSpawner it must use its own port of safe_slug."""
+    if not with_kubespawner:
+        monkeypatch.setitem(sys.modules, "kubespawner", None)
+        monkeypatch.setitem(sys.modules, "kubespawner.slugs", None)
+    spec = importlib.util.spec_from_file_location(f"hook_{with_kubespawner}", HOOK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(params=[True, False], ids=["kubespawner", "port"])
+def hook_module(request, monkeypatch):
+    module = load_hook(monkeypatch, request.param)
+    assert (module.safe_slug.__module__ == "kubespawner.slugs") is request.param
+    return module
+
+
+@pytest.mark.parametrize("name,expected", VECTORS["default"])
+def test_safe_slug_vectors(hook_module, name, expected):
+    assert hook_module.safe_slug(name) == expected
+
+
+@pytest.mark.parametrize("max_length,name,expected", VECTORS["maxLength"])
+def test_safe_slug_max_length(hook_module, max_length, name, expected):
+    assert hook_module.safe_slug(name, max_length=max_length) == expected
+
+
+@pytest.mark.parametrize("max_length,name", VECTORS["refused"])
+def test_safe_slug_refuses_short_max_length(hook_module, max_length, name):
+    with pytest.raises(ValueError):
+        hook_module.safe_slug(name, max_length=max_length)
+
+
+def test_port_equals_kubespawner_on_hostile_names(monkeypatch):
+    from kubespawner.slugs import safe_slug
+
+    port = load_hook(monkeypatch, False).safe_slug
+    names = VECTORS["hostile"] + ["".join(chr(c) for c in range(i, i + 40)) for i in range(0, 0x800, 37)]
+    for name in names:
+        assert port(name) == safe_slug(name), repr(name)
+
+
+def write_store(root, user, slug, connection, session_file="session"):
+    """The service's local store layout (src/store/local.ts) for one user."""
+    d = root / "users" / slug
+    d.mkdir(parents=True, mode=0o700)
+    record = {"user": user, "session": "S" * 32, "query": "", "connection": connection, "iat": 1, "jtis": [], "updatedAt": 1}
+    (d / "state.json").write_text(json.dumps(record))
+    (d / session_file).write_text(json.dumps({"session": "S" * 32, "query": ""}))
+    return d
+
+
+def spawner(name, environment=None):
+    config = Config()
+    if environment is not None:
+        config.Spawner.environment = environment
+    return LocalProcessSpawner(user=SimpleNamespace(name=name, url=f"/user/{name}/"), config=config)
+
+
+def test_pre_spawn_hook_gives_env_and_config(hook_module, tmp_path):
+    conn = {"protocol": "binary", "host": "db.example", "port": 6274, "database": "omnisci"}
+    user_dir = write_store(tmp_path, "Alice@Example.org", "alice-example-org---cfd44c4f", conn, "omnisci-session")
+    hook = hook_module.OmnisciHandoffHook(tmp_path, session_file_name="omnisci-session", env_names={"host": "DB_HOST"})
+    assert hook.user_dir("Alice@Example.org") == str(user_dir)
+
+    s = spawner("Alice@Example.org", {"JUPYTER_CONFIG_PATH": "/etc/site-jupyter", "KEEP": "me"})
+    hook(s)
+    env = s.environment
+    assert env["OMNISCI_PROTOCOL"] == "binary" and env["DB_HOST"] == "db.example" and env["OMNISCI_PORT"] == "6274"
+    assert "OMNISCI_HOST" not in env and env["KEEP"] == "me"
+    config_dir, inherited = env["JUPYTER_CONFIG_PATH"].split(os.pathsep)
+    assert inherited == "/etc/site-jupyter"
+    assert config_dir == str(tmp_path / "jupyter" / "alice-example-org---cfd44c4f")
+
+    manager = json.loads(Path(config_dir, "jupyter_notebook_config.json").read_text())["OmniSciSessionManager"]
+    assert manager == {"session_file": str(user_dir / "omnisci-session"), "protocol": "OMNISCI_PROTOCOL", "host": "DB_HOST", "port": "OMNISCI_PORT"}
+    enabled = json.loads(Path(config_dir, "jupyter_notebook_config.d", "omnisci-handoff.json").read_text())
+    assert enabled == {"NotebookApp": {"nbserver_extensions": {"jupyterlab_omnisci.serverextension": True}}}
+    for path in Path(config_dir).rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+    # No secrets leave the store: the session id is in no env var and no config file.
+    assert all("S" * 32 not in v for v in env.values())
+    assert all("S" * 32 not in p.read_text() for p in Path(config_dir).rglob("*.json"))
+
+
+def test_before_any_handoff_only_config(hook_module, tmp_path):
+    hook = hook_module.OmnisciHandoffHook(tmp_path)
+    s = spawner("bob")
+    hook(s)
+    assert set(s.environment) == {"JUPYTER_CONFIG_PATH"}
+    manager = json.loads(Path(s.environment["JUPYTER_CONFIG_PATH"], "jupyter_server_config.json").read_text())
+    assert manager["OmniSciSessionManager"]["session_file"] == str(tmp_path / "users" / "bob" / "session")
+
+
+def test_refuses_a_record_of_another_user(hook_module, tmp_path):
+    write_store(tmp_path, "mallory", "bob", {"protocol": "https", "host": "evil.example", "port": 443, "database": ""})
+    with pytest.raises(ValueError):
+        hook_module.OmnisciHandoffHook(tmp_path)(spawner("bob"))
