@@ -4,7 +4,7 @@
  * control characters, surrounding whitespace, '.' and '..', and names over 255 characters (the hub DB column).
  */
 import type { Config } from '../config/types.js';
-import { HandoffError } from '../errors.js';
+import { ERRORS, HandoffError } from '../errors.js';
 
 const MAX_LENGTH = 255;
 
@@ -18,7 +18,8 @@ export function mapUsername(claims: Record<string, unknown>, user: Config['user'
   }
   if (user.lowercase) name = name.toLowerCase();
   const problem = usernameProblem(name, user.pattern);
-  if (problem) throw new HandoffError('bad_username', problem);
+  // The reason is safe to show (it names no part of the token) and tells the admin what to map.
+  if (problem) throw new HandoffError('bad_username', problem, { message: `${ERRORS.bad_username[1]} Reason: ${problem}.` });
   return name;
 }
 

@@ -135,6 +135,11 @@ describe('responses', () => {
     expect(((await res.json()) as { error: string }).error).toBe(code);
   });
 
+  test('bad_username says why', async () => {
+    const res = await postToken(svc.url, await token({ subject: 'a/b' }), { accept: 'application/json' });
+    expect(((await res.json()) as { message: string }).message).toContain('Reason: the name contains "/"');
+  });
+
   test('replay → 409 token_replayed; the stored session is untouched', async () => {
     const session = randomSessionId();
     const t = await token({ subject: 'ivy', omnisci: { session } });
