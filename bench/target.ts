@@ -33,3 +33,6 @@ if (mode === 'trivial') {
   const service = await startService(config, { logger: createLogger('warn') });
   process.stdout.write(`${JSON.stringify({ port: service.port })}\n`);
 }
+
+// A normal exit on SIGINT, so `node --cpu-prof` can write its profile.
+process.on('SIGINT', () => process.exit(0));

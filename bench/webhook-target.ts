@@ -34,3 +34,6 @@ if (mode === 'trivial') {
   const server = await startWebhookServer(config, { registry: new Registry(), namespace: 'hub' });
   announce(server.port);
 }
+
+// A normal exit on SIGINT, so `node --cpu-prof` can write its profile.
+process.on('SIGINT', () => process.exit(0));
