@@ -13,9 +13,23 @@ export interface LandingContext {
   res: Response;
 }
 
+export interface PrepareContext {
+  handoff: Handoff;
+  req: Request;
+  res: Response;
+  /**
+   * Continues a deferred handoff in a later request: runs `gate` (which may refuse by throwing
+   * HandoffError), then stores the session and lands, audited like any handoff.
+   */
+  resume(req: Request, res: Response, gate: () => Promise<void>): Promise<void>;
+}
+
 export interface Landing {
-  /** Runs before the session is stored (e.g. read or create the hub user, check the browser's hub identity). Throws HandoffError to refuse. */
-  prepare?(user: string, req: Request): Promise<void>;
+  /**
+   * Runs before the session is stored (e.g. read or create the hub user, check the browser's hub identity).
+   * Throws HandoffError to refuse; resolves 'deferred' when it answered the request itself and will `resume` later.
+   */
+  prepare?(ctx: PrepareContext): Promise<void | 'deferred'>;
   /** Sends the response after the session is stored. */
   land(ctx: LandingContext): Promise<void>;
 }

@@ -14,7 +14,7 @@ export function createMetrics(registry = new Registry(), defaults = true): Metri
     registry,
     handoffs: new Counter({
       name: 'omnisci_handoff_handoffs_total',
-      help: 'Handoffs by outcome (stored, superseded, or an error code).',
+      help: 'Handoffs by outcome (stored, superseded, deferred, or an error code).',
       labelNames: ['outcome'],
       registers: [registry],
     }),

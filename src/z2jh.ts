@@ -113,6 +113,10 @@ export function z2jhValues(config: Config, opts: Z2jhOptions = {}): Record<strin
         scopes,
         services: [name],
       },
+      // The identity check makes the service a hub OAuth client: users need access to it (this replaces the default user role).
+      ...(config.hub.identityCheck
+        ? { user: { description: 'Standard user privileges, and the omnisci-handoff identity check', scopes: ['self', `access:services!service=${name}`] } }
+        : {}),
     },
     ...(handoffLogin ? authenticatorHub(opts.authenticatorSource!, opts.authenticatorClass ?? 'OmnisciHandoffAuthenticator') : {}),
   };

@@ -16,13 +16,23 @@ connection env vars are fixed when the server starts.
 The store layout (see the service's src/store/local.ts) is ``<store_dir>/users/<slug>/`` holding
 ``state.json`` and the session file, where ``<slug>`` is KubeSpawner 7's ``safe_slug`` of the hub
 user name. Security model and setup: docs/non-kubernetes.md.
+
+With ``user_access="group"`` (the service's ``store.local.userAccess: group``: each server runs under
+its own unix account, the hub as root) the hook also gives the user's store directory and Jupyter
+config directory the user's unix group (setgid, 2750) and their files 0640, so that account, and no
+other, can read them. Below the directories the admin names, the hook never follows a symlink: the
+store is writable by the service's account, which must not be able to steer root's chown/chmod.
 """
 
+import errno
 import hashlib
 import json
 import os
+import pwd
 import re
-import tempfile
+import secrets
+import stat
+from contextlib import ExitStack
 
 try:  # KubeSpawner's own implementation when it is installed, so both sides agree by construction.
     from kubespawner.slugs import safe_slug
@@ -58,15 +68,68 @@ SERVER_EXTENSION = "jupyterlab_omnisci.serverextension"
 DEFAULT_ENV_NAMES = {"protocol": "OMNISCI_PROTOCOL", "host": "OMNISCI_HOST", "port": "OMNISCI_PORT"}
 
 
-def _write_atomic(path, content):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")  # created 0600
+_TRUSTED_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_DIR_FLAGS = _TRUSTED_DIR_FLAGS | os.O_NOFOLLOW
+
+
+def _keep(fds, fd):
+    """Closes fd when the ExitStack fds ends; returns it."""
+    fds.callback(os.close, fd)
+    return fd
+
+
+def _tmp_name():
+    return f".tmp-{secrets.token_hex(6)}"
+
+
+def _open_dir(name, dir_fd=None):
+    """A directory fd; a symlink as the last component is refused (ELOOP/ENOTDIR)."""
+    return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+
+
+def _write_atomic(dir_fd, name, content, mode):
+    """Writes ``name`` in the directory ``dir_fd`` via a temporary file renamed over it."""
+    tmp = _tmp_name()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
         with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), mode)  # exact mode, whatever the umask
             f.write(content)
-        os.replace(tmp, path)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        os.unlink(tmp)
+        os.unlink(tmp, dir_fd=dir_fd)
         raise
+
+
+def _subdir(parent_fd, name, mode, gid=None, owner=-1):
+    """Opens (creating if missing) the directory ``name`` under ``parent_fd`` and sets its mode, and its
+    group when gid is given. A missing directory is made under a temporary name, given to ``owner`` and
+    renamed in, so the owner (the service, when that is not us) never finds it owned by root; if the
+    owner made it meanwhile, theirs is used."""
+    try:
+        fd = _open_dir(name, parent_fd)
+    except FileNotFoundError:
+        tmp = _tmp_name()
+        os.mkdir(tmp, 0o700, dir_fd=parent_fd)
+        made = _open_dir(tmp, parent_fd)
+        try:
+            os.fchown(made, owner, -1)
+            os.rename(tmp, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+        except OSError as e:
+            os.rmdir(tmp, dir_fd=parent_fd)
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        finally:
+            os.close(made)
+        fd = _open_dir(name, parent_fd)
+    try:
+        if gid is not None:
+            os.fchown(fd, -1, gid)
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _json(obj):
@@ -80,13 +143,20 @@ class OmnisciHandoffHook:
     session_file_name: the service's ``notebook.sessionFileName``.
     env_names:         the service's ``notebook.env`` (names of the protocol/host/port env vars).
     config_dir:        where the per-user Jupyter config dirs are written (default ``<store_dir>/jupyter``).
+    user_access:       the service's ``store.local.userAccess``: "none" (one account for all) or "group".
+    unix_user:         with "group": spawner -> the unix account the server runs as (default: the hub
+                       user name, as LocalProcessSpawner uses it).
     """
 
-    def __init__(self, store_dir, session_file_name="session", env_names=None, config_dir=None):
+    def __init__(self, store_dir, session_file_name="session", env_names=None, config_dir=None, user_access="none", unix_user=None):
+        if user_access not in ("none", "group"):
+            raise ValueError(f"user_access must be 'none' or 'group', not {user_access!r}")
         self.store_dir = os.path.abspath(store_dir)
         self.session_file_name = session_file_name
         self.env_names = {**DEFAULT_ENV_NAMES, **(env_names or {})}
         self.config_dir = os.path.abspath(config_dir or os.path.join(self.store_dir, "jupyter"))
+        self.user_access = user_access
+        self.unix_user = unix_user or (lambda spawner: spawner.user.name)
 
     def user_dir(self, name):
         return os.path.join(self.store_dir, "users", safe_slug(name))
@@ -131,21 +201,62 @@ class OmnisciHandoffHook:
             "jupyter_server_config.json": manager,
         }
 
-    def write_jupyter_config(self, name):
-        """Writes the user's Jupyter config dir (0700, files 0600) and returns its path."""
-        target = os.path.join(self.config_dir, safe_slug(name))
-        for rel, content in self.jupyter_config_files(name).items():
-            path = os.path.join(target, rel)
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            _write_atomic(path, content)
-        return target
+    def write_jupyter_config(self, name, gid=None):
+        """Writes the user's Jupyter config dir and returns its path: 0700, files 0600; with a gid (the
+        user's unix group) 2750 group gid, files 0640, and ``config_dir`` itself 0711."""
+        dir_mode, file_mode = (0o700, 0o600) if gid is None else (0o2750, 0o640)
+        parent, base = os.path.split(self.config_dir)
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        with ExitStack() as fds:
+            top = _keep(fds, _subdir(_keep(fds, os.open(parent, _TRUSTED_DIR_FLAGS)), base, 0o700 if gid is None else 0o711))
+            user = _keep(fds, _subdir(top, safe_slug(name), dir_mode, gid))
+            for rel, content in self.jupyter_config_files(name).items():
+                sub, file_name = os.path.split(rel)
+                target = _keep(fds, _subdir(user, sub, dir_mode, gid)) if sub else user
+                _write_atomic(target, file_name, content, file_mode)
+        return os.path.join(self.config_dir, safe_slug(name))
 
-    def environment(self, name, inherited_config_path=""):
+    def share_user_dir(self, name, gid):
+        """Lets the unix group gid read the user's session file: ``users/<slug>/`` group gid, 2750 (its
+        files inherit the group), the session file group gid, 0640; ``<store_dir>`` and ``users/`` 0711.
+        A missing directory is made for the owner of ``<store_dir>`` (the service), so a handoff to a
+        server started before the first one is readable too. Needs root."""
+        with ExitStack() as fds:
+            store = _keep(fds, os.open(self.store_dir, _TRUSTED_DIR_FLAGS))
+            owner = os.fstat(store).st_uid
+            os.fchmod(store, 0o711)
+            users = _keep(fds, _subdir(store, "users", 0o711, owner=owner))
+            user = _keep(fds, _subdir(users, safe_slug(name), 0o2750, gid, owner))
+            try:
+                f = _keep(fds, os.open(self.session_file_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=user))
+            except FileNotFoundError:
+                return
+            st = os.fstat(f)
+            # Only the service's own file: never hand root's chown a file linked in from elsewhere.
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
+                raise ValueError(f"the session file of {safe_slug(name)} is not a regular file of the store's owner")
+            os.fchown(f, -1, gid)
+            os.fchmod(f, 0o640)
+
+    def unix_gid(self, spawner):
+        """The primary group of the unix account the spawner's server runs as."""
+        account = self.unix_user(spawner)
+        try:
+            return pwd.getpwnam(account).pw_gid
+        except KeyError:
+            raise ValueError(f"no unix account {account!r} for hub user {spawner.user.name!r}") from None
+
+    def environment(self, name, inherited_config_path="", gid=None):
         """Env vars for the user's server: the connection and JUPYTER_CONFIG_PATH (ours first)."""
-        config_path = os.pathsep.join(p for p in (self.write_jupyter_config(name), inherited_config_path) if p)
+        config_path = os.pathsep.join(p for p in (self.write_jupyter_config(name, gid), inherited_config_path) if p)
         return {**self.connection_env(name), "JUPYTER_CONFIG_PATH": config_path}
 
     def __call__(self, spawner):
+        name = spawner.user.name
+        gid = None
+        if self.user_access == "group":
+            gid = self.unix_gid(spawner)
+            self.share_user_dir(name, gid)
         env = dict(spawner.environment)
-        env.update(self.environment(spawner.user.name, env.get("JUPYTER_CONFIG_PATH", "")))
+        env.update(self.environment(name, env.get("JUPYTER_CONFIG_PATH", ""), gid))
         spawner.environment = env

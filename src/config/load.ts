@@ -96,6 +96,22 @@ function semanticProblems(c: Config, env: NodeJS.ProcessEnv): ConfigProblem[] {
     out.push({ path: 'hub.apiUrl', message: 'is required when hub.enabled (or set JUPYTERHUB_API_URL)' });
   if (c.hub.enabled && !c.hub.apiTokenFile && !env.JUPYTERHUB_API_TOKEN)
     out.push({ path: 'hub.apiTokenFile', message: 'set it or JUPYTERHUB_API_TOKEN when hub.enabled' });
+  if (c.hub.identityCheck) {
+    if (!c.hub.enabled) out.push({ path: 'hub.identityCheck', message: 'needs hub.enabled' });
+    if (!c.hub.oauthClientId?.startsWith('service-'))
+      out.push({
+        path: 'hub.oauthClientId',
+        message: 'must be the hub\'s service-<name> client id (set it, JUPYTERHUB_CLIENT_ID, or a /services/<name>/ base path)',
+      });
+    const callback = `${c.listen.basePath}oauth_callback`;
+    let path: string | undefined;
+    try {
+      path = new URL(c.hub.oauthRedirectUri ?? '', c.redirect.hubPublicUrl).pathname;
+    } catch {
+      /* reported below */
+    }
+    if (path !== callback) out.push({ path: 'hub.oauthRedirectUri', message: `must lead to ${callback}` });
+  }
   if (c.omnisci.host && c.omnisci.allowedHosts.length && !hostAllowedBy(c.omnisci.host, c.omnisci.allowedHosts))
     out.push({ path: 'omnisci.host', message: 'the default host is not in omnisci.allowedHosts' });
   if (c.store.backend === 'kubernetes' && (RESERVED_SECRET_KEYS as readonly string[]).includes(c.notebook.sessionFileName))
@@ -138,6 +154,12 @@ export function resolveConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env
   const config = data as unknown as Config;
   config.listen.basePath = normalizeBasePath(config.listen.basePath ?? env.JUPYTERHUB_SERVICE_PREFIX ?? '/');
   config.hub.apiUrl ??= env.JUPYTERHUB_API_URL;
+  if (config.hub.identityCheck) {
+    // What the hub gives its own services (JUPYTERHUB_CLIENT_ID…), else its defaults for a service named by the prefix.
+    const name = /\/services\/([^/]+)\/$/.exec(config.listen.basePath)?.[1];
+    config.hub.oauthClientId ??= env.JUPYTERHUB_CLIENT_ID ?? (name ? `service-${name}` : undefined);
+    config.hub.oauthRedirectUri ??= env.JUPYTERHUB_OAUTH_CALLBACK_URL ?? `${config.listen.basePath}oauth_callback`;
+  }
   const problems = semanticProblems(config, env);
   if (problems.length) throw new ConfigError(problems);
   return config;

@@ -150,6 +150,12 @@ export const configSchema = {
       backend: { enum: ['local', 'kubernetes'], default: 'local', description: 'Store backend.' },
       local: obj('Local directory backend (local mode, non-Kubernetes hubs).', {
         dir: str('Directory of the store.', { default: './.data' }),
+        userAccess: {
+          enum: ['none', 'group'],
+          default: 'none',
+          description:
+            "Who besides the service reads a user's session file. none: nobody (directories 0700, files 0600; the servers run as the service's account). group: the user's own unix account, for hubs that run each server under it (store and users/ 0711, session files 0640; the spawner hook gives each user directory the user's group, docs/non-kubernetes.md).",
+        },
       }),
       maxJtis: int('How many recent token ids are kept per user for replay detection.', 1, 1000, 64),
       kubernetes: obj('Kubernetes backend: one Secret per hub user in the hub namespace (docs/kubernetes.md).', {
@@ -229,6 +235,22 @@ export const configSchema = {
           'How the browser logs in to the hub: sso (the hub uses the same identity provider as Immerse) or handoff (one-time login token for the shipped authenticator).',
       },
       loginTokenTtlSeconds: int('Lifetime of a one-time hub login token (handoff login mode).', 1, 30, 30),
+      identityCheck: bool(
+        'Refuse a handoff for another user than the one the browser is logged in to the hub as (identity_mismatch): the service asks the hub, as its OAuth client, who the browser is.',
+        false,
+      ),
+      oauthClientId: str(
+        'OAuth client id of the service at the hub (identityCheck). Default: JUPYTERHUB_CLIENT_ID, else service-<name> from a /services/<name>/ base path.',
+      ),
+      oauthRedirectUri: str(
+        'OAuth redirect URI registered at the hub (identityCheck); it must lead to {base}oauth_callback. Default: JUPYTERHUB_OAUTH_CALLBACK_URL, else {base}oauth_callback.',
+      ),
+      identityMaxAgeSeconds: int(
+        'How long a checked hub identity is remembered in a signed cookie, sparing later handoffs of the same user the OAuth round (0: check every handoff).',
+        0,
+        3600,
+        300,
+      ),
     }),
     log: obj('Logging.', {
       level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'Log level.' },

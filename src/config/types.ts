@@ -45,7 +45,7 @@ export interface Config {
   redirect: { hubPublicUrl: string; labUrlTemplate: string };
   store: {
     backend: 'local' | 'kubernetes';
-    local: { dir: string };
+    local: { dir: string; userAccess: 'none' | 'group' };
     maxJtis: number;
     kubernetes: {
       namespace?: string;
@@ -83,6 +83,10 @@ export interface Config {
     connectionChangePolicy: 'keep' | 'restart';
     loginMode: 'sso' | 'handoff';
     loginTokenTtlSeconds: number;
+    identityCheck: boolean;
+    oauthClientId?: string;
+    oauthRedirectUri?: string;
+    identityMaxAgeSeconds: number;
   };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   metrics: { enabled: boolean };

@@ -1,7 +1,8 @@
 /**
  * The HTTP service: handoff (POST form / GET query / GET fragment page), revoke, health, metrics.
- * Flow of a handoff: verify → landing.prepare → store.accept → landing.land; every outcome is one
- * audit log line, one metric sample and, on failure, one error response with a stable code.
+ * Flow of a handoff: verify → landing.prepare (which may defer the rest to a later request) →
+ * store.accept → landing.land; every outcome (`deferred` included) is one audit log line, one metric
+ * sample and, on failure, one error response with a stable code.
  */
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
@@ -9,10 +10,10 @@ import { pinoHttp } from 'pino-http';
 import type { Config } from '../config/types.js';
 import { HandoffError, toHandoffError } from '../errors.js';
 import type { Verifier } from '../handoff/verify.js';
-import type { Landing } from '../landing.js';
+import type { Landing, PrepareContext } from '../landing.js';
 import { sanitizeUrl, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { SessionStore } from '../store/types.js';
+import type { Handoff, SessionStore } from '../store/types.js';
 import { AUTOSUBMIT_SCRIPT, cspHash, errorPage, FRAGMENT_SCRIPT, page, postForm, STYLE } from './pages.js';
 
 export interface AppDeps {
@@ -106,31 +107,54 @@ export function createApp(deps: AppDeps): App {
   // A token is at most maxTokenBytes; leave room for the field name and encoding.
   const form = express.urlencoded({ extended: false, limit: config.token.maxTokenBytes * 2 + 1024, parameterLimit: 10 });
 
-  async function handoff(req: Request, res: Response, token: unknown): Promise<void> {
+  interface Audit {
+    outcome: string;
+    user?: string;
+    jti?: string;
+  }
+
+  /** Every handoff request, also one resuming a deferred handoff, ends in one audit line and one metric sample. */
+  async function audited(req: Request, res: Response, work: (a: Audit) => Promise<void>): Promise<void> {
     const started = process.hrtime.bigint();
-    let outcome = 'internal';
-    let user: string | undefined;
-    let jti: string | undefined;
+    const a: Audit = { outcome: 'internal' };
     try {
-      const h = await verifier.verifyHandoff(token);
-      user = h.user;
-      jti = h.jti;
-      await landing.prepare?.(h.user, req);
-      const result = await store.accept(h);
-      outcome = result.outcome;
-      await landing.land({ handoff: h, result, req, res });
+      await work(a);
     } catch (e) {
       const err = toHandoffError(e);
-      outcome = err.code;
+      a.outcome = err.code;
       if (err.status >= 500) req.log.error({ code: err.code, detail: err.detail, err: err.cause }, 'handoff failed');
       if (!res.headersSent) sendError(req, res, err);
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.handoffs.inc({ outcome });
-      metrics.handoffSeconds.observe({ outcome }, seconds);
-      req.log.info({ event: 'handoff', user, jti, outcome, durationMs: Math.round(seconds * 1e4) / 10 }, 'handoff');
+      metrics.handoffs.inc({ outcome: a.outcome });
+      metrics.handoffSeconds.observe({ outcome: a.outcome }, seconds);
+      req.log.info({ event: 'handoff', user: a.user, jti: a.jti, outcome: a.outcome, durationMs: Math.round(seconds * 1e4) / 10 }, 'handoff');
     }
   }
+
+  async function storeAndLand(h: Handoff, a: Audit, req: Request, res: Response): Promise<void> {
+    const result = await store.accept(h);
+    a.outcome = result.outcome;
+    await landing.land({ handoff: h, result, req, res });
+  }
+
+  const handoff = (req: Request, res: Response, token: unknown) =>
+    audited(req, res, async (a) => {
+      const h = await verifier.verifyHandoff(token);
+      a.user = h.user;
+      a.jti = h.jti;
+      const resume: PrepareContext['resume'] = (req2, res2, gate) =>
+        audited(req2, res2, async (a2) => {
+          Object.assign(a2, { user: h.user, jti: h.jti });
+          await gate();
+          await storeAndLand(h, a2, req2, res2);
+        });
+      if ((await landing.prepare?.({ handoff: h, req, res, resume })) === 'deferred') {
+        a.outcome = 'deferred';
+        return;
+      }
+      await storeAndLand(h, a, req, res);
+    });
 
   r.post('/handoff', form, (req, res) => handoff(req, res, (req.body as Record<string, unknown> | undefined)?.token));
   r.get('/handoff', (req, res) => {

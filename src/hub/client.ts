@@ -80,6 +80,29 @@ export class HubClient {
     return String((r.json as { name?: unknown } | undefined)?.name ?? '');
   }
 
+  /**
+   * Trades an OAuth authorization code for an access token (POST /oauth2/token), authenticated as
+   * the service's OAuth client like JupyterHub's HubOAuth: client id + the service API token as secret.
+   * Not retried: a code is single-use.
+   */
+  async oauthToken(code: string, clientId: string, redirectUri: string): Promise<string> {
+    const form = new URLSearchParams({ client_id: clientId, client_secret: this.opts.token, grant_type: 'authorization_code', code, redirect_uri: redirectUri });
+    const r = await this.call('POST', '/oauth2/token', form, { retry5xx: false });
+    this.expect(r, [200], 'POST oauth2/token');
+    const access = (r.json as { access_token?: unknown } | undefined)?.access_token;
+    if (typeof access !== 'string' || !access) throw new HandoffError('hub_rejected', 'POST oauth2/token: no access_token in the reply');
+    return access;
+  }
+
+  /** The name of the user an OAuth access token belongs to (GET /user with that token). */
+  async userOf(accessToken: string): Promise<string> {
+    const r = await this.call('GET', '/user', undefined, { token: accessToken });
+    this.expect(r, [200], 'GET user (OAuth identity)');
+    const name = (r.json as { name?: unknown } | undefined)?.name;
+    if (typeof name !== 'string' || !name) throw new HandoffError('hub_rejected', 'GET user: no name in the reply');
+    return name;
+  }
+
   /** The user, or undefined when the hub has none of that name. */
   async getUser(user: string): Promise<HubUser | undefined> {
     const r = await this.call('GET', `/users/${encodeURIComponent(user)}`);
@@ -99,7 +122,7 @@ export class HubClient {
   async startServer(user: string, server: string, userOptions: Record<string, unknown>): Promise<StartOutcome> {
     const path = this.serverPath(user, server);
     // No retry on 5xx here: the hub answers 500 when the spawn itself failed early.
-    const r = await this.call('POST', path, userOptions, false);
+    const r = await this.call('POST', path, userOptions, { retry5xx: false });
     if (r.status === 201) return { kind: 'started' };
     if (r.status === 202) return { kind: 'pending' };
     if (r.status === 429) {
@@ -191,8 +214,11 @@ export class HubClient {
     }
   }
 
-  private async call(method: string, path: string, body?: unknown, retry5xx = true): Promise<Reply> {
+  /** A form body (URLSearchParams) is sent form-encoded, anything else as JSON; `token` overrides the service token. */
+  private async call(method: string, path: string, body?: unknown, o: { retry5xx?: boolean; token?: string } = {}): Promise<Reply> {
     const url = this.base + path;
+    const retry5xx = o.retry5xx ?? true;
+    const form = body instanceof URLSearchParams;
     for (let attempt = 0; ; attempt++) {
       const last = attempt >= this.opts.retries;
       let res: Response;
@@ -200,11 +226,11 @@ export class HubClient {
         res = await this.fetch(url, {
           method,
           headers: {
-            Authorization: `token ${this.opts.token}`,
+            Authorization: `token ${o.token ?? this.opts.token}`,
             Accept: 'application/json',
-            ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+            ...(body === undefined ? {} : { 'Content-Type': form ? 'application/x-www-form-urlencoded' : 'application/json' }),
           },
-          body: body === undefined ? null : JSON.stringify(body),
+          body: body === undefined ? null : form ? body.toString() : JSON.stringify(body),
           signal: AbortSignal.timeout(this.opts.requestTimeoutMs),
         });
       } catch (e) {
@@ -248,8 +274,10 @@ function parseJson(text: string): unknown {
   }
 }
 
+/** The hub's `message`, or an OAuth error reply's `error` (invalid_grant, invalid_client…). */
 function hubMessage(r: Reply): string | undefined {
-  const m = (r.json as { message?: unknown } | undefined)?.message;
+  const j = r.json as { message?: unknown; error?: unknown } | undefined;
+  const m = j?.message ?? j?.error;
   return typeof m === 'string' ? m : undefined;
 }
 

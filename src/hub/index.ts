@@ -2,7 +2,8 @@
  * The JupyterHub landing: before the session is stored, the hub user is read (or created); after,
  * a running server means a straight redirect to the lab, anything else a progress page that follows
  * the spawn and ends in that redirect. In login mode `handoff` the final hop goes through
- * /hub/login with a one-time login token that the shipped authenticator exchanges here.
+ * /hub/login with a one-time login token that the shipped authenticator exchanges here. With
+ * hub.identityCheck, prepare first checks who the browser is at the hub (./identity.ts).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -14,6 +15,8 @@ import { labUrl, type Landing } from '../landing.js';
 import type { Logger } from '../log.js';
 import type { Connection } from '../store/types.js';
 import { HubClient } from './client.js';
+import { cookie } from './cookie.js';
+import { createIdentityCheck } from './identity.js';
 import { LoginTokens } from './login.js';
 import { PROGRESS_SCRIPT, PROGRESS_SCRIPT_PATH, progressPage } from './page.js';
 import { ProgressRegistry, SpawnTask, type ProgressEntry } from './progress.js';
@@ -43,14 +46,6 @@ function readToken(hub: Config['hub'], env: NodeJS.ProcessEnv): string {
   const token = hub.apiTokenFile ? readFileSync(hub.apiTokenFile, 'utf8').trim() : env.JUPYTERHUB_API_TOKEN;
   if (!token) throw new HandoffError('hub_unauthorized', 'no hub API token: set hub.apiTokenFile or JUPYTERHUB_API_TOKEN');
   return token;
-}
-
-function cookie(req: Request, name: string): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
 }
 
 export function createHubLanding(config: Config, deps: HubLandingDeps = {}): HubLanding {
@@ -83,15 +78,24 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
         ),
     );
 
-  /** Where the browser finally goes: the lab, through /hub/login with a fresh login token in `handoff` mode. */
+  /** /hub/login with a fresh login token for `user`, continuing to the hub path `next` (login mode `handoff`). */
+  const hubLogin = (user: string, next: string): string => {
+    const login = new URL(`${config.redirect.hubPublicUrl.replace(/\/+$/, '')}/hub/login`);
+    login.search = `login_token=${loginTokens.issue(user)}&next=${encodeURIComponent(next)}`;
+    return login.toString();
+  };
+
+  /** Where the browser finally goes: the lab, through /hub/login in `handoff` mode. */
   const finalUrl = (user: string): string => {
     const lab = labUrl(config.redirect, user, server);
     if (hubConfig.loginMode === 'sso') return lab;
     const u = new URL(lab);
-    const login = new URL(`${config.redirect.hubPublicUrl.replace(/\/+$/, '')}/hub/login`);
-    login.search = `login_token=${loginTokens.issue(user)}&next=${encodeURIComponent(u.pathname + u.search)}`;
-    return login.toString();
+    return hubLogin(user, u.pathname + u.search);
   };
+
+  const identity = hubConfig.identityCheck
+    ? createIdentityCheck({ config, client, apiToken: token, ...(hubConfig.loginMode === 'handoff' ? { hubLogin } : {}) })
+    : undefined;
 
   const links = (id: string) => ({
     events: `${base}progress/${id}/events`,
@@ -101,11 +105,14 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
   });
 
   const landing: Landing = {
-    async prepare(user) {
-      if (await client.getUser(user)) return;
-      if (!hubConfig.createUsers) throw new HandoffError('hub_user_unknown', `no hub user ${user}`);
-      await client.createUser(user);
-      log?.info({ user }, 'hub user created');
+    async prepare(ctx) {
+      const user = ctx.handoff.user;
+      if (!(await client.getUser(user))) {
+        if (!hubConfig.createUsers) throw new HandoffError('hub_user_unknown', `no hub user ${user}`);
+        await client.createUser(user);
+        log?.info({ user }, 'hub user created');
+      }
+      return identity?.check(ctx);
     },
 
     async land({ handoff, result, req, res }) {
@@ -135,6 +142,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
   };
 
   const router = express.Router();
+  if (identity) router.use(identity.router);
   const entryOf = (req: Request, res: Response): ProgressEntry | undefined => {
     const id = String(req.params.id ?? '');
     const entry = registry.get(id, cookie(req, `ohp-${id}`));

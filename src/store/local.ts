@@ -2,10 +2,16 @@
  * Local directory backend: local mode, and the session source for hubs without Kubernetes
  * (contrib/jupyterhub/omnisci_handoff_hook.py reads the same layout):
  *
- *   <dir>/                       0700
- *     users/<slug>/              0700   slug = KubeSpawner's safe_slug(user name)
- *       state.json               0600   the SessionRecord (user, session, connection, iat, jtis)
- *       <sessionFileName>        0600   the session file the extension reads (json or text)
+ *   <dir>/                       0700   (userAccess group: 0711)
+ *     users/                     0700   (userAccess group: 0711)
+ *       <slug>/                  0700   slug = KubeSpawner's safe_slug(user name)
+ *         state.json             0600   the SessionRecord (user, session, connection, iat, jtis)
+ *         <sessionFileName>      0600   (userAccess group: 0640) the session file the extension reads
+ *
+ * With `userAccess: group` (servers under their own unix accounts) the hub's spawner hook, as root,
+ * gives each user directory the user's group with the setgid bit (2750) and the session file that
+ * group; files written later inherit it, and being 0640 they are readable by that user only. The top
+ * directories become traversable but stay unlistable. The service never needs root for that.
  *
  * Every write goes to a temporary file that is renamed over the old one, so a reader never sees a
  * partial file (no fsync: a session is worth minutes, and the rename keeps files whole). Updates of
@@ -13,7 +19,7 @@
  * also why recently used records are served from memory.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
@@ -44,10 +50,12 @@ class KeyedQueue {
   }
 }
 
-async function writeAtomic(path: string, content: string): Promise<void> {
+async function writeAtomic(path: string, content: string, mode = 0o600): Promise<void> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  await writeFile(tmp, content, { mode: 0o600, flag: 'wx' });
+  await writeFile(tmp, content, { mode, flag: 'wx' });
   try {
+    // The umask may have cut the group bits.
+    if (mode !== 0o600) await chmod(tmp, mode);
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
@@ -95,11 +103,19 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
   const records = new Recent<SessionRecord>(10_000);
   const madeDirs = new Recent<true>(10_000);
   const nb = config.notebook;
+  const shared = config.store.local.userAccess === 'group';
   const options = (): ApplyOptions => ({
     maxJtis: config.store.maxJtis,
     now: Math.floor(clock() / 1000),
     clockTolerance: config.token.clockToleranceSeconds,
   });
+
+  /** <dir> and <dir>/users; with userAccess group traversable (a server must reach its file) but unlistable. */
+  async function makeTop(): Promise<void> {
+    const users = join(root, 'users');
+    await mkdir(users, { recursive: true, mode: 0o700 });
+    if (shared) await Promise.all([chmod(root, 0o711), chmod(users, 0o711)]);
+  }
 
   async function read(user: string): Promise<SessionRecord | undefined> {
     const cached = records.get(user);
@@ -121,6 +137,7 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
   async function write(record: SessionRecord): Promise<void> {
     const dir = userDir(root, record.user);
     if (!madeDirs.get(dir)) {
+      await makeTop();
       await mkdir(dir, { recursive: true, mode: 0o700 });
       madeDirs.set(dir, true);
     }
@@ -128,7 +145,7 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
     try {
       await Promise.all([
         writeAtomic(join(dir, STATE_FILE), `${JSON.stringify(record)}\n`),
-        writeAtomic(join(dir, nb.sessionFileName), sessionFileContent(record, nb.sessionFormat)),
+        writeAtomic(join(dir, nb.sessionFileName), sessionFileContent(record, nb.sessionFormat), shared ? 0o640 : 0o600),
       ]);
     } catch (e) {
       // Whatever is on disk now is the truth: forget the cached copy.
@@ -174,7 +191,7 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
 
     async check() {
       try {
-        await mkdir(join(root, 'users'), { recursive: true, mode: 0o700 });
+        await makeTop();
         await stat(root);
         const probe = join(root, `.probe-${randomBytes(4).toString('hex')}`);
         await writeAtomic(probe, '');

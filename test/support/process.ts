@@ -37,11 +37,11 @@ export interface Served {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `serve` and resolves once its "listening" log line says where. */
-export function serveCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<Served> {
+/** Starts `serve` (as the unix account `ids`, when given and we are root) and resolves once its "listening" log line says where. */
+export function serveCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string, ids?: { uid: number; gid: number }): Promise<Served> {
   assertBuilt();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', ...args], { env: { PATH: process.env.PATH, ...env }, cwd });
+    const child = spawn(process.execPath, [CLI, 'serve', ...args], { env: { PATH: process.env.PATH, ...env }, cwd, ...ids });
     let out = '';
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     const timer = setTimeout(() => reject(new Error(`serve did not start:\n${out}`)), 20_000);

@@ -56,6 +56,19 @@ test('cross-field rules: HS* only with a secret, secrets never inline, one secre
   );
 });
 
+test('hub.identityCheck: needs the hub; client id and redirect URI default like the hub registers a service', () => {
+  const hub = { enabled: true, apiUrl: 'http://hub:8081/hub/api', identityCheck: true };
+  const hubEnv = { ...env, JUPYTERHUB_API_TOKEN: 't' };
+  const c = resolveConfig({ ...minimal, listen: { basePath: '/services/ohs/' }, hub }, hubEnv);
+  expect(c.hub).toMatchObject({ oauthClientId: 'service-ohs', oauthRedirectUri: '/services/ohs/oauth_callback', identityMaxAgeSeconds: 300 });
+  const managed = { ...hubEnv, JUPYTERHUB_SERVICE_PREFIX: '/services/x/', JUPYTERHUB_CLIENT_ID: 'service-y', JUPYTERHUB_OAUTH_CALLBACK_URL: 'https://hub.test/services/x/oauth_callback' };
+  expect(resolveConfig({ ...minimal, hub }, managed).hub).toMatchObject({ oauthClientId: 'service-y', oauthRedirectUri: 'https://hub.test/services/x/oauth_callback' });
+  expect(problems({ ...minimal, hub: { identityCheck: true } }).map((x) => x.path)).toEqual(['hub.identityCheck', 'hub.oauthClientId']);
+  expect(problems({ ...minimal, listen: { basePath: '/services/ohs/' }, hub: { ...hub, oauthRedirectUri: '/elsewhere' } }, hubEnv)).toEqual([
+    { path: 'hub.oauthRedirectUri', message: 'must lead to /services/ohs/oauth_callback' },
+  ]);
+});
+
 test('wildcard hosts match subdomains only', () => {
   expect(hostAllowedBy('a.db.test', ['*.db.test'])).toBe(true);
   expect(hostAllowedBy('A.B.DB.test', ['*.db.test'])).toBe(true);

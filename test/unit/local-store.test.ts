@@ -46,6 +46,27 @@ test('layout: users/<slug>/ with the session file and state.json, 0700 dirs and 
   expect(await store.get('user@email.com')).toEqual(state);
 });
 
+test('userAccess group: traversable top directories, session file 0640 whatever the umask, the rest private', async () => {
+  const dir = tempDir('oh-store-');
+  const store = createLocalStore(testConfig({ store: { local: { dir, userAccess: 'group' } } }));
+  const umask = process.umask(0o077);
+  try {
+    await store.accept(handoff('nina'));
+    await store.accept(handoff('nina'));
+  } finally {
+    process.umask(umask);
+  }
+  const udir = join(dir, 'users', 'nina');
+  expect([mode(dir), mode(join(dir, 'users'))]).toEqual([0o711, 0o711]);
+  // The hub's hook gives the directory the user's group and opens it (2750); until then nobody gets in.
+  expect(mode(udir)).toBe(0o700);
+  expect(mode(join(udir, 'session'))).toBe(0o640);
+  expect(mode(join(udir, STATE_FILE))).toBe(0o600);
+  expect(readdirSync(udir).sort()).toEqual(['session', STATE_FILE].sort());
+  await store.check();
+  expect(mode(dir)).toBe(0o711);
+});
+
 test('text format writes the id alone', async () => {
   const { dir, store } = setup({ sessionFormat: 'text', sessionFileName: 'omnisci.session' });
   const h = handoff('bob');

@@ -29,6 +29,9 @@ test('registers the service with the least scopes and no singleuser mounts when 
   expect(z2jhValues(config({ hub: { createUsers: true } })).hub).toMatchObject({
     loadRoles: { 'omnisci-handoff': { scopes: ['servers', 'admin:users'] } },
   });
+  expect(v.hub.loadRoles.user).toBeUndefined();
+  const identity = z2jhValues(config({ listen: { basePath: '/services/omnisci-handoff/' }, hub: { identityCheck: true } })) as any;
+  expect(identity.hub.loadRoles.user.scopes).toEqual(['self', 'access:services!service=omnisci-handoff']);
 });
 
 test('a literal OmniSci IP is pinned in the single-user egress', () => {

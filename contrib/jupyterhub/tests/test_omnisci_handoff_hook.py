@@ -4,6 +4,7 @@
 import importlib.util
 import json
 import os
+import pwd
 import stat
 import sys
 from pathlib import Path
@@ -116,3 +117,104 @@ def test_refuses_a_record_of_another_user(hook_module, tmp_path):
     write_store(tmp_path, "mallory", "bob", {"protocol": "https", "host": "evil.example", "port": 443, "database": ""})
     with pytest.raises(ValueError):
         hook_module.OmnisciHandoffHook(tmp_path)(spawner("bob"))
+
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="user_access='group' changes groups: needs root (CI runs as root)")
+SERVICE = pwd.getpwnam("daemon")  # stands in for the service's account, owner of the store
+USER = pwd.getpwnam("nobody")  # the unix account of the user's server
+
+
+def mode_gid(path):
+    st = os.lstat(path)
+    return stat.S_IMODE(st.st_mode), st.st_gid
+
+
+def service_owns(root):
+    """The store as the service, running as its own account, leaves it."""
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, SERVICE.pw_uid, SERVICE.pw_gid)
+    return root
+
+
+def group_hook(hook_module, store, **kw):
+    return hook_module.OmnisciHandoffHook(store, user_access="group", unix_user=lambda s: USER.pw_name, **kw)
+
+
+@root_only
+def test_group_access_after_a_handoff(hook_module, tmp_path):
+    store = tmp_path / "store"
+    user_dir = write_store(store, "nina", "nina", {"protocol": "https", "host": "h", "port": 443, "database": ""})
+    service_owns(store)
+    state_before = mode_gid(user_dir / "state.json")
+    s = spawner("nina")
+    group_hook(hook_module, store)(s)
+
+    assert mode_gid(store)[0] == 0o711 and mode_gid(store / "users")[0] == 0o711
+    assert mode_gid(user_dir) == (0o2750, USER.pw_gid)
+    assert mode_gid(user_dir / "session") == (0o640, USER.pw_gid)
+    assert os.stat(user_dir).st_uid == SERVICE.pw_uid and os.stat(user_dir / "session").st_uid == SERVICE.pw_uid
+    assert mode_gid(user_dir / "state.json") == state_before  # the record is left to the service's modes
+
+    config_dir = Path(s.environment["JUPYTER_CONFIG_PATH"])
+    assert config_dir == store / "jupyter" / "nina" and mode_gid(config_dir.parent)[0] == 0o711
+    for path in [config_dir, *config_dir.rglob("*")]:
+        assert mode_gid(path) == ((0o2750, USER.pw_gid) if path.is_dir() else (0o640, USER.pw_gid)), path
+
+
+@root_only
+def test_group_access_before_the_first_handoff(hook_module, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    service_owns(store)
+    group_hook(hook_module, store)(spawner("Bob"))
+    users = store / "users"
+    user_dir = users / "bob---cd9fb1e1"
+    # Made for the service, which owns the store, with the user's group ready for the first handoff.
+    assert os.stat(users).st_uid == SERVICE.pw_uid and mode_gid(users)[0] == 0o711
+    assert os.stat(user_dir).st_uid == SERVICE.pw_uid and mode_gid(user_dir) == (0o2750, USER.pw_gid)
+    assert os.listdir(users) == [user_dir.name] and os.listdir(user_dir) == []
+
+
+@root_only
+@pytest.mark.parametrize("link", ["users/nina", "users/nina/session", "jupyter", "jupyter/nina"])
+def test_group_access_never_follows_a_symlink_in_the_store(hook_module, tmp_path, link):
+    store = tmp_path / "store"
+    write_store(store, "nina", "nina", {"protocol": "https", "host": "h", "port": 443, "database": ""})
+    (store / "jupyter" / "nina").mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    (victim / "session").write_text("root's")
+    service_owns(store)
+    target = store / link
+    if target.is_dir():
+        for p in sorted(target.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() else p.unlink()
+        target.rmdir()
+    else:
+        target.unlink()
+    target.symlink_to(victim)
+    before = {p: mode_gid(p) for p in (victim, victim / "session")}
+    with pytest.raises(OSError):
+        group_hook(hook_module, store)(spawner("nina"))
+    assert {p: mode_gid(p) for p in before} == before
+    assert os.listdir(victim) == ["session"]
+
+
+@root_only
+def test_group_access_refuses_a_session_file_of_another_owner(hook_module, tmp_path):
+    store = tmp_path / "store"
+    user_dir = write_store(store, "nina", "nina", {"protocol": "https", "host": "h", "port": 443, "database": ""})
+    service_owns(store)
+    os.chown(user_dir / "session", 0, 0)
+    with pytest.raises(ValueError):
+        group_hook(hook_module, store)(spawner("nina"))
+    assert mode_gid(user_dir / "session")[1] == 0
+
+
+def test_group_access_needs_a_unix_account(hook_module, tmp_path):
+    hook = hook_module.OmnisciHandoffHook(tmp_path, user_access="group", unix_user=lambda s: "oh-no-such-account")
+    with pytest.raises(ValueError, match="no unix account"):
+        hook(spawner("nina"))
+    with pytest.raises(ValueError):
+        hook_module.OmnisciHandoffHook(tmp_path, user_access="world")
