@@ -3,7 +3,7 @@
  * configure, a config builder, token minting, and a real service on a loopback port whose log lines
  * are captured (for the redaction scan).
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { mintToken, randomSessionId, type MintOptions, type SigningKey } from '.
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import { startService, type RunningService, type ServiceOptions } from '../../src/service.js';
+import type { Handoff } from '../../src/store/types.js';
 
 export const ISSUER = 'https://immerse.test';
 export const AUDIENCE = 'omnisci-handoff';
@@ -85,6 +86,21 @@ export function testConfig(overrides: Record<string, Record<string, unknown>> = 
   };
   for (const [k, v] of Object.entries(overrides)) raw[k] = { ...raw[k], ...v };
   return resolveConfig(raw, { TEST_HMAC: HMAC_SECRET, ...env });
+}
+
+/** A verified handoff as the store receives it: a fresh jti and session, issued now, valid 5 minutes. */
+export function makeHandoff(user: string, over: Partial<Handoff> = {}): Handoff {
+  const iat = over.iat ?? Math.floor(Date.now() / 1000);
+  return {
+    user,
+    jti: randomUUID(),
+    iat,
+    exp: iat + 300,
+    session: randomSessionId(),
+    query: 'SELECT 1',
+    connection: { protocol: 'https', host: 'omnisci.test', port: 443, database: '' },
+    ...over,
+  };
 }
 
 let jtiCounter = 0;

@@ -5,6 +5,7 @@ import { createKubernetesStore, type KubernetesStore } from '../../src/store/kub
 import { POD_REFRESH_ANNOTATION, secretName } from '../../src/store/k8s-layout.js';
 import { safeSlug } from '../../src/store/slug.js';
 import type { Handoff, Revocation } from '../../src/store/types.js';
+import { makeHandoff } from '../support/core.js';
 import { externalKubeconfig, k8sConfig, k8sTarget, type K8sTarget } from '../support/k8s-target.js';
 
 const fakeOnly = externalKubeconfig ? test.skip : test;
@@ -12,19 +13,7 @@ const now = () => Math.floor(Date.now() / 1000);
 const prefix = `omnisci-t${randomBytes(3).toString('hex')}`;
 const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
 
-function handoff(user: string, over: Partial<Handoff> = {}): Handoff {
-  const iat = over.iat ?? now();
-  return {
-    user,
-    jti: randomUUID(),
-    iat,
-    exp: iat + 300,
-    session: randomBytes(16).toString('hex'),
-    query: 'SELECT 1',
-    connection: { protocol: 'https', host: 'heavy.example.com', port: 6278, database: 'omnisci' },
-    ...over,
-  };
-}
+const handoff = makeHandoff;
 
 function revocation(user: string, over: Partial<Revocation> = {}): Revocation {
   const iat = over.iat ?? now();
@@ -79,7 +68,7 @@ describe('Secret layout', () => {
     const data = sec?.data ?? {};
     expect(Object.keys(data).sort()).toEqual(['host', 'port', 'protocol', 'session', 'state']);
     expect(JSON.parse(unb64(data.session))).toEqual({ session: h.session, query: 'SELECT 1' });
-    expect([unb64(data.protocol), unb64(data.host), unb64(data.port)]).toEqual(['https', 'heavy.example.com', '6278']);
+    expect([unb64(data.protocol), unb64(data.host), unb64(data.port)]).toEqual([h.connection.protocol, h.connection.host, String(h.connection.port)]);
     expect(JSON.parse(unb64(data.state))).toMatchObject({ user, session: h.session, iat: h.iat, jtis: [{ jti: h.jti }] });
 
     expect(await s.get(user)).toMatchObject({ user, session: h.session, connection: h.connection });
@@ -147,7 +136,7 @@ describe('revocation', () => {
 
     const sec = await t.secret(secretName(prefix, user));
     expect(JSON.parse(unb64(sec?.data?.session))).toEqual({ session: '', query: '' });
-    expect(unb64(sec?.data?.host)).toBe('heavy.example.com');
+    expect(unb64(sec?.data?.host)).toBe(h.connection.host);
     expect((await s.get(user))?.session).toBe('');
 
     const late = handoff(user, { iat: now() - 25 });

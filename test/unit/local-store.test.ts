@@ -3,22 +3,9 @@ import { join } from 'node:path';
 import { HandoffError } from '../../src/errors.js';
 import { createLocalStore, STATE_FILE, userDir } from '../../src/store/local.js';
 import type { Handoff } from '../../src/store/types.js';
-import { randomSessionId, tempDir, testConfig } from '../support/core.js';
+import { makeHandoff, randomSessionId, tempDir, testConfig } from '../support/core.js';
 
-let n = 0;
-function handoff(user: string, o: Partial<Handoff> = {}): Handoff {
-  const iat = Math.floor(Date.now() / 1000);
-  return {
-    user,
-    jti: `jti-${++n}`,
-    iat,
-    exp: iat + 120,
-    session: randomSessionId(),
-    query: 'SELECT 1',
-    connection: { protocol: 'https', host: 'omnisci.test', port: 443, database: '' },
-    ...o,
-  };
-}
+const handoff = makeHandoff;
 
 function setup(overrides: Record<string, unknown> = {}) {
   const dir = tempDir('oh-store-');

@@ -1,0 +1,363 @@
+/**
+ * The chart, its RBAC and the admission webhook against a real kube-apiserver + etcd on loopback
+ * (test/support/kube-apiserver.ts): real Helm 3 and 4 install the chart; the store runs as the
+ * chart's ServiceAccount with a TokenRequest token; the API server calls the webhook through the
+ * chart's own MutatingWebhookConfiguration (Service reference, generated CA) when pods are created.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiException, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { resolveConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/types.js';
+import { HandoffError } from '../../src/errors.js';
+import { POD_REFRESH_ANNOTATION, secretName } from '../../src/store/k8s-layout.js';
+import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
+import type { Handoff } from '../../src/store/types.js';
+import { JUPYTER_VOLUME, SESSION_VOLUME } from '../../src/webhook/patch.js';
+import { startWebhookServer, type WebhookServer } from '../../src/webhook/server.js';
+import { CHART, ensureHelm, HELMS, KUBECTL, runTool } from '../support/helm.js';
+import { startKubeApiserver, type KubeApiserver } from '../support/kube-apiserver.js';
+import { startHub, waitFor } from '../support/jupyterhub.js';
+import { kubespawnerPod } from '../support/kubespawner-pod.js';
+
+const NS = 'jhub';
+const LITE_NS = 'jhub-lite';
+const RELEASE = 'omnisci-handoff';
+const PRIORITY_CLASS = 'jhub-default-priority';
+
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [k: string]: any }; [k: string]: any };
+
+let k: KubeApiserver;
+let home: string;
+const stores: KubernetesStore[] = [];
+
+beforeAll(async () => {
+  ensureHelm();
+  home = mkdtempSync(join(tmpdir(), 'k8s-chart-'));
+  k = await startKubeApiserver();
+  console.log(`kube-apiserver ready in ${k.startupSeconds.toFixed(1)}s`);
+  // What kube-controller-manager and z2jh would have made: the namespaces' default
+  // ServiceAccount (pods name it) and z2jh's user PriorityClass.
+  for (const ns of [NS, LITE_NS]) {
+    await kubectl(['create', 'namespace', ns]);
+    await kubectl(['-n', ns, 'create', 'serviceaccount', 'default']);
+  }
+  await kubectl(['create', 'priorityclass', PRIORITY_CLASS, '--value=0']);
+}, 300_000);
+
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.close()));
+  await k?.stop();
+  if (home) rmSync(home, { recursive: true, force: true });
+}, 60_000);
+
+async function run(bin: string, args: string[], input?: string): Promise<string> {
+  const r = await runTool(bin, args, home, input);
+  if (r.status !== 0) throw new Error(`${bin} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
+  return r.stdout;
+}
+const kubectl = (args: string[], input?: string) => run(KUBECTL, ['--kubeconfig', k.kubeconfigPath, ...args], input);
+const getJson = async (args: string[]): Promise<any> => JSON.parse(await kubectl(['get', ...args, '-o', 'json']));
+const helm = (v: keyof typeof HELMS, args: string[]) => run(HELMS[v], [...args, '--kubeconfig', k.kubeconfigPath]);
+
+let fileNo = 0;
+function valuesFile(values: object): string {
+  const f = join(home, `values-${fileNo++}.json`);
+  writeFileSync(f, JSON.stringify(values));
+  return f;
+}
+
+async function manifest(ns: string): Promise<Obj[]> {
+  return parseAllDocuments(await helm('v4', ['get', 'manifest', RELEASE, '-n', ns]))
+    .map((d) => d.toJS() as Obj | null)
+    .filter((o): o is Obj => o !== null);
+}
+
+/** The service config the chart rendered into its ConfigMap, as stored by the API server. */
+async function chartConfig(ns: string): Promise<Record<string, any>> {
+  return parseYaml((await getJson(['-n', ns, 'configmap', RELEASE])).data['config.yaml']);
+}
+
+/** A kubeconfig authenticating as the release's ServiceAccount, with a TokenRequest token. */
+async function serviceAccountKubeconfig(ns: string): Promise<string> {
+  const req = { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } };
+  const out = JSON.parse(await kubectl(['create', '--raw', `/api/v1/namespaces/${ns}/serviceaccounts/${RELEASE}/token`, '-f', '-'], JSON.stringify(req)));
+  expect(out.status.token).toMatch(/^ey/);
+  return k.writeKubeconfig(`sa-${ns}`, out.status.token, ns);
+}
+
+/** The config the service would run with under the chart, pointed at a kubeconfig (no in-cluster files here). */
+async function serviceConfig(ns: string, kubeconfig: string, over: Record<string, any> = {}): Promise<Config> {
+  const raw = await chartConfig(ns);
+  raw.store.kubernetes = { ...raw.store.kubernetes, kubeconfig, gcIntervalMinutes: 0, ...over.kubernetes };
+  raw.webhook = { ...raw.webhook, ...over.webhook };
+  return resolveConfig(raw, {});
+}
+
+function store(config: Config): KubernetesStore {
+  const s = createKubernetesStore(config);
+  stores.push(s);
+  return s;
+}
+
+function handoff(user: string, iat = Math.floor(Date.now() / 1000)): Handoff {
+  return {
+    user,
+    jti: randomUUID(),
+    iat,
+    exp: iat + 300,
+    session: randomBytes(16).toString('hex'),
+    query: '',
+    connection: { protocol: 'https', host: 'heavy.example.com', port: 6278, database: 'omnisci' },
+  };
+}
+
+async function status(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return 200;
+  } catch (e) {
+    if (e instanceof ApiException) return e.code;
+    throw e;
+  }
+}
+
+describe('helm install', () => {
+  test('helm 4, defaults (webhook on, generated TLS): every object is stored; upgrade keeps the TLS', async () => {
+    await helm('v4', ['install', RELEASE, CHART, '-n', NS, '-f', valuesFile({})]);
+    const objs = await manifest(NS);
+    expect(objs.map((o) => o.kind).sort()).toEqual([
+      'ConfigMap', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'NetworkPolicy',
+      'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
+    ]);
+    for (const o of objs) {
+      const group = o.apiVersion.includes('/') ? `.${o.apiVersion.split('/')[0]}` : '';
+      const stored = await getJson([`${o.kind}${group}`, o.metadata.name, ...(o.metadata.namespace ? ['-n', o.metadata.namespace] : [])]);
+      expect(stored.metadata.uid).toBeDefined();
+      expect(stored.metadata.labels['app.kubernetes.io/managed-by']).toBe('Helm');
+    }
+    const tls = await getJson(['-n', NS, 'secret', `${RELEASE}-webhook-tls`]);
+    const mwcName = `${RELEASE}-${NS}`;
+    expect((await getJson(['mutatingwebhookconfiguration', mwcName])).webhooks[0].clientConfig.caBundle).toBe(tls.data['ca.crt']);
+
+    // Generated TLS survives an upgrade: the chart's `lookup` reads the Secret from the live server.
+    await helm('v4', ['upgrade', RELEASE, CHART, '-n', NS, '-f', valuesFile({ replicaCount: 3 })]);
+    expect((await getJson(['-n', NS, 'deployment', RELEASE])).spec.replicas).toBe(3);
+    expect((await getJson(['-n', NS, 'secret', `${RELEASE}-webhook-tls`])).data).toEqual(tls.data);
+    expect((await getJson(['mutatingwebhookconfiguration', mwcName])).webhooks[0].clientConfig.caBundle).toBe(tls.data['ca.crt']);
+  }, 60_000);
+
+  test('helm 3, webhook off and fast refresh off: accepted, no webhook objects, no pod permissions', async () => {
+    await helm('v3', ['install', RELEASE, CHART, '-n', LITE_NS, '-f', valuesFile({ replicaCount: 1, config: { webhook: { enabled: false }, store: { kubernetes: { fastRefresh: false } } } })]);
+    const kinds = (await manifest(LITE_NS)).map((o) => o.kind).sort();
+    expect(kinds).toEqual(['ConfigMap', 'ConfigMap', 'Deployment', 'NetworkPolicy', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']);
+    expect((await getJson(['-n', LITE_NS, 'role', RELEASE])).rules).toEqual([
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'create', 'update', 'delete'] },
+    ]);
+    expect((await getJson(['mutatingwebhookconfigurations'])).items.map((m: Obj) => m.metadata.name)).toEqual([`${RELEASE}-${NS}`]);
+  }, 60_000);
+});
+
+describe("the store as the chart's ServiceAccount", () => {
+  let kubeconfig: string;
+  let api: CoreV1Api;
+  beforeAll(async () => {
+    kubeconfig = await serviceAccountKubeconfig(NS);
+    const kc = new KubeConfig();
+    kc.loadFromFile(kubeconfig);
+    api = kc.makeApiClient(CoreV1Api);
+  });
+
+  test('can do everything the store does: check, accept, get, revoke, sweep', async () => {
+    const s = store(await serviceConfig(NS, kubeconfig));
+    await s.check();
+    const user = `Dana.Scully@Example.com-${randomBytes(2).toString('hex')}`;
+    const h = handoff(user);
+    expect((await s.accept(h)).outcome).toBe('stored');
+    expect((await s.accept(handoff(user, h.iat + 1))).outcome).toBe('stored');
+    expect((await s.get(user))?.iat).toBe(h.iat + 1);
+    const stored = await getJson(['-n', NS, 'secret', secretName('omnisci-session', user)]);
+    expect(stored.metadata.annotations['omnisci-handoff/username']).toBe(user);
+    expect(await s.revoke({ user, jti: randomUUID(), iat: h.iat + 2, exp: h.iat + 300 })).toBe(true);
+    expect((await s.get(user))?.session).toBe('');
+    // gcMaxAgeDays is 30 in the chart: a sweep "31 days later" deletes it (list + delete).
+    expect(await s.sweep(Date.now() + 31 * 86_400_000)).toBeGreaterThanOrEqual(1);
+    expect(await s.get(user)).toBeUndefined();
+  }, 60_000);
+
+  test('fast refresh: lists and annotates the running pod of the user', async () => {
+    const user = `fox-${randomBytes(2).toString('hex')}`;
+    const pod = kubespawnerPod({ user });
+    pod.metadata.namespace = NS;
+    await kubectl(['create', '-f', '-'], JSON.stringify(pod));
+    // No kubelet here: report the pod Running as a kubelet would.
+    await kubectl(['-n', NS, 'patch', 'pod', pod.metadata.name, '--subresource=status', '--type=merge', '-p', '{"status":{"phase":"Running"}}']);
+    const s = store(await serviceConfig(NS, kubeconfig));
+    expect((await s.accept(handoff(user))).outcome).toBe('stored');
+    expect((await getJson(['-n', NS, 'pod', pod.metadata.name])).metadata.annotations[POD_REFRESH_ANNOTATION]).toMatch(/^\d{4}-/);
+  }, 60_000);
+
+  test('is refused (403) outside what it needs', async () => {
+    expect(await status(api.listNamespacedSecret({ namespace: 'default' }))).toBe(403);
+    expect(await status(api.listSecretForAllNamespaces())).toBe(403);
+    expect(await status(api.readNamespacedSecret({ name: `${RELEASE}-webhook-tls`, namespace: LITE_NS }))).toBe(403);
+    expect(await status(api.listNamespacedConfigMap({ namespace: NS }))).toBe(403);
+    expect(await status(api.deleteNamespacedPod({ name: 'x', namespace: NS }))).toBe(403);
+    // The store maps a real 403 to store_forbidden naming what is missing.
+    const elsewhere = store(await serviceConfig(NS, kubeconfig, { kubernetes: { namespace: 'default' } }));
+    const e = await elsewhere.accept(handoff('gus')).catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(HandoffError);
+    expect((e as HandoffError).code).toBe('store_forbidden');
+    expect((e as HandoffError).detail).toMatch(/secrets in namespace default \(HTTP 403/);
+  }, 60_000);
+
+  test('with fast refresh off the Role grants no pods, and the store works without them', async () => {
+    const liteConfig = await serviceAccountKubeconfig(LITE_NS);
+    const kc = new KubeConfig();
+    kc.loadFromFile(liteConfig);
+    const lite = kc.makeApiClient(CoreV1Api);
+    expect(await status(lite.listNamespacedPod({ namespace: LITE_NS }))).toBe(403);
+    expect(await status(lite.listNamespacedSecret({ namespace: LITE_NS }))).toBe(200);
+    const s = store(await serviceConfig(LITE_NS, liteConfig));
+    const user = 'hank';
+    expect((await s.accept(handoff(user))).outcome).toBe('stored');
+    expect((await s.get(user))?.user).toBe(user);
+  }, 60_000);
+});
+
+describe('the admission webhook, called by the API server', () => {
+  let webhook: WebhookServer | undefined;
+  let config: Config;
+  let target: string;
+  const mwc = `${RELEASE}-${NS}`;
+
+  beforeAll(async () => {
+    // The chart's generated serving certificate, as stored, mounted as the Deployment would.
+    const tls = (await getJson(['-n', NS, 'secret', `${RELEASE}-webhook-tls`])).data;
+    const dir = mkdtempSync(join(home, 'tls-'));
+    writeFileSync(join(dir, 'tls.crt'), Buffer.from(tls['tls.crt'], 'base64'));
+    writeFileSync(join(dir, 'tls.key'), Buffer.from(tls['tls.key'], 'base64'));
+    config = await serviceConfig(NS, k.kubeconfigPath, {
+      webhook: { host: '127.0.0.1', port: 0, certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') },
+    });
+    webhook = await startWebhookServer(config);
+    // The Service's ClusterIP:443, as the API server resolves the webhook's Service reference.
+    const svc = await getJson(['-n', NS, 'service', RELEASE]);
+    target = `${svc.spec.clusterIP}:443`;
+    k.route(target, webhook.port);
+  });
+  afterAll(async () => {
+    await webhook?.close();
+  });
+
+  async function createPod(pod: Record<string, any>): Promise<Obj> {
+    await kubectl(['create', '-f', '-'], JSON.stringify(pod));
+    return await getJson(['-n', pod.metadata.namespace, 'pod', pod.metadata.name]);
+  }
+  const notebook = (pod: Obj) => pod.spec.containers.find((c: { name: string }) => c.name === 'notebook');
+
+  test('a KubeSpawner 7 pod gets the env refs, the volumes and the mounts', async () => {
+    const user = `Eve.Polastri@Example.com-${randomBytes(2).toString('hex')}`;
+    const pod = kubespawnerPod({ user });
+    pod.metadata.namespace = NS;
+    const stored = await createPod(pod);
+    const secret = secretName(config.store.kubernetes.secretPrefix, user);
+    const c = notebook(stored);
+    for (const [name, key] of [['OMNISCI_PROTOCOL', 'protocol'], ['OMNISCI_HOST', 'host'], ['OMNISCI_PORT', 'port']])
+      expect(c.env).toContainEqual({ name, valueFrom: { secretKeyRef: { name: secret, key, optional: true } } });
+    expect(c.env).toContainEqual({ name: 'JUPYTER_CONFIG_PATH', value: config.webhook.jupyterConfigDir });
+    expect(c.volumeMounts).toEqual(
+      expect.arrayContaining([
+        { name: SESSION_VOLUME, mountPath: config.notebook.sessionDir, readOnly: true },
+        { name: JUPYTER_VOLUME, mountPath: config.webhook.jupyterConfigDir, readOnly: true },
+      ]),
+    );
+    const vols = Object.fromEntries(stored.spec.volumes.map((v: { name: string }) => [v.name, v]));
+    expect(vols[SESSION_VOLUME].secret).toEqual({
+      secretName: secret,
+      optional: true,
+      defaultMode: 0o440, // z2jh's fsGroup 100
+      items: [{ key: config.notebook.sessionFileName, path: config.notebook.sessionFileName }],
+    });
+    expect(vols[JUPYTER_VOLUME].configMap.name).toBe(config.webhook.jupyterConfigMap);
+    // The ConfigMap the volume names is the one the chart installed.
+    expect((await getJson(['-n', NS, 'configmap', config.webhook.jupyterConfigMap])).data).toBeDefined();
+    expect(stored.metadata.annotations['omnisci-handoff/secret']).toBe(secret);
+    // KubeSpawner's own parts are untouched.
+    expect(c.env.find((e: { name: string }) => e.name === 'JUPYTERHUB_USER').value).toBe(user);
+    expect(vols[`volume-${pod.metadata.labels['hub.jupyter.org/username']}`]).toBeDefined();
+  }, 60_000);
+
+  test('a pod that is not a single-user server is left alone', async () => {
+    const pod = kubespawnerPod({ user: 'ivan' });
+    pod.metadata.namespace = NS;
+    pod.metadata.name = 'not-a-notebook';
+    pod.metadata.labels.component = 'hub';
+    const stored = await createPod(pod);
+    expect(notebook(stored).env.map((e: { name: string }) => e.name)).toEqual(pod.spec.containers[0].env.map((e: { name: string }) => e.name));
+    expect(stored.spec.volumes.map((v: { name: string }) => v.name)).toEqual(['volume-ivan']);
+    expect(stored.metadata.annotations['omnisci-handoff/secret']).toBeUndefined();
+  }, 60_000);
+
+  test('JupyterHub 5 with KubeSpawner 7 spawns a user: the pod it creates is mutated', async () => {
+    const user = 'nora';
+    const hub = await startHub({
+      users: [user],
+      env: { KUBECONFIG: k.kubeconfigPath },
+      extraConfig: `
+c.JupyterHub.spawner_class = 'kubespawner.KubeSpawner'
+c.KubeSpawner.namespace = ${JSON.stringify(NS)}
+c.KubeSpawner.image = 'quay.io/jupyterhub/k8s-singleuser-sample:4.2.0'
+c.KubeSpawner.cmd = ['jupyterhub-singleuser']
+c.KubeSpawner.fs_gid = 100
+# No kubelet: the pod stays Pending; the spawn is stopped with the hub.
+c.KubeSpawner.start_timeout = 600
+`,
+    });
+    try {
+      expect((await hub.admin('POST', `/users/${user}/server`)).status).toBe(202);
+      const name = `jupyter-${user}`;
+      const stored = await waitFor(async () => {
+        const r = await runTool(KUBECTL, ['--kubeconfig', k.kubeconfigPath, '-n', NS, 'get', 'pod', name, '-o', 'json'], home);
+        return r.status === 0 ? (JSON.parse(r.stdout) as Obj) : undefined;
+      });
+      expect(stored.metadata.labels.component).toBe('singleuser-server');
+      expect(stored.metadata.annotations['hub.jupyter.org/username']).toBe(user);
+      const c = notebook(stored);
+      expect(c.env).toContainEqual({ name: 'OMNISCI_HOST', valueFrom: { secretKeyRef: { name: `omnisci-session-${user}`, key: 'host', optional: true } } });
+      expect(c.env.find((e: { name: string }) => e.name === 'JUPYTERHUB_USER').value).toBe(user);
+      expect(c.volumeMounts).toContainEqual({ name: SESSION_VOLUME, mountPath: config.notebook.sessionDir, readOnly: true });
+      expect(stored.spec.volumes.find((v: { name: string }) => v.name === SESSION_VOLUME).secret.secretName).toBe(`omnisci-session-${user}`);
+    } finally {
+      await hub.stop();
+    }
+  }, 120_000);
+
+  test('webhook down: failurePolicy Ignore admits the pod unchanged, Fail refuses it', async () => {
+    await webhook!.close();
+    webhook = undefined;
+    const pod = kubespawnerPod({ user: 'judy' });
+    pod.metadata.namespace = NS;
+    const stored = await createPod(pod);
+    expect(stored.spec.volumes.map((v: { name: string }) => v.name)).not.toContain(SESSION_VOLUME);
+
+    const conf = await getJson(['mutatingwebhookconfiguration', mwc]);
+    conf.webhooks[0].failurePolicy = 'Fail';
+    await kubectl(['replace', '-f', '-'], JSON.stringify(conf));
+    try {
+      const refused = kubespawnerPod({ user: 'kate' });
+      refused.metadata.namespace = NS;
+      const r = await runTool(KUBECTL, ['--kubeconfig', k.kubeconfigPath, 'create', '-f', '-'], home, JSON.stringify(refused));
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(/failed calling webhook "singleuser\.omnisci-handoff\.jhub\.svc"/);
+      expect((await runTool(KUBECTL, ['--kubeconfig', k.kubeconfigPath, '-n', NS, 'get', 'pod', refused.metadata.name], home)).status).not.toBe(0);
+    } finally {
+      const back = await getJson(['mutatingwebhookconfiguration', mwc]);
+      back.webhooks[0].failurePolicy = 'Ignore';
+      await kubectl(['replace', '-f', '-'], JSON.stringify(back));
+    }
+  }, 60_000);
+});

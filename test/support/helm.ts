@@ -1,0 +1,45 @@
+/** Real Helm 3 and Helm 4 (scripts/deps/helm.sh), run with their caches and config in a private dir. */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CHART = join(ROOT, 'helm/omnisci-handoff');
+export const HELMS = { v3: join(ROOT, '.cache/helm/v3/helm'), v4: join(ROOT, '.cache/helm/v4/helm') } as const;
+export const KUBECTL = join(ROOT, '.cache/helm/v4/kubectl');
+
+export interface RunResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function ensureHelm(): void {
+  if (!existsSync(HELMS.v3) || !existsSync(HELMS.v4) || !existsSync(KUBECTL))
+    execFileSync('bash', [join(ROOT, 'scripts/deps/helm.sh')], { stdio: 'inherit' });
+}
+
+/**
+ * Runs `bin` with HELM_*_HOME under `home`; `input` goes to stdin. Asynchronous on purpose: the
+ * API server may call back into this process (webhook, egress proxy) while kubectl waits.
+ */
+export function runTool(bin: string, args: string[], home: string, input?: string): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, {
+      env: {
+        ...process.env,
+        HELM_CACHE_HOME: join(home, 'cache'),
+        HELM_CONFIG_HOME: join(home, 'config'),
+        HELM_DATA_HOME: join(home, 'data'),
+      },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ status: code ?? -1, stdout, stderr }));
+    child.stdin.end(input ?? '');
+  });
+}
