@@ -15,9 +15,9 @@ import type { Config } from '../../src/config/types.js';
 import { HandoffError } from '../../src/errors.js';
 import { POD_REFRESH_ANNOTATION, secretName } from '../../src/store/k8s-layout.js';
 import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
-import type { Handoff } from '../../src/store/types.js';
 import { JUPYTER_VOLUME, SESSION_VOLUME } from '../../src/webhook/patch.js';
 import { startWebhookServer, type WebhookServer } from '../../src/webhook/server.js';
+import { makeHandoff } from '../support/core.js';
 import { CHART, ensureHelm, HELMS, KUBECTL, runTool } from '../support/helm.js';
 import { startKubeApiserver, type KubeApiserver } from '../support/kube-apiserver.js';
 import { startHub, waitFor } from '../support/jupyterhub.js';
@@ -103,18 +103,6 @@ function store(config: Config): KubernetesStore {
   return s;
 }
 
-function handoff(user: string, iat = Math.floor(Date.now() / 1000)): Handoff {
-  return {
-    user,
-    jti: randomUUID(),
-    iat,
-    exp: iat + 300,
-    session: randomBytes(16).toString('hex'),
-    query: '',
-    connection: { protocol: 'https', host: 'heavy.example.com', port: 6278, database: 'omnisci' },
-  };
-}
-
 async function status(p: Promise<unknown>): Promise<number> {
   try {
     await p;
@@ -126,6 +114,22 @@ async function status(p: Promise<unknown>): Promise<number> {
 }
 
 describe('helm install', () => {
+  test.each<[string, object]>([
+    ['defaults', {}],
+    ['webhook and fast refresh off', { config: { webhook: { enabled: false }, store: { kubernetes: { fastRefresh: false } } } }],
+    ['existing TLS Secret, hub token Secret, HMAC key', {
+      admission: { tls: { mode: 'existingSecret', existingSecret: { name: 'my-tls', caBundle: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' } }, failurePolicy: 'Fail' },
+      jupyterhub: { apiToken: { secretName: 'handoff-hub-token', key: 'token' }, release: 'jhub' },
+      tokenKeys: { publicKeys: { secretName: '' }, hmacSecret: { secretName: 'immerse-keys' } },
+      config: { token: { algorithms: ['HS256'] } },
+    }],
+  ])('%s: strict server-side validation accepts every rendered object', async (_name, values) => {
+    const rendered = await helm('v4', ['template', RELEASE, CHART, '-n', NS, '-f', valuesFile(values)]);
+    // Unknown or duplicate fields are errors with --validate=strict; nothing is stored (dry run).
+    const out = await kubectl(['create', '--dry-run=server', '--validate=strict', '-n', NS, '-f', '-'], rendered);
+    expect(out.trim().split('\n').length).toBe(parseAllDocuments(rendered).filter((d) => d.toJS()).length);
+  }, 60_000);
+
   test('helm 4, defaults (webhook on, generated TLS): every object is stored; upgrade keeps the TLS', async () => {
     await helm('v4', ['install', RELEASE, CHART, '-n', NS, '-f', valuesFile({})]);
     const objs = await manifest(NS);
@@ -175,9 +179,9 @@ describe("the store as the chart's ServiceAccount", () => {
     const s = store(await serviceConfig(NS, kubeconfig));
     await s.check();
     const user = `Dana.Scully@Example.com-${randomBytes(2).toString('hex')}`;
-    const h = handoff(user);
+    const h = makeHandoff(user);
     expect((await s.accept(h)).outcome).toBe('stored');
-    expect((await s.accept(handoff(user, h.iat + 1))).outcome).toBe('stored');
+    expect((await s.accept(makeHandoff(user, { iat: h.iat + 1 }))).outcome).toBe('stored');
     expect((await s.get(user))?.iat).toBe(h.iat + 1);
     const stored = await getJson(['-n', NS, 'secret', secretName('omnisci-session', user)]);
     expect(stored.metadata.annotations['omnisci-handoff/username']).toBe(user);
@@ -196,7 +200,7 @@ describe("the store as the chart's ServiceAccount", () => {
     // No kubelet here: report the pod Running as a kubelet would.
     await kubectl(['-n', NS, 'patch', 'pod', pod.metadata.name, '--subresource=status', '--type=merge', '-p', '{"status":{"phase":"Running"}}']);
     const s = store(await serviceConfig(NS, kubeconfig));
-    expect((await s.accept(handoff(user))).outcome).toBe('stored');
+    expect((await s.accept(makeHandoff(user))).outcome).toBe('stored');
     expect((await getJson(['-n', NS, 'pod', pod.metadata.name])).metadata.annotations[POD_REFRESH_ANNOTATION]).toMatch(/^\d{4}-/);
   }, 60_000);
 
@@ -208,7 +212,7 @@ describe("the store as the chart's ServiceAccount", () => {
     expect(await status(api.deleteNamespacedPod({ name: 'x', namespace: NS }))).toBe(403);
     // The store maps a real 403 to store_forbidden naming what is missing.
     const elsewhere = store(await serviceConfig(NS, kubeconfig, { kubernetes: { namespace: 'default' } }));
-    const e = await elsewhere.accept(handoff('gus')).catch((err: unknown) => err);
+    const e = await elsewhere.accept(makeHandoff('gus')).catch((err: unknown) => err);
     expect(e).toBeInstanceOf(HandoffError);
     expect((e as HandoffError).code).toBe('store_forbidden');
     expect((e as HandoffError).detail).toMatch(/secrets in namespace default \(HTTP 403/);
@@ -223,7 +227,7 @@ describe("the store as the chart's ServiceAccount", () => {
     expect(await status(lite.listNamespacedSecret({ namespace: LITE_NS }))).toBe(200);
     const s = store(await serviceConfig(LITE_NS, liteConfig));
     const user = 'hank';
-    expect((await s.accept(handoff(user))).outcome).toBe('stored');
+    expect((await s.accept(makeHandoff(user))).outcome).toBe('stored');
     expect((await s.get(user))?.user).toBe(user);
   }, 60_000);
 });
