@@ -207,7 +207,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
     log?.info({ event: 'login-token-exchange', user, outcome: user ? 'ok' : 'login_token_invalid' }, 'login token exchange');
     if (!user) {
       const err = new HandoffError('login_token_invalid');
-      res.status(404).json({ error: err.code, message: err.message });
+      res.status(err.status).json({ error: err.code, message: err.message });
       return;
     }
     res.json({ name: user });
