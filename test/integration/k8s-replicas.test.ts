@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { secretName } from '../../src/store/k8s-layout.js';
-import { AUDIENCE, HMAC_SECRET, hmacKey, ISSUER, mint, randomSessionId, TYP } from '../support/core.js';
+import { HMAC_SECRET, hmacKey, mint, randomSessionId, rawTestConfig } from '../support/core.js';
 import { CHART, ensureHelm, HELMS, KUBECTL, runTool } from '../support/helm.js';
 import { startKubeApiserver, type KubeApiserver } from '../support/kube-apiserver.js';
 import { serveCli, type Served } from '../support/process.js';
@@ -43,13 +43,9 @@ beforeAll(async () => {
   const configFile = join(home, 'config.yaml');
   writeFileSync(
     configFile,
-    stringify({
-      listen: { host: '127.0.0.1', port: 0 },
-      token: { issuer: ISSUER, audience: AUDIENCE, type: TYP, algorithms: ['HS256'], keys: { hmacSecretEnv: 'TEST_HMAC' } },
-      omnisci: { protocol: 'https', host: 'omnisci.test', port: 443 },
-      redirect: { hubPublicUrl: 'https://hub.test' },
-      store: { backend: 'kubernetes', kubernetes: { kubeconfig: k.writeKubeconfig('sa', token, NS), gcIntervalMinutes: 0 } },
-    }),
+    stringify(
+      rawTestConfig({ store: { backend: 'kubernetes', kubernetes: { kubeconfig: k.writeKubeconfig('sa', token, NS), gcIntervalMinutes: 0 } } }),
+    ),
   );
   for (let i = 0; i < 2; i++) served.push(await serveCli(['--config', configFile], { TEST_HMAC: HMAC_SECRET }));
 }, 300_000);

@@ -12,7 +12,7 @@ import { chmodSync, chownSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { AUDIENCE, HMAC_SECRET, hmacKey, ISSUER, mint, randomSessionId, tempDir, TYP } from '../support/core.js';
+import { HMAC_SECRET, hmacKey, mint, randomSessionId, rawTestConfig, tempDir } from '../support/core.js';
 import { HUB_VENV } from '../support/jupyterhub.js';
 import { serveCli, type Served } from '../support/process.js';
 
@@ -80,13 +80,7 @@ suite(`userAccess: group with real unix accounts${isRoot ? '' : ' (skipped: crea
     const configFile = join(configDir, 'config.yaml');
     writeFileSync(
       configFile,
-      stringify({
-        listen: { host: '127.0.0.1', port: 0 },
-        token: { issuer: ISSUER, audience: AUDIENCE, type: TYP, algorithms: ['HS256'], keys: { hmacSecretEnv: 'TEST_HMAC' } },
-        omnisci: { protocol: 'https', host: 'omnisci.test', port: 443 },
-        redirect: { hubPublicUrl: 'https://hub.test' },
-        store: { local: { dir: store, userAccess: 'group' } },
-      }),
+      stringify(rawTestConfig({ store: { local: { dir: store, userAccess: 'group' } } })),
       { mode: 0o644 },
     );
     // The service under its own account, as on a real hub: not root, member of no user's group.

@@ -75,17 +75,24 @@ export function writeFile(dir: string, name: string, content: string): string {
   return path;
 }
 
-/** A resolved config; `overrides` are merged one level deep per section. */
-export function testConfig(overrides: Record<string, Record<string, unknown>> = {}, env: NodeJS.ProcessEnv = {}): Config {
-  const raw: Record<string, Record<string, unknown>> = {
-    listen: { port: 0 },
+type Sections = Record<string, Record<string, unknown>>;
+
+/** The tests' config before validation (HS256 with the secret in TEST_HMAC); `overrides` are merged one level deep per section. */
+export function rawTestConfig(overrides: Sections = {}): Sections {
+  const raw: Sections = {
+    listen: { host: '127.0.0.1', port: 0 },
     token: { issuer: ISSUER, audience: AUDIENCE, type: TYP, algorithms: ['HS256'], keys: { hmacSecretEnv: 'TEST_HMAC' } },
     omnisci: { protocol: 'https', host: 'omnisci.test', port: 443, allowedHosts: ['omnisci.test', '*.db.test'], allowedPorts: [6274, 6278] },
     redirect: { hubPublicUrl: 'https://hub.test' },
     log: { level: 'info' },
   };
   for (const [k, v] of Object.entries(overrides)) raw[k] = { ...raw[k], ...v };
-  return resolveConfig(raw, { TEST_HMAC: HMAC_SECRET, ...env });
+  return raw;
+}
+
+/** A resolved config; `overrides` are merged one level deep per section. */
+export function testConfig(overrides: Sections = {}, env: NodeJS.ProcessEnv = {}): Config {
+  return resolveConfig(rawTestConfig(overrides), { TEST_HMAC: HMAC_SECRET, ...env });
 }
 
 /** A verified handoff as the store receives it: a fresh jti and session, issued now, valid 5 minutes. */
