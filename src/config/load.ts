@@ -112,8 +112,6 @@ function semanticProblems(c: Config, env: NodeJS.ProcessEnv): ConfigProblem[] {
     }
     if (path !== callback) out.push({ path: 'hub.oauthRedirectUri', message: `must lead to ${callback}` });
   }
-  if (c.omnisci.host && c.omnisci.allowedHosts.length && !hostAllowedBy(c.omnisci.host, c.omnisci.allowedHosts))
-    out.push({ path: 'omnisci.host', message: 'the default host is not in omnisci.allowedHosts' });
   if (c.store.backend === 'kubernetes' && (RESERVED_SECRET_KEYS as readonly string[]).includes(c.notebook.sessionFileName))
     out.push({ path: 'notebook.sessionFileName', message: `must not be one of ${RESERVED_SECRET_KEYS.join(', ')}` });
   if (c.webhook.enabled) {
@@ -122,15 +120,6 @@ function semanticProblems(c: Config, env: NodeJS.ProcessEnv): ConfigProblem[] {
       out.push({ path: 'webhook', message: 'certFile and keyFile are required when the webhook is enabled' });
   }
   return out;
-}
-
-/** `*.example.com` matches one or more labels below example.com; everything else matches exactly (case-insensitive). */
-export function hostAllowedBy(host: string, allowed: readonly string[]): boolean {
-  const h = host.toLowerCase();
-  return allowed.some((a) => {
-    const p = a.toLowerCase();
-    return p.startsWith('*.') ? h.endsWith(p.slice(1)) && h.length > p.length - 1 : h === p;
-  });
 }
 
 /**

@@ -6,7 +6,6 @@
 import { Ajv } from 'ajv';
 import { decodeProtectedHeader, errors, jwtVerify, type JWSHeaderParameters, type JWTPayload } from 'jose';
 import type { Config } from '../config/types.js';
-import { hostAllowedBy } from '../config/load.js';
 import { HandoffError } from '../errors.js';
 import type { Handoff, Revocation } from '../store/types.js';
 import type { KeySource, VerificationKey } from './keys.js';
@@ -24,6 +23,15 @@ interface OmnisciClaim {
   port?: number;
   database?: string;
   query?: string;
+}
+
+/** `*.example.com` matches one or more labels below example.com; everything else matches exactly (case-insensitive). */
+export function hostAllowedBy(host: string, allowed: readonly string[]): boolean {
+  const h = host.toLowerCase();
+  return allowed.some((a) => {
+    const p = a.toLowerCase();
+    return p.startsWith('*.') ? h.endsWith(p.slice(1)) && h.length > p.length - 1 : h === p;
+  });
 }
 
 export interface Verifier {

@@ -5,7 +5,7 @@ import { HMAC_ALGORITHMS } from '../../src/config/schema.js';
 import type { Config } from '../../src/config/types.js';
 import { HandoffError } from '../../src/errors.js';
 import { keySourcesFromConfig } from '../../src/handoff/keys.js';
-import { createVerifier, type Verifier } from '../../src/handoff/verify.js';
+import { createVerifier, hostAllowedBy, type Verifier } from '../../src/handoff/verify.js';
 import { ASYMMETRIC, HMAC_SECRET, hmacKey, makeKey, mint, randomSessionId, tempDir, testConfig, writeFile, type TestKey } from '../support/core.js';
 
 async function verifierFor(overrides: Parameters<typeof testConfig>[0], env: NodeJS.ProcessEnv = {}): Promise<{ v: Verifier; config: Config }> {
@@ -303,4 +303,12 @@ describe('revocation tokens', () => {
     expect(r.user).toBe('alice');
     expect(await code(v.verifyRevocation(await mint(key('ES256').signing)))).toBe('typ_not_allowed');
   });
+});
+
+test('wildcard hosts match subdomains only', () => {
+  expect(hostAllowedBy('a.db.test', ['*.db.test'])).toBe(true);
+  expect(hostAllowedBy('A.B.DB.test', ['*.db.test'])).toBe(true);
+  expect(hostAllowedBy('db.test', ['*.db.test'])).toBe(false);
+  expect(hostAllowedBy('evildb.test', ['*.db.test'])).toBe(false);
+  expect(hostAllowedBy('db.test', ['db.test'])).toBe(true);
 });
