@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
@@ -13,18 +13,17 @@ import { resolveConfig } from '../../src/config/load.js';
 import { renderManifests } from '../../src/chart/manifests.js';
 import { jupyterConfigMapData } from '../../src/webhook/jupyter-configmap.js';
 import { MUTATE_PATH } from '../../src/webhook/server.js';
+import { CHART, ensureHelm, helmEnv, HELMS } from '../support/helm.js';
 import { validateK8sObject } from '../support/k8s-validate.js';
+import { ROOT } from '../support/root.js';
 
-const ROOT = process.cwd();
-const CHART = join(ROOT, 'helm/omnisci-handoff');
-const HELMS = { v3: join(ROOT, '.cache/helm/v3/helm'), v4: join(ROOT, '.cache/helm/v4/helm') };
 const NS = 'jhub';
 
 type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [k: string]: any }; [k: string]: any };
 
 let tmp: string;
 beforeAll(() => {
-  if (!existsSync(HELMS.v3) || !existsSync(HELMS.v4)) execFileSync('bash', [join(ROOT, 'scripts/deps/helm.sh')]);
+  ensureHelm();
   tmp = mkdtempSync(join(tmpdir(), 'helm-test-'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -37,7 +36,7 @@ function valuesFile(values: object): string {
 }
 
 function helm(bin: string, args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(bin, args, { encoding: 'utf8', env: { ...process.env, HELM_CACHE_HOME: join(tmp, 'cache'), HELM_CONFIG_HOME: join(tmp, 'config'), HELM_DATA_HOME: join(tmp, 'data') } });
+  const r = spawnSync(bin, args, { encoding: 'utf8', env: helmEnv(tmp) });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -6,16 +6,15 @@
  */
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { createLocalStore } from '../../src/store/local.js';
 import { hmacKey, mint } from '../support/core.js';
 import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
 import { freePort, SERVICE_SCOPES_CREATE, startHub, type RunningHub } from '../support/jupyterhub.js';
+import { ROOT } from '../support/root.js';
 
 jest.setTimeout(120_000);
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const key = hmacKey('HS256');
 const PREFIX = '/services/omnisci-handoff/';
 const SSO_PREFIX = '/services/omnisci-sso/';

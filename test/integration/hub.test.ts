@@ -6,15 +6,14 @@
  * without JavaScript (the page's no-JS fallback); test/integration/hub-browser.test.ts uses Chromium.
  */
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { hmacKey, mint } from '../support/core.js';
 import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
 import { freePort, SERVICE_SCOPES, SERVICE_SCOPES_CREATE, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
+import { ROOT } from '../support/root.js';
 
 jest.setTimeout(120_000);
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const key = hmacKey('HS256');
 const PREFIX = '/services/omnisci-handoff/';
 const labOf = (hub: RunningHub, user: string) => `${hub.publicUrl}/user/${user}/lab?omnisci&reset`;

@@ -7,16 +7,15 @@
 import { describe, expect, jest, test } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { connectionEnv, jupyterConfigFiles } from '../../src/notebook/outputs.js';
 import { createLocalStore, userDir } from '../../src/store/local.js';
 import { safeSlug } from '../../src/store/slug.js';
 import { randomSessionId, tempDir, testConfig } from '../support/core.js';
 import { HUB_VENV } from '../support/jupyterhub.js';
+import { ROOT } from '../support/root.js';
 
 jest.setTimeout(120_000);
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const PYTHON = join(HUB_VENV, 'bin/python');
 const HOOK_DIR = join(ROOT, 'contrib/jupyterhub');
 if (!existsSync(PYTHON)) throw new Error('the hub venv is missing: run scripts/deps/jupyterhub.sh');

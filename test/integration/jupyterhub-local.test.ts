@@ -7,16 +7,15 @@
  */
 import { afterAll, beforeAll, expect, jest, test } from '@jest/globals';
 import { rmSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { hmacKey, mint, tempDir } from '../support/core.js';
 import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
 import { freePort, SERVICE_SCOPES_CREATE, startHub, type RunningHub } from '../support/jupyterhub.js';
 import { OMNISCI_VENV, omnisciInstalled } from '../support/notebook.js';
+import { ROOT } from '../support/root.js';
 
 jest.setTimeout(180_000);
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const PREFIX = '/services/omnisci-handoff/';
 const key = hmacKey('HS256');
 const storeDir = tempDir('oh-hubhook-');

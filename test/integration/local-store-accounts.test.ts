@@ -9,15 +9,14 @@ import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { HMAC_SECRET, hmacKey, mint, randomSessionId, rawTestConfig, tempDir } from '../support/core.js';
 import { HUB_VENV } from '../support/jupyterhub.js';
 import { serveCli, type Served } from '../support/process.js';
+import { ROOT } from '../support/root.js';
 
 jest.setTimeout(60_000);
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const isRoot = process.getuid?.() === 0;
 const suite = isRoot ? describe : describe.skip;
 const tag = randomBytes(3).toString('hex');

@@ -2,9 +2,8 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT } from './root.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CHART = join(ROOT, 'helm/omnisci-handoff');
 export const HELMS = { v3: join(ROOT, '.cache/helm/v3/helm'), v4: join(ROOT, '.cache/helm/v4/helm') } as const;
 export const KUBECTL = join(ROOT, '.cache/helm/v4/kubectl');
@@ -20,20 +19,18 @@ export function ensureHelm(): void {
     execFileSync('bash', [join(ROOT, 'scripts/deps/helm.sh')], { stdio: 'inherit' });
 }
 
+/** The environment for helm/kubectl with their caches and config in a private dir. */
+export function helmEnv(home: string): NodeJS.ProcessEnv {
+  return { ...process.env, HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
+}
+
 /**
  * Runs `bin` with HELM_*_HOME under `home`; `input` goes to stdin. Asynchronous on purpose: the
  * API server may call back into this process (webhook, egress proxy) while kubectl waits.
  */
 export function runTool(bin: string, args: string[], home: string, input?: string): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, {
-      env: {
-        ...process.env,
-        HELM_CACHE_HOME: join(home, 'cache'),
-        HELM_CONFIG_HOME: join(home, 'config'),
-        HELM_DATA_HOME: join(home, 'data'),
-      },
-    });
+    const child = spawn(bin, args, { env: helmEnv(home) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -10,16 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { ROOT } from './root.js';
 
-/** The repository root (also when compiled into dist/ for the benchmarks). */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
-const ROOT = repoRoot();
 const SUPPORT = join(ROOT, 'test/support/hub');
 export const HUB_VENV = join(ROOT, '.cache/venv-hub');
 const PYTHON = join(HUB_VENV, 'bin/python');

@@ -6,11 +6,10 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import { freePort } from './jupyterhub.js';
+import { ROOT } from './root.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const OMNISCI_VENV = join(ROOT, '.cache/venv-omnisci');
 
 export function omnisciInstalled(): boolean {

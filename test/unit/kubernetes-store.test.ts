@@ -4,7 +4,7 @@ import { HandoffError } from '../../src/errors.js';
 import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
 import { POD_REFRESH_ANNOTATION, secretName } from '../../src/store/k8s-layout.js';
 import { safeSlug } from '../../src/store/slug.js';
-import type { Handoff, Revocation } from '../../src/store/types.js';
+import type { Revocation } from '../../src/store/types.js';
 import { makeHandoff } from '../support/core.js';
 import { externalKubeconfig, k8sConfig, k8sTarget, type K8sTarget } from '../support/k8s-target.js';
 

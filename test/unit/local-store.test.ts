@@ -2,7 +2,6 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { HandoffError } from '../../src/errors.js';
 import { createLocalStore, STATE_FILE, userDir } from '../../src/store/local.js';
-import type { Handoff } from '../../src/store/types.js';
 import { makeHandoff, randomSessionId, tempDir, testConfig } from '../support/core.js';
 
 const handoff = makeHandoff;

@@ -15,7 +15,7 @@ import { secretName } from '../../src/store/k8s-layout.js';
 import { jupyterConfigFiles } from '../../src/notebook/outputs.js';
 import { jupyterConfigMapData, jupyterConfigMapItems } from '../../src/webhook/jupyter-configmap.js';
 import { startWebhookServer, type WebhookServer } from '../../src/webhook/server.js';
-import { admissionReview, kubespawnerPod, type PodOptions } from '../support/kubespawner-pod.js';
+import { admissionReview, kubespawnerPod } from '../support/kubespawner-pod.js';
 import { makeCert, type TestCert } from '../support/tls.js';
 
 let dir: string;
