@@ -116,13 +116,13 @@ export async function benchHandoff(): Promise<BenchResult[]> {
   }
 }
 
-function table(results: Pick<BenchResult, 'name' | 'rps' | 'p50' | 'p99'>[]): string {
+function table(results: BenchResult[]): string {
   const baseline = results[0] as BenchResult;
   return results
     .map(
       (r) =>
         `  ${r.name.padEnd(42)} ${r.rps.toFixed(0).padStart(7)}/s  p50 ${String(r.p50).padStart(4)} ms  p99 ${String(r.p99).padStart(4)} ms  ` +
-        `${(r.rps / baseline.rps).toFixed(2)}× baseline${'errors' in r && r.errors ? `  errors ${String(r.errors)}` : ''}`,
+        `${(r.rps / baseline.rps).toFixed(2)}× baseline${r.errors ? `  errors ${r.errors}` : ''}`,
     )
     .join('\n');
 }

@@ -39,9 +39,8 @@ export interface Landing {
  * request chooses the target. The name is percent-encoded; the bare `omnisci` and `reset` params stay bare.
  */
 export function labUrl(redirect: Config['redirect'], user: string, serverName = ''): string {
-  const hub = redirect.hubPublicUrl.replace(/\/+$/, '');
   return redirect.labUrlTemplate
-    .replaceAll('{hubPublicUrl}', hub)
+    .replaceAll('{hubPublicUrl}', redirect.hubPublicUrl)
     .replaceAll('{username}', encodeURIComponent(user))
     .replaceAll('{servername}', encodeURIComponent(serverName));
 }

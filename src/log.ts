@@ -31,7 +31,7 @@ export function sanitizeUrl(url: string): string {
   return `${url.slice(0, q)}?${params.join('&')}`;
 }
 
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'token',
   'session',
   'apiToken',

@@ -15,6 +15,7 @@ import { startWebhookServer } from './webhook/server.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createStore } from './store/index.js';
+import type { KubernetesStore } from './store/kubernetes.js';
 import type { SessionStore } from './store/types.js';
 
 export interface ServiceOptions {
@@ -71,7 +72,11 @@ export async function startService(config: Config, o: ServiceOptions = {}): Prom
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}${config.listen.basePath}`;
   // The webhook has its own HTTPS port and shares logs and metrics; it does no API calls.
-  const webhook = config.webhook.enabled ? await startWebhookServer(config, { registry: metrics.registry, logger }) : undefined;
+  // It filters pods on the namespace the store resolved (one answer for both).
+  const namespace = (store as Partial<KubernetesStore>).namespace;
+  const webhook = config.webhook.enabled
+    ? await startWebhookServer(config, { registry: metrics.registry, logger, ...(namespace ? { namespace } : {}) })
+    : undefined;
   logger.info({ port, basePath: config.listen.basePath, store: store.backend, webhookPort: webhook?.port }, 'listening');
 
   let closing: Promise<void> | undefined;

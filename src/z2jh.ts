@@ -26,8 +26,8 @@ export interface Z2jhOptions {
 }
 
 /** Where hub.extraFiles puts the authenticator (a directory z2jh's hub image does not use otherwise). */
-export const AUTHENTICATOR_DIR = '/usr/local/etc/jupyterhub/omnisci-handoff';
-export const AUTHENTICATOR_MODULE = 'omnisci_handoff_authenticator';
+const AUTHENTICATOR_DIR = '/usr/local/etc/jupyterhub/omnisci-handoff';
+const AUTHENTICATOR_MODULE = 'omnisci_handoff_authenticator';
 
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 

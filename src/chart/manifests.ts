@@ -6,9 +6,9 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 
-export const MANIFESTS_RELEASE = 'omnisci-handoff';
-export const MANIFESTS_NAMESPACE = 'jhub';
-export const MANIFESTS_SET = ['admission.tls.mode=certManager'];
+const MANIFESTS_RELEASE = 'omnisci-handoff';
+const MANIFESTS_NAMESPACE = 'jhub';
+const MANIFESTS_SET = ['admission.tls.mode=certManager'];
 
 /** Renders the manifests with the given helm binary (chart dir relative to the repository root). */
 export function renderManifests(helm: string, root: string): string {

@@ -28,7 +28,7 @@ export const CHART_MANAGED_CONFIG = [
 ] as const;
 
 /** Config defaults that differ in the chart from the service's own. */
-export const CHART_CONFIG_DEFAULTS: Record<string, unknown> = {
+const CHART_CONFIG_DEFAULTS: Record<string, unknown> = {
   'listen.trustProxy': true,
   'token.issuer': 'omnisci-immerse',
   'token.audience': 'omnisci-handoff',

@@ -141,6 +141,8 @@ export function resolveConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env
     throw new ConfigError(problems);
   }
   const config = data as unknown as Config;
+  // Without a trailing slash, so every URL built on it joins with "/…".
+  config.redirect.hubPublicUrl = config.redirect.hubPublicUrl.replace(/\/+$/, '');
   config.listen.basePath = normalizeBasePath(config.listen.basePath ?? env.JUPYTERHUB_SERVICE_PREFIX ?? '/');
   config.hub.apiUrl ??= env.JUPYTERHUB_API_URL;
   if (config.hub.identityCheck) {

@@ -14,7 +14,7 @@ import type { Landing, PrepareContext } from '../landing.js';
 import { sanitizeUrl, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Handoff, SessionStore } from '../store/types.js';
-import { AUTOSUBMIT_SCRIPT, cspHash, errorPage, FRAGMENT_SCRIPT, page, postForm, STYLE } from './pages.js';
+import { AUTOSUBMIT_SCRIPT, cspHash, FRAGMENT_SCRIPT, page, postForm, sendError, STYLE } from './pages.js';
 
 export interface AppDeps {
   config: Config;
@@ -65,15 +65,15 @@ function securityHeaders(hubOrigin: string) {
   };
 }
 
-/** Sends an error as JSON (Accept: application/json) or as an HTML page; never with secrets. */
-export function sendError(req: Request, res: Response, err: HandoffError): void {
-  const requestId = String(req.id ?? '');
-  res.status(err.status);
-  if (req.accepts(['html', 'json']) === 'json') {
-    res.json({ error: err.code, message: err.message, requestId });
-  } else {
-    res.type('html').send(errorPage(err.code, err.message, requestId));
-  }
+/**
+ * The one way a request fails: as a HandoffError, logged when it is the service's fault (code and
+ * detail only: details are written to be safe, causes are not), answered unless already answered.
+ */
+function fail(req: Request, res: Response, e: unknown, what: string): HandoffError {
+  const err = toHandoffError(e);
+  if (err.status >= 500) req.log.error({ code: err.code, detail: err.detail }, what);
+  if (!res.headersSent) sendError(req, res, err);
+  return err;
 }
 
 export function createApp(deps: AppDeps): App {
@@ -120,10 +120,7 @@ export function createApp(deps: AppDeps): App {
     try {
       await work(a);
     } catch (e) {
-      const err = toHandoffError(e);
-      a.outcome = err.code;
-      if (err.status >= 500) req.log.error({ code: err.code, detail: err.detail, err: err.cause }, 'handoff failed');
-      if (!res.headersSent) sendError(req, res, err);
+      a.outcome = fail(req, res, e, 'handoff failed').code;
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.handoffs.inc({ outcome: a.outcome });
@@ -176,9 +173,7 @@ export function createApp(deps: AppDeps): App {
       outcome = revoked ? 'revoked' : 'absent';
       res.json({ revoked });
     } catch (e) {
-      const err = toHandoffError(e);
-      outcome = err.code;
-      sendError(req, res, err);
+      outcome = fail(req, res, e, 'revoke failed').code;
     } finally {
       metrics.revocations.inc({ outcome });
       req.log.info({ event: 'revoke', user, outcome }, 'revoke');
@@ -220,14 +215,8 @@ export function createApp(deps: AppDeps): App {
   // Body parser errors (oversize, bad encoding) and anything unexpected.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const type = (err as { type?: string }).type;
-    const e =
-      type === 'entity.too.large'
-        ? new HandoffError('token_too_large')
-        : typeof type === 'string'
-          ? new HandoffError('bad_request', type)
-          : toHandoffError(err);
-    if (e.status >= 500) req.log.error({ code: e.code, detail: e.detail }, 'request failed');
-    if (!res.headersSent) sendError(req, res, e);
+    const e = type === 'entity.too.large' ? new HandoffError('token_too_large') : typeof type === 'string' ? new HandoffError('bad_request', type) : err;
+    fail(req, res, e, 'request failed');
   });
   return {
     handler: app,

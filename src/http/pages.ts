@@ -3,6 +3,8 @@
  * only (see securityHeaders), so no page needs 'unsafe-inline'. Nothing secret is ever rendered.
  */
 import { createHash } from 'node:crypto';
+import type { Request, Response } from 'express';
+import type { HandoffError } from '../errors.js';
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -48,3 +50,14 @@ export function postForm(action: string, token: string | undefined, note: string
 }
 
 export const AUTOSUBMIT_SCRIPT = `document.getElementById('handoff').submit();`;
+
+/** Sends an error as JSON (Accept: application/json) or as an HTML page; never with secrets. */
+export function sendError(req: Request, res: Response, err: HandoffError): void {
+  const requestId = String(req.id ?? '');
+  res.status(err.status);
+  if (req.accepts(['html', 'json']) === 'json') {
+    res.json({ error: err.code, message: err.message, requestId });
+  } else {
+    res.type('html').send(errorPage(err.code, err.message, requestId));
+  }
+}

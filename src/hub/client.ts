@@ -4,6 +4,7 @@
  * becomes a HandoffError whose detail names the call and what went wrong (bad token, missing scope…).
  * The API token is only ever sent in the Authorization header.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { HandoffError } from '../errors.js';
 
 export interface HubServer {
@@ -11,8 +12,6 @@ export interface HubServer {
   ready: boolean;
   /** 'spawn' | 'stop' | null (other values may come from newer hubs). */
   pending: string | null;
-  stopped: boolean;
-  url: string;
 }
 
 export interface HubUser {
@@ -26,7 +25,6 @@ export interface HubProgressEvent {
   message?: string;
   ready?: boolean;
   failed?: boolean;
-  url?: string;
 }
 
 export type StartOutcome =
@@ -47,11 +45,6 @@ export interface HubClientOptions {
 
 const RETRY_STATUSES = new Set([502, 503, 504]);
 const backoffMs = (attempt: number) => Math.min(200 * 2 ** attempt, 3000);
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((res, rej) => {
-    const t = setTimeout(res, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), rej(signal.reason)), { once: true });
-  });
 
 interface Reply {
   status: number;
@@ -73,13 +66,6 @@ export class HubClient {
     return server ? `${u}/servers/${encodeURIComponent(server)}` : `${u}/server`;
   }
 
-  /** Who the token belongs to (any valid token may ask): proves the hub answers and accepts the token. */
-  async whoami(): Promise<string> {
-    const r = await this.call('GET', '/user');
-    this.expect(r, [200], 'GET user (whoami)');
-    return String((r.json as { name?: unknown } | undefined)?.name ?? '');
-  }
-
   /**
    * Trades an OAuth authorization code for an access token (POST /oauth2/token), authenticated as
    * the service's OAuth client like JupyterHub's HubOAuth: client id + the service API token as secret.
@@ -94,10 +80,13 @@ export class HubClient {
     return access;
   }
 
-  /** The name of the user an OAuth access token belongs to (GET /user with that token). */
-  async userOf(accessToken: string): Promise<string> {
+  /**
+   * Who a token belongs to (GET /user): an OAuth access token's user, or by default this service —
+   * which proves the hub answers and accepts the service's token (readiness).
+   */
+  async userOf(accessToken = this.opts.token): Promise<string> {
     const r = await this.call('GET', '/user', undefined, { token: accessToken });
-    this.expect(r, [200], 'GET user (OAuth identity)');
+    this.expect(r, [200], 'GET user');
     const name = (r.json as { name?: unknown } | undefined)?.name;
     if (typeof name !== 'string' || !name) throw new HandoffError('hub_rejected', 'GET user: no name in the reply');
     return name;
@@ -281,11 +270,13 @@ function hubMessage(r: Reply): string | undefined {
   return typeof m === 'string' ? m : undefined;
 }
 
-/** A fetch failure in words: the underlying cause (ECONNREFUSED…) or the timeout. Duck-typed: errors may come from another realm. */
+/**
+ * A fetch failure in words: the underlying cause's code (ECONNREFUSED…), the timeout, or the error's
+ * name. Never its message: undici quotes rejected header values there, the API token included.
+ * Duck-typed: errors may come from another realm.
+ */
 function describe(e: unknown): string {
-  const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } } | undefined;
+  const err = e as { name?: string; cause?: { code?: string } } | undefined;
   if (err?.name === 'TimeoutError') return 'timed out';
-  return err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
+  return err?.cause?.code ?? err?.name ?? 'failed';
 }
-
-export { sleep };

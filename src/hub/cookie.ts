@@ -1,5 +1,5 @@
-/** Reads one cookie from the request (the service needs too few to warrant a cookie parser). */
-import type { Request } from 'express';
+/** The service's few cookies: read one without a cookie parser; set and clear them all alike (HttpOnly, SameSite=Lax, Secure over https). */
+import type { Request, Response } from 'express';
 
 export function cookie(req: Request, name: string): string | undefined {
   for (const part of (req.headers.cookie ?? '').split(';')) {
@@ -7,4 +7,12 @@ export function cookie(req: Request, name: string): string | undefined {
     if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
   }
   return undefined;
+}
+
+export function setCookie(req: Request, res: Response, name: string, value: string, path: string, maxAgeMs: number): void {
+  res.cookie(name, value, { path, httpOnly: true, sameSite: 'lax', secure: req.secure, maxAge: maxAgeMs });
+}
+
+export function clearCookie(req: Request, res: Response, name: string, path: string): void {
+  res.clearCookie(name, { path, httpOnly: true, sameSite: 'lax', secure: req.secure });
 }

@@ -15,10 +15,10 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import express, { type Request, type Response, type Router } from 'express';
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
-import { sendError } from '../http/app.js';
+import { sendError } from '../http/pages.js';
 import type { PrepareContext } from '../landing.js';
 import type { HubClient } from './client.js';
-import { cookie } from './cookie.js';
+import { clearCookie, cookie, setCookie } from './cookie.js';
 
 /** Like HubOAuth's oauth_state_max_age: long enough for a login at the identity provider. */
 const PARK_MS = 10 * 60_000;
@@ -82,7 +82,7 @@ export function createIdentityCheck(o: IdentityCheckOptions): IdentityCheck {
     const maxAge = hub.identityMaxAgeSeconds * 1000;
     if (!maxAge) return;
     const payload = `${Buffer.from(user).toString('base64url')}.${now() + maxAge}`;
-    res.cookie(IDENTITY_COOKIE, `${payload}.${sign(payload)}`, { path: base, httpOnly: true, sameSite: 'lax', secure: req.secure, maxAge });
+    setCookie(req, res, IDENTITY_COOKIE, `${payload}.${sign(payload)}`, base, maxAge);
   }
 
   async function check({ handoff, req, res, resume }: PrepareContext): Promise<'deferred' | undefined> {
@@ -92,7 +92,7 @@ export function createIdentityCheck(o: IdentityCheckOptions): IdentityCheck {
     const state = randomBytes(16).toString('base64url');
     const binding = randomBytes(32).toString('base64url');
     parked.set(state, { user: handoff.user, binding: digest(binding), expiresAt: t + PARK_MS, resume });
-    res.cookie(`ohs-${state}`, binding, { path: callbackPath, httpOnly: true, sameSite: 'lax', secure: req.secure, maxAge: PARK_MS });
+    setCookie(req, res, `ohs-${state}`, binding, callbackPath, PARK_MS);
     const authorize = `${authorizePath}?${new URLSearchParams({ client_id: clientId, redirect_uri: redirectUri, response_type: 'code', state })}`;
     res.redirect(303, o.hubLogin ? o.hubLogin(handoff.user, authorize) : new URL(authorize, hubUrl).toString());
     return 'deferred';
@@ -111,7 +111,7 @@ export function createIdentityCheck(o: IdentityCheckOptions): IdentityCheck {
   router.get('/oauth_callback', async (req, res) => {
     const state = typeof req.query.state === 'string' && STATE.test(req.query.state) ? req.query.state : '';
     const p = state ? take(req, state) : undefined;
-    if (state) res.clearCookie(`ohs-${state}`, { path: callbackPath, httpOnly: true, sameSite: 'lax', secure: req.secure });
+    if (state) clearCookie(req, res, `ohs-${state}`, callbackPath);
     if (!p) return sendError(req, res, new HandoffError('identity_state_invalid'));
     await p.resume(req, res, async () => {
       const code = req.query.code;

@@ -15,7 +15,7 @@ import { labUrl, type Landing } from '../landing.js';
 import type { Logger } from '../log.js';
 import type { Connection } from '../store/types.js';
 import { HubClient } from './client.js';
-import { cookie } from './cookie.js';
+import { cookie, setCookie } from './cookie.js';
 import { createIdentityCheck } from './identity.js';
 import { LoginTokens } from './login.js';
 import { PROGRESS_SCRIPT, PROGRESS_SCRIPT_PATH, progressPage } from './page.js';
@@ -34,10 +34,9 @@ export interface HubLanding {
   router: Router;
   /** Readiness: the hub answers this service's token. */
   readiness(): Promise<void>;
-  client: HubClient;
 }
 
-export const CONNECTION_KEPT_NOTICE =
+const CONNECTION_KEPT_NOTICE =
   'Your OmniSci connection changed while your server was running. The new session is in place; the new connection applies after your server restarts.';
 
 const sameConnection = (a: Connection, b: Connection) => a.protocol === b.protocol && a.host === b.host && a.port === b.port;
@@ -45,6 +44,8 @@ const sameConnection = (a: Connection, b: Connection) => a.protocol === b.protoc
 function readToken(hub: Config['hub'], env: NodeJS.ProcessEnv): string {
   const token = hub.apiTokenFile ? readFileSync(hub.apiTokenFile, 'utf8').trim() : env.JUPYTERHUB_API_TOKEN;
   if (!token) throw new HandoffError('hub_unauthorized', 'no hub API token: set hub.apiTokenFile or JUPYTERHUB_API_TOKEN');
+  // Checked here, as an HTTP client would otherwise quote an invalid header value in its error.
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new HandoffError('hub_unauthorized', 'the hub API token has characters a token cannot have');
   return token;
 }
 
@@ -62,8 +63,9 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
   const base = config.listen.basePath;
   const server = hubConfig.serverName;
   const timeoutMs = hubConfig.spawnTimeoutSeconds * 1000;
-  // Entries outlive the spawn a little so the browser can still read the outcome.
-  const registry = new ProgressRegistry(timeoutMs + 10 * 60_000);
+  // Entries (and their cookies) outlive the spawn a little so the browser can still read the outcome.
+  const entryTtlMs = timeoutMs + 10 * 60_000;
+  const registry = new ProgressRegistry(entryTtlMs);
   const loginTokens = new LoginTokens(hubConfig.loginTokenTtlSeconds * 1000);
   const tokenDigest = createHash('sha256').update(token).digest();
   const log = deps.logger;
@@ -80,7 +82,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
 
   /** /hub/login with a fresh login token for `user`, continuing to the hub path `next` (login mode `handoff`). */
   const hubLogin = (user: string, next: string): string => {
-    const login = new URL(`${config.redirect.hubPublicUrl.replace(/\/+$/, '')}/hub/login`);
+    const login = new URL(`${config.redirect.hubPublicUrl}/hub/login`);
     login.search = `login_token=${loginTokens.issue(user)}&next=${encodeURIComponent(next)}`;
     return login.toString();
   };
@@ -130,13 +132,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
       const task = keep ? new SpawnTask(async () => undefined, () => undefined) : startTask(user, restart);
       const { entry, binding } = registry.create(user, task, keep ? CONNECTION_KEPT_NOTICE : undefined);
       const path = `${base}progress/${entry.id}`;
-      res.cookie(`ohp-${entry.id}`, binding, {
-        path,
-        httpOnly: true,
-        sameSite: 'lax',
-        secure: req.secure,
-        maxAge: timeoutMs + 10 * 60_000,
-      });
+      setCookie(req, res, `ohp-${entry.id}`, binding, path, entryTtlMs);
       res.redirect(303, path);
     },
   };
@@ -216,8 +212,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
   return {
     landing,
     router,
-    client,
-    readiness: () => client.whoami().then(() => undefined),
+    readiness: () => client.userOf().then(() => undefined),
   };
 }
 

@@ -117,10 +117,6 @@ export class ProgressRegistry {
     return timingSafeEqual(sha256(binding), entry.bindingHash) ? entry : undefined;
   }
 
-  delete(id: string): void {
-    this.entries.delete(id);
-  }
-
   private sweep(): void {
     const now = this.now();
     for (const [id, e] of this.entries) if (e.expiresAt <= now) this.entries.delete(id);

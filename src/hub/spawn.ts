@@ -6,7 +6,8 @@
  * Bounded by the spawn timeout. Every step is reported as a progress update for the browser.
  */
 import { HandoffError } from '../errors.js';
-import { sleep, type HubClient } from './client.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { HubClient } from './client.js';
 
 export interface SpawnUpdate {
   /** 0–100 */
@@ -35,7 +36,7 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<v
 
   const wait = async (ms: number) => {
     try {
-      await sleep(ms, deadline);
+      await sleep(ms, undefined, { signal: deadline });
     } catch {
       throw timeout(req);
     }
@@ -45,7 +46,7 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<v
   const follow = async (): Promise<'ready' | 'ended'> => {
     spawnSeen = true;
     for await (const e of hub.progress(req.user, req.server, deadline)) {
-      if (e.failed) throw new HandoffError('hub_spawn_failed', e.message, { message: e.message ?? undefined });
+      if (e.failed) throw new HandoffError('hub_spawn_failed', e.message, { message: e.message });
       if (e.ready) return 'ready';
       if (e.message) update(Math.max(0, Math.min(99, e.progress ?? 0)), e.message);
     }

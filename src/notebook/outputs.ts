@@ -26,12 +26,12 @@ export function connectionEnv(connection: Connection, names: Config['notebook'][
   };
 }
 
-export function sessionFilePath(nb: Config['notebook']): string {
+function sessionFilePath(nb: Config['notebook']): string {
   return posix.join(nb.sessionDir, nb.sessionFileName);
 }
 
 /** The traitlets config, as a JSON object, for a session file at `sessionFile`. */
-export function jupyterConfig(nb: Config['notebook'], sessionFile = sessionFilePath(nb)): Record<string, unknown> {
+function jupyterConfig(nb: Config['notebook'], sessionFile = sessionFilePath(nb)): Record<string, unknown> {
   return {
     OmniSciSessionManager: {
       session_file: sessionFile,

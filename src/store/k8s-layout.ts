@@ -22,7 +22,6 @@ export const USER_ANNOTATION = 'omnisci-handoff/username';
 export const POD_COMPONENT_LABEL = 'component';
 export const POD_COMPONENT = 'singleuser-server';
 export const POD_USER_ANNOTATION = 'hub.jupyter.org/username';
-export const POD_SERVER_ANNOTATION = 'hub.jupyter.org/servername';
 /** Bumped on a running pod after its Secret changed, so kubelet resyncs the volume at once. */
 export const POD_REFRESH_ANNOTATION = 'omnisci-handoff/refreshed-at';
 
@@ -31,7 +30,7 @@ export function secretName(prefix: string, user: string): string {
   return `${prefix}-${safeSlug(user)}`;
 }
 
-export const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
 /** The hub namespace: configured, else POD_NAMESPACE, else the pod's service account namespace. */
 export function configuredNamespace(

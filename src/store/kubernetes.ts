@@ -23,7 +23,7 @@ import {
 import { pino, type Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { HandoffError, isHandoffError } from '../errors.js';
-import { sessionFileContent } from '../notebook/outputs.js';
+import { connectionEnv, sessionFileContent } from '../notebook/outputs.js';
 import {
   configuredNamespace,
   MANAGED_BY,
@@ -37,7 +37,7 @@ import {
   USER_ANNOTATION,
   USER_LABEL,
 } from './k8s-layout.js';
-import { applyHandoff, applyRevoke, type ApplyOptions } from './record.js';
+import { applyHandoff, applyOptions, applyRevoke } from './record.js';
 import { safeSlug } from './slug.js';
 import type { AcceptResult, Handoff, Revocation, SessionRecord, SessionStore } from './types.js';
 
@@ -106,8 +106,7 @@ function stateOf(secret: V1Secret | undefined): State | undefined {
   }
 }
 
-function recordOf(secret: V1Secret | undefined): SessionRecord | undefined {
-  const state = stateOf(secret);
+function recordOf(state: State | undefined): SessionRecord | undefined {
   if (!state) return undefined;
   const { writeId: _, ...record } = state;
   return record;
@@ -192,9 +191,10 @@ export function createKubernetesStore(config: Config, logger?: Logger): Kubernet
           );
         if (st && expected.includes(st.code)) throw e;
         const retryable = !st || st.code === 429 || st.code >= 500;
-        const what = st ? `HTTP ${st.code}${st.reason ? ` ${st.reason}` : ''}` : (e as Error).name === 'TimeoutError' ? 'timeout' : String((e as Error).message ?? e);
-        if (!retryable || attempt >= k8s.retries)
-          throw new HandoffError('store_unavailable', `${verb} ${resource}: ${what}`, { cause: e });
+        // Never a message: a client error may quote what it failed to parse (Secret data).
+        const err = e as { name?: string; code?: string; cause?: { code?: string } };
+        const what = st ? `HTTP ${st.code}${st.reason ? ` ${st.reason}` : ''}` : err.name === 'TimeoutError' ? 'timeout' : (err.cause?.code ?? err.code ?? err.name ?? 'failed');
+        if (!retryable || attempt >= k8s.retries) throw new HandoffError('store_unavailable', `${verb} ${resource}: ${what}`);
         const retryAfter = e instanceof ApiException ? Number(e.headers?.['retry-after']) : NaN;
         const delay = Number.isFinite(retryAfter)
           ? Math.min(retryAfter * 1000, MAX_RETRY_AFTER_MS)
@@ -205,10 +205,7 @@ export function createKubernetesStore(config: Config, logger?: Logger): Kubernet
     }
   }
 
-  const is = (e: unknown, code: number, reason?: string) => {
-    const st = apiStatus(e);
-    return st?.code === code && (reason === undefined || st.reason === reason);
-  };
+  const is = (e: unknown, code: number) => e instanceof ApiException && e.code === code;
 
   async function read(name: string): Promise<V1Secret | undefined> {
     try {
@@ -219,10 +216,8 @@ export function createKubernetesStore(config: Config, logger?: Logger): Kubernet
     }
   }
 
-  function secretFor(name: string, user: string, state: State, existing: V1Secret | undefined): V1Secret {
-    const { writeId: _, ...record } = state;
+  function secretFor(name: string, slug: string, record: SessionRecord, writeId: string, existing: V1Secret | undefined): V1Secret {
     const meta = existing?.metadata ?? {};
-    const conn = record.connection;
     return {
       ...existing,
       apiVersion: 'v1',
@@ -232,16 +227,15 @@ export function createKubernetesStore(config: Config, logger?: Logger): Kubernet
         ...meta,
         name,
         namespace,
-        labels: { ...meta.labels, [MANAGED_BY_LABEL]: MANAGED_BY, [USER_LABEL]: safeSlug(user) },
-        annotations: { ...meta.annotations, [USER_ANNOTATION]: user },
+        labels: { ...meta.labels, [MANAGED_BY_LABEL]: MANAGED_BY, [USER_LABEL]: slug },
+        annotations: { ...meta.annotations, [USER_ANNOTATION]: record.user },
       },
       data: {
         ...existing?.data,
         [nb.sessionFileName]: b64(sessionFileContent(record, nb.sessionFormat)),
-        [SECRET_KEYS.protocol]: b64(conn.protocol),
-        [SECRET_KEYS.host]: b64(conn.host),
-        [SECRET_KEYS.port]: b64(String(conn.port)),
-        [SECRET_KEYS.state]: b64(JSON.stringify(state)),
+        // The keys the pod's env vars reference (secretKeyRef), the same mapping as the env itself.
+        ...Object.fromEntries(Object.entries(connectionEnv(record.connection, SECRET_KEYS)).map(([k, v]) => [k, b64(v)])),
+        [SECRET_KEYS.state]: b64(JSON.stringify({ ...record, writeId })),
       },
     };
   }
@@ -251,19 +245,20 @@ export function createKubernetesStore(config: Config, logger?: Logger): Kubernet
    * with the freshly read record.
    */
   async function update<T>(user: string, decide: (current: SessionRecord | undefined) => { record: SessionRecord; result: T }): Promise<T> {
-    const name = secretName(k8s.secretPrefix, user);
+    const slug = safeSlug(user);
+    const name = `${k8s.secretPrefix}-${slug}`;
     // Results of our earlier attempts by write id: a write whose reply was lost (timeout, 5xx) may
     // have landed, and its retry then meets 409. Finding our own write id on the re-read means it
     // did land, so its result stands (instead of our jti now looking replayed).
     const attempts = new Map<string, T>();
     for (let round = 0; round < MAX_CONFLICT_ROUNDS; round++) {
       const existing = await read(name);
-      const landed = stateOf(existing)?.writeId;
-      if (landed && attempts.has(landed)) return attempts.get(landed) as T;
-      const { record, result } = decide(recordOf(existing));
+      const state = stateOf(existing);
+      if (state?.writeId && attempts.has(state.writeId)) return attempts.get(state.writeId) as T;
+      const { record, result } = decide(recordOf(state));
       const writeId = randomUUID();
       attempts.set(writeId, result);
-      const body = secretFor(name, user, { ...record, writeId }, existing);
+      const body = secretFor(name, slug, record, writeId, existing);
       try {
         if (existing) await call('update', 'secrets', () => api.replaceNamespacedSecret({ name, namespace, body }), [404, 409]);
         else await call('create', 'secrets', () => api.createNamespacedSecret({ namespace, body }), [409]);
@@ -282,12 +277,6 @@ export function createKubernetesStore(config: Config, logger?: Logger): Kubernet
     }
     throw new HandoffError('store_unavailable', `secret ${name}: still conflicting after ${MAX_CONFLICT_ROUNDS} attempts`);
   }
-
-  const applyOptions = (): ApplyOptions => ({
-    maxJtis: config.store.maxJtis,
-    now: Math.floor(Date.now() / 1000),
-    clockTolerance: config.token.clockToleranceSeconds,
-  });
 
   /** Makes kubelet refresh the user's Secret volume now (best effort: failures are logged, never thrown). */
   async function refreshPods(user: string): Promise<void> {
@@ -325,7 +314,7 @@ export function createKubernetesStore(config: Config, logger?: Logger): Kubernet
         api.listNamespacedSecret({ namespace, labelSelector: MANAGED_SELECTOR, limit: 200, _continue: cont }),
       );
       for (const s of page.items) {
-        const written = recordOf(s)?.updatedAt ?? s.metadata?.creationTimestamp?.getTime() ?? now;
+        const written = stateOf(s)?.updatedAt ?? s.metadata?.creationTimestamp?.getTime() ?? now;
         const name = s.metadata?.name;
         if (written >= cutoff || !name) continue;
         try {
@@ -365,7 +354,7 @@ export function createKubernetesStore(config: Config, logger?: Logger): Kubernet
 
     async accept(handoff: Handoff): Promise<AcceptResult> {
       const result = await update(handoff.user, (current) => {
-        const r = applyHandoff(current, handoff, applyOptions());
+        const r = applyHandoff(current, handoff, applyOptions(config, Date.now()));
         return { record: r.record, result: r };
       });
       if (result.outcome === 'stored') await refreshPods(handoff.user);
@@ -373,12 +362,12 @@ export function createKubernetesStore(config: Config, logger?: Logger): Kubernet
     },
 
     async get(user: string): Promise<SessionRecord | undefined> {
-      return recordOf(await read(secretName(k8s.secretPrefix, user)));
+      return recordOf(stateOf(await read(secretName(k8s.secretPrefix, user))));
     },
 
     async revoke(revocation: Revocation): Promise<boolean> {
       const revoked = await update(revocation.user, (current) => {
-        const r = applyRevoke(current, revocation, applyOptions());
+        const r = applyRevoke(current, revocation, applyOptions(config, Date.now()));
         return { record: r.record, result: r.revoked };
       });
       if (revoked) await refreshPods(revocation.user);

@@ -19,12 +19,12 @@
  * also why recently used records are served from memory.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
 import { sessionFileContent } from '../notebook/outputs.js';
-import { applyHandoff, applyRevoke, type ApplyOptions } from './record.js';
+import { applyHandoff, applyOptions, applyRevoke } from './record.js';
 import { safeSlug } from './slug.js';
 import type { AcceptResult, Handoff, Revocation, SessionRecord, SessionStore } from './types.js';
 
@@ -65,10 +65,12 @@ async function writeAtomic(path: string, content: string, mode = 0o600): Promise
 
 function storeError(e: unknown, what: string): HandoffError {
   if (e instanceof HandoffError) return e;
+  // The errno code or the error's name only: a message may quote file content (a session id).
   const code = (e as NodeJS.ErrnoException).code;
-  return new HandoffError(code === 'EACCES' || code === 'EPERM' ? 'store_forbidden' : 'store_unavailable', `${what}: ${code ?? e}`, {
-    cause: e,
-  });
+  return new HandoffError(
+    code === 'EACCES' || code === 'EPERM' ? 'store_forbidden' : 'store_unavailable',
+    `${what}: ${code ?? (e as Error).name ?? 'failed'}`,
+  );
 }
 
 export function userDir(storeDir: string, user: string): string {
@@ -104,11 +106,6 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
   const madeDirs = new Recent<true>(10_000);
   const nb = config.notebook;
   const shared = config.store.local.userAccess === 'group';
-  const options = (): ApplyOptions => ({
-    maxJtis: config.store.maxJtis,
-    now: Math.floor(clock() / 1000),
-    clockTolerance: config.token.clockToleranceSeconds,
-  });
 
   /** <dir> and <dir>/users; with userAccess group traversable (a server must reach its file) but unlistable. */
   async function makeTop(): Promise<void> {
@@ -116,6 +113,8 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
     await mkdir(users, { recursive: true, mode: 0o700 });
     if (shared) await Promise.all([chmod(root, 0o711), chmod(users, 0o711)]);
   }
+  let top: Promise<void> | undefined;
+  const ensureTop = () => (top ??= makeTop().catch((e: unknown) => ((top = undefined), Promise.reject(e))));
 
   async function read(user: string): Promise<SessionRecord | undefined> {
     const cached = records.get(user);
@@ -127,7 +126,12 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
     }
-    const record = JSON.parse(text) as SessionRecord;
+    let record: SessionRecord;
+    try {
+      record = JSON.parse(text) as SessionRecord;
+    } catch {
+      throw new HandoffError('store_unavailable', 'state.json is not valid JSON');
+    }
     // Slugs are collision-free, but refuse to mix users should the directory have been tampered with.
     if (record.user !== user) throw new HandoffError('store_unavailable', 'state.json belongs to another user');
     records.set(user, record);
@@ -137,7 +141,7 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
   async function write(record: SessionRecord): Promise<void> {
     const dir = userDir(root, record.user);
     if (!madeDirs.get(dir)) {
-      await makeTop();
+      await ensureTop();
       await mkdir(dir, { recursive: true, mode: 0o700 });
       madeDirs.set(dir, true);
     }
@@ -160,7 +164,7 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
     accept(h: Handoff): Promise<AcceptResult> {
       return queue.run(h.user, async () => {
         try {
-          const result = applyHandoff(await read(h.user), h, options());
+          const result = applyHandoff(await read(h.user), h, applyOptions(config, clock()));
           await write(result.record);
           return result;
         } catch (e) {
@@ -180,7 +184,7 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
     revoke(r: Revocation): Promise<boolean> {
       return queue.run(r.user, async () => {
         try {
-          const { record, revoked } = applyRevoke(await read(r.user), r, options());
+          const { record, revoked } = applyRevoke(await read(r.user), r, applyOptions(config, clock()));
           await write(record);
           return revoked;
         } catch (e) {
@@ -192,7 +196,6 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
     async check() {
       try {
         await makeTop();
-        await stat(root);
         const probe = join(root, `.probe-${randomBytes(4).toString('hex')}`);
         await writeAtomic(probe, '');
         await rm(probe);

@@ -1,3 +1,4 @@
+import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
 import type { AcceptResult, Handoff, Revocation, SeenJti, SessionRecord } from './types.js';
 
@@ -8,6 +9,11 @@ export interface ApplyOptions {
   now: number;
   /** Added to a token's exp: how long its jti must be remembered. */
   clockTolerance: number;
+}
+
+/** The options for `now` (milliseconds since the epoch), from the configuration. */
+export function applyOptions(config: Config, nowMs: number): ApplyOptions {
+  return { maxJtis: config.store.maxJtis, now: Math.floor(nowMs / 1000), clockTolerance: config.token.clockToleranceSeconds };
 }
 
 function remember(jtis: SeenJti[], jti: string, until: number, o: ApplyOptions): SeenJti[] {

@@ -38,7 +38,7 @@ const MODE_WITH_FSGROUP = 0o440;
 const MODE_WITHOUT_FSGROUP = 0o444;
 
 /** RFC 6901 reference token escaping. */
-export const pointerToken = (s: string) => s.replaceAll('~', '~0').replaceAll('/', '~1');
+const pointerToken = (s: string) => s.replaceAll('~', '~0').replaceAll('/', '~1');
 
 /** Everything the rules need, derived once from the config. */
 export interface InjectionSpec {
