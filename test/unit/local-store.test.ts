@@ -142,3 +142,14 @@ test('a store directory that cannot be used is store_unavailable, and check() sa
   await expect(store.accept(handoff('hank'))).rejects.toMatchObject({ code: 'store_unavailable' });
   await expect(setup().store.check()).resolves.toBeUndefined();
 });
+
+test('a corrupt state.json is store_unavailable, and nothing of its content reaches the error', async () => {
+  const { dir, store } = setup();
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const secret = randomSessionId();
+  mkdirSync(join(dir, 'users', 'ivan'), { recursive: true });
+  writeFileSync(join(dir, 'users', 'ivan', STATE_FILE), `{"session":${secret}`);
+  const err = (await store.accept(handoff('ivan')).catch((e: unknown) => e)) as HandoffError;
+  expect(err.code).toBe('store_unavailable');
+  expect(`${err.message} ${err.detail} ${String(err.cause)}`).not.toContain(secret.slice(0, 8));
+});

@@ -1,0 +1,20 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { HandoffError } from '../../src/errors.js';
+import { createHubLanding } from '../../src/hub/index.js';
+import { tempDir, testConfig } from '../support/core.js';
+
+test('a hub API token with characters a token cannot have is refused up front, without quoting it', () => {
+  const file = join(tempDir('oh-hubtoken-'), 'token');
+  writeFileSync(file, 'abc123secret\nsecond-line\n');
+  const config = testConfig({ hub: { enabled: true, apiUrl: 'http://127.0.0.1:1/hub/api', apiTokenFile: file } });
+  let err: unknown;
+  try {
+    createHubLanding(config);
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(HandoffError);
+  expect((err as HandoffError).code).toBe('hub_unauthorized');
+  expect(`${(err as HandoffError).message} ${(err as HandoffError).detail}`).not.toContain('abc123secret');
+});
