@@ -54,7 +54,7 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
     landing: hub?.landing ?? directLanding(config.redirect),
     logger,
     metrics,
-    ...(hub ? { routers: [hub.router], readiness: () => hub.readiness() } : {}),
+    ...(hub ? { routers: [hub.router], scripts: hub.scripts, readiness: () => hub.readiness() } : {}),
     ...(o.demoToken ? { demoToken: o.demoToken } : {}),
   });
   return { app, store, logger, metrics };

@@ -25,6 +25,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** Extra routes mounted under the base path (e.g. the JupyterHub integration's progress pages). */
   routers?: Router[];
+  /** Inline scripts of those routes' pages, allowed by hash in the CSP. */
+  scripts?: string[];
   /** Local mode only: mints a fresh demo token for GET {base}dev/demo. */
   demoToken?: () => Promise<string>;
   /** Readiness beyond the store (e.g. the hub); throws when not ready. */
@@ -39,11 +41,12 @@ export interface App {
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
-function securityHeaders(hubOrigin: string) {
+/** Inline scripts and styles are allowed by their hashes only: no script or style file is served. */
+function securityHeaders(hubOrigin: string, scripts: string[]) {
   const csp = [
     "default-src 'none'",
-    `script-src ${cspHash(FRAGMENT_SCRIPT)} ${cspHash(AUTOSUBMIT_SCRIPT)} 'self'`,
-    `style-src ${cspHash(STYLE)} 'self'`,
+    `script-src ${[FRAGMENT_SCRIPT, AUTOSUBMIT_SCRIPT, ...scripts].map(cspHash).join(' ')}`,
+    `style-src ${cspHash(STYLE)}`,
     "img-src 'self' data:",
     "connect-src 'self'",
     // Chromium applies form-action to the redirect after a POST: the hub must be allowed.
@@ -101,7 +104,7 @@ export function createApp(deps: AppDeps): App {
       autoLogging: { ignore: (req) => /\/(healthz|readyz|metrics)$/.test(req.url ?? '') },
     }),
   );
-  app.use(securityHeaders(new URL(config.redirect.hubPublicUrl).origin));
+  app.use(securityHeaders(new URL(config.redirect.hubPublicUrl).origin, deps.scripts ?? []));
 
   const r = express.Router();
   // A token is at most maxTokenBytes; leave room for the field name and encoding.

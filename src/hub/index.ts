@@ -18,7 +18,7 @@ import { HubClient } from './client.js';
 import { cookie, setCookie } from './cookie.js';
 import { createIdentityCheck } from './identity.js';
 import { LoginTokens } from './login.js';
-import { PROGRESS_SCRIPT, PROGRESS_SCRIPT_PATH, progressPage } from './page.js';
+import { PROGRESS_SCRIPT, progressPage } from './page.js';
 import { ProgressRegistry, SpawnTask, type ProgressEntry } from './progress.js';
 import { ensureServer } from './spawn.js';
 
@@ -30,8 +30,10 @@ export interface HubLandingDeps {
 
 export interface HubLanding {
   landing: Landing;
-  /** Progress page, its SSE stream and script, the login-token exchange; mount under the base path. */
+  /** Progress page and its SSE stream, the login-token exchange; mount under the base path. */
   router: Router;
+  /** Inline scripts of its pages, for the CSP to allow by hash. */
+  scripts: string[];
   /** Readiness: the hub answers this service's token. */
   readiness(): Promise<void>;
 }
@@ -103,7 +105,6 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
     events: `${base}progress/${id}/events`,
     go: `${base}progress/${id}/go`,
     retry: `${base}progress/${id}/retry`,
-    script: `${base}${PROGRESS_SCRIPT_PATH}`,
   });
 
   const landing: Landing = {
@@ -145,10 +146,6 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
     if (!entry) res.status(404).type('html').send(progressGone());
     return entry;
   };
-
-  router.get(`/${PROGRESS_SCRIPT_PATH}`, (_req, res) => {
-    res.type('application/javascript').send(PROGRESS_SCRIPT);
-  });
 
   router.get('/progress/:id', (req, res) => {
     const entry = entryOf(req, res);
@@ -212,6 +209,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
   return {
     landing,
     router,
+    scripts: [PROGRESS_SCRIPT],
     readiness: () => client.userOf().then(() => undefined),
   };
 }

@@ -1,18 +1,15 @@
 /**
  * The progress page, in the spirit of the hub's own spawn-pending page: a progress bar and the hub's
- * messages, live over SSE with a same-origin script (the CSP allows no inline script), and a
- * `<noscript>` refresh for browsers without JavaScript. Its URLs carry only the opaque progress id.
+ * messages, live over SSE with an inline script (allowed by its CSP hash, see HubLanding.scripts),
+ * and a `<noscript>` refresh for browsers without JavaScript. Its URLs carry only the opaque progress id.
  */
 import { escapeHtml, page } from '../http/pages.js';
 import type { ProgressState } from './progress.js';
-
-export const PROGRESS_SCRIPT_PATH = 'hub/progress.js';
 
 export interface ProgressLinks {
   events: string;
   go: string;
   retry: string;
-  script: string;
 }
 
 export function progressPage(state: ProgressState, notice: string | undefined, links: ProgressLinks): string {
@@ -40,8 +37,8 @@ ${log}<p class="muted">Error code <code>${escapeHtml(state.error?.code ?? 'hub_s
 <progress id="bar" max="100" value="${state.progress}">${state.progress}%</progress>
 <p id="msg" role="status">${escapeHtml(state.message)}</p>${log}
 <noscript><meta http-equiv="refresh" content="2"><p class="muted">This page reloads by itself until your server is ready.</p></noscript>
-<div id="progress" hidden data-events="${escapeHtml(links.events)}" data-go="${escapeHtml(links.go)}"></div>
-<script src="${escapeHtml(links.script)}" defer></script>`,
+<div id="progress" hidden data-events="${escapeHtml(links.events)}" data-go="${escapeHtml(links.go)}"></div>`,
+    PROGRESS_SCRIPT,
   );
 }
 
