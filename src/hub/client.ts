@@ -84,8 +84,8 @@ export class HubClient {
    * Who a token belongs to (GET /user): an OAuth access token's user, or by default this service —
    * which proves the hub answers and accepts the service's token (readiness).
    */
-  async userOf(accessToken = this.opts.token): Promise<string> {
-    const r = await this.call('GET', '/user', undefined, { token: accessToken });
+  async userOf(accessToken = this.opts.token, o: { once?: boolean } = {}): Promise<string> {
+    const r = await this.call('GET', '/user', undefined, { token: accessToken, ...o });
     this.expect(r, [200], 'GET user');
     const name = (r.json as { name?: unknown } | undefined)?.name;
     if (typeof name !== 'string' || !name) throw new HandoffError('hub_rejected', 'GET user: no name in the reply');
@@ -119,7 +119,8 @@ export class HubClient {
       return {
         kind: 'throttled',
         retryAfterSeconds: Number.isFinite(after) && after > 0 ? after : 5,
-        message: hubMessage(r) ?? 'The hub is busy starting other servers.',
+        // The hub's own "Try again in N seconds." would contradict our retry schedule.
+        message: hubMessage(r)?.replace(/ Try again in .*$/, '') ?? 'The hub is busy starting other servers.',
       };
     }
     if (r.status === 500) return { kind: 'failed' };
@@ -159,7 +160,7 @@ export class HubClient {
       });
     } catch (e) {
       if (signal.aborted) return;
-      throw new HandoffError('hub_unavailable', `GET ${path}: ${describe(e)}`, { cause: e });
+      throw new HandoffError('hub_unavailable', `GET ${path}: ${describe(e)}`);
     } finally {
       clearTimeout(timer);
     }
@@ -180,7 +181,7 @@ export class HubClient {
       for (;;) {
         const { value, done } = await reader.read().catch((e: unknown) => {
           if (signal.aborted) return { value: undefined, done: true as const };
-          throw new HandoffError('hub_unavailable', `GET ${path}: stream broke: ${describe(e)}`, { cause: e });
+          throw new HandoffError('hub_unavailable', `GET ${path}: stream broke: ${describe(e)}`);
         });
         if (done) return;
         buffer += value.replace(/\r\n?/g, '\n');
@@ -203,13 +204,16 @@ export class HubClient {
     }
   }
 
-  /** A form body (URLSearchParams) is sent form-encoded, anything else as JSON; `token` overrides the service token. */
-  private async call(method: string, path: string, body?: unknown, o: { retry5xx?: boolean; token?: string } = {}): Promise<Reply> {
+  /**
+   * A form body (URLSearchParams) is sent form-encoded, anything else as JSON; `token` overrides the
+   * service token; `once` makes a single attempt (readiness probes must answer within their timeout).
+   */
+  private async call(method: string, path: string, body?: unknown, o: { retry5xx?: boolean; token?: string; once?: boolean } = {}): Promise<Reply> {
     const url = this.base + path;
     const retry5xx = o.retry5xx ?? true;
     const form = body instanceof URLSearchParams;
     for (let attempt = 0; ; attempt++) {
-      const last = attempt >= this.opts.retries;
+      const last = o.once || attempt >= this.opts.retries;
       let res: Response;
       try {
         res = await this.fetch(url, {
@@ -223,7 +227,7 @@ export class HubClient {
           signal: AbortSignal.timeout(this.opts.requestTimeoutMs),
         });
       } catch (e) {
-        if (last) throw new HandoffError('hub_unavailable', `${method} ${path}: ${describe(e)}`, { cause: e });
+        if (last) throw new HandoffError('hub_unavailable', `${method} ${path}: ${describe(e)}`);
         await sleep(backoffMs(attempt));
         continue;
       }

@@ -210,7 +210,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
     landing,
     router,
     scripts: [PROGRESS_SCRIPT],
-    readiness: () => client.userOf().then(() => undefined),
+    readiness: () => client.userOf(undefined, { once: true }).then(() => undefined),
   };
 }
 

@@ -82,7 +82,7 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<v
     switch (out.kind) {
       case 'throttled': {
         const waitS = Math.min(out.retryAfterSeconds, 60);
-        update(3, `${out.message.replace(/ Try again in .*$/, '')} Waiting ${waitS} s, then trying again…`);
+        update(3, `${out.message} Waiting ${waitS} s, then trying again…`);
         await wait(waitS * 1000);
         break;
       }
