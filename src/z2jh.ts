@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import type { Config } from './config/types.js';
 import { SECRET_KEYS } from './store/k8s-layout.js';
 import { jupyterConfigMapItems } from './webhook/jupyter-configmap.js';
+import { JUPYTER_CONFIG_PATH } from './webhook/patch.js';
 
 export interface Z2jhOptions {
   /** Name under hub.services (the chart's jupyterhub.serviceName). */
@@ -50,7 +51,7 @@ function webhookFreeSingleuser(config: Config, configMap: string): Record<string
       [env.protocol]: fromSecret(SECRET_KEYS.protocol),
       [env.host]: fromSecret(SECRET_KEYS.host),
       [env.port]: fromSecret(SECRET_KEYS.port),
-      JUPYTER_CONFIG_PATH: config.webhook.jupyterConfigDir,
+      [JUPYTER_CONFIG_PATH]: config.webhook.jupyterConfigDir,
     },
     storage: {
       extraVolumes: [

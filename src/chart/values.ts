@@ -5,7 +5,7 @@
  * test/unit/chart-values.test.ts fails when the committed files drift).
  */
 import { stringify } from 'yaml';
-import { bool, configSchema, int, obj, str, strings } from '../config/schema.js';
+import { bool, configSchema, DNS_SUBDOMAIN, int, obj, str, strings } from '../config/schema.js';
 
 type Schema = Record<string, unknown>;
 
@@ -44,8 +44,7 @@ const freeMap = (description: string) => ({
 });
 const freeObject = (description: string, dflt: unknown = {}) => ({ type: 'object', description, default: dflt });
 const list = (description: string) => ({ type: 'array', description, items: { type: 'object' }, default: [] });
-const K8S_NAME = '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$';
-const name = (description: string, dflt = '') => str(description, { default: dflt, pattern: `^$|${K8S_NAME}` });
+const name = (description: string, dflt = '') => str(description, { default: dflt, pattern: `^$|${DNS_SUBDOMAIN}` });
 const secretRef = (description: string, keyDefault: string) =>
   obj(description, {
     secretName: name('Name of an existing Secret in the release namespace. Empty: not used.'),

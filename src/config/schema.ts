@@ -28,6 +28,10 @@ export const obj = (description: string, properties: Record<string, unknown>, ex
   ...extra,
 });
 
+/** Kubernetes object names: a DNS label (RFC 1123) and a DNS subdomain. */
+export const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+export const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$';
+
 export const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const;
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
 /** Env var names the JupyterHub service environment provides (never placed in the YAML). */
@@ -161,11 +165,11 @@ export const configSchema = {
       kubernetes: obj('Kubernetes backend: one Secret per hub user in the hub namespace (docs/kubernetes.md).', {
         namespace: str(
           'Namespace of the Secrets (the hub namespace). Default: POD_NAMESPACE, else the service account namespace file, else the kubeconfig context namespace.',
-          { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 },
+          { pattern: DNS_LABEL, maxLength: 63 },
         ),
         secretPrefix: str('Secret name prefix; the name is <prefix>-<KubeSpawner safe slug of the user name>.', {
           default: 'omnisci-session',
-          pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+          pattern: DNS_LABEL,
           maxLength: 180,
         }),
         kubeconfig: str('Kubeconfig file (outside a cluster). Unset: the in-cluster service account is used.'),
@@ -194,7 +198,7 @@ export const configSchema = {
         }),
         jupyterConfigMap: str('ConfigMap holding the Jupyter config files (shipped by the Helm chart).', {
           default: 'omnisci-handoff-jupyter',
-          pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+          pattern: DNS_SUBDOMAIN,
         }),
         jupyterConfigDir: str('Where that ConfigMap is mounted; appended to JUPYTER_CONFIG_PATH.', {
           default: '/etc/omnisci-handoff/jupyter',
