@@ -3,15 +3,8 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { runCli, serveCli } from '../support/process.js';
-import { randomSessionId, tempDir } from '../support/core.js';
+import { postToken, randomSessionId, tempDir } from '../support/core.js';
 
-const post = (url: string, token: string) =>
-  fetch(`${url}handoff`, {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ token }).toString(),
-  });
 
 test('keygen, check-config, serve, mint, handoff, SIGTERM', async () => {
   const dir = tempDir('oh-cli-');
@@ -44,7 +37,7 @@ test('keygen, check-config, serve, mint, handoff, SIGTERM', async () => {
     expect(minted.code).toBe(0);
     const link = minted.stdout.trim();
     expect(link.startsWith(`${served.url}handoff#token=`)).toBe(true);
-    const res = await post(served.url, link.split('#token=')[1] as string);
+    const res = await postToken(served.url, link.split('#token=')[1] as string);
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toBe('https://hub.test/user/nina/lab?omnisci&reset');
     expect(JSON.parse(readFileSync(join(dir, 'data', 'users', 'nina', 'session'), 'utf8')).session).toBe(session);
@@ -75,13 +68,13 @@ test('local mode: npm start prints a demo link that stores a session and redirec
     const link = (await served.waitFor(/(http:\/\/\S+\/handoff#token=\S+)/))[1];
     const demo = (await served.waitFor(/(http:\/\/\S+\/dev\/demo)/))[1];
     // The one-time link: what a browser posts from the fragment page.
-    const res = await post(served.url, (link as string).split('#token=')[1] as string);
+    const res = await postToken(served.url, (link as string).split('#token=')[1] as string);
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toBe('http://127.0.0.1:8000/user/demo/lab?omnisci&reset');
     // The demo page mints a fresh token on every visit and auto-posts it.
     const page = await (await fetch(demo as string)).text();
     const token = /name="token" value="([^"]+)"/.exec(page)?.[1] as string;
-    expect((await post(served.url, token)).status).toBe(303);
+    expect((await postToken(served.url, token)).status).toBe(303);
     const stored = JSON.parse(readFileSync(join(dir, '.data', 'users', 'demo', 'session'), 'utf8')) as { session: string };
     expect(stored.session).toMatch(/^[A-Za-z0-9]{32}$/);
     expect(statSync(join(dir, '.data', 'dev', 'signing-key.jwk')).mode & 0o777).toBe(0o600);

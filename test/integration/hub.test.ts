@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { join } from 'node:path';
 import { randomSessionId } from '../../src/handoff/mint.js';
-import { hmacKey, mint } from '../support/core.js';
+import { hmacKey, mint, postToken } from '../support/core.js';
 import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
 import { freePort, SERVICE_SCOPES, SERVICE_SCOPES_CREATE, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
 import { ROOT } from '../support/root.js';
@@ -89,11 +89,7 @@ describe('handoff to a real JupyterHub', () => {
 
   test('a second handoff while the server runs redirects straight on', async () => {
     const b = new NoJsBrowser();
-    const res = await b.request(`${svc.url}handoff`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ token: await mint(key, { subject: 'newbie' }) }).toString(),
-    });
+    const res = await b.postToken(svc.url, await mint(key, { subject: 'newbie' }));
     expect(res.status).toBe(303);
     const location = new URL(res.headers.get('location')!);
     expect(location.pathname).toBe('/hub/login');
@@ -113,11 +109,7 @@ describe('handoff to a real JupyterHub', () => {
   test('a pending spawn is followed: the SSE stream carries the hub spawner messages, then ready', async () => {
     expect((await hub.admin('POST', '/users/slow-pending/server', {})).status).toBe(202);
     const b = new NoJsBrowser();
-    const res = await b.request(`${sso.url}handoff`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ token: await mint(key, { subject: 'slow-pending' }) }).toString(),
-    });
+    const res = await b.postToken(sso.url, await mint(key, { subject: 'slow-pending' }));
     expect(res.status).toBe(303);
     const progressUrl = new URL(res.headers.get('location')!, sso.url).toString();
     const events = await sseMessages(b, progressUrl);
@@ -200,20 +192,12 @@ describe('handoff to a real JupyterHub', () => {
     const creating = await startHubService({ hub, apiToken: hub.extraTokens['servers-only']!, hubConfig: { createUsers: true } });
     const badToken = await startHubService({ hub, apiToken: 'not-a-token', hubConfig: {} });
     try {
-      const r = await fetch(`${creating.url}handoff`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body: new URLSearchParams({ token: await mint(key, { subject: 'nobody-yet' }) }).toString(),
-      });
+      const r = await postToken(creating.url, await mint(key, { subject: 'nobody-yet' }), { accept: 'application/json' });
       expect(r.status).toBe(500);
       expect(((await r.json()) as { error: string }).error).toBe('hub_forbidden');
       expect(creating.logs.lines.join('\n')).toContain('requires any of [admin:users]');
 
-      const r2 = await fetch(`${badToken.url}handoff`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body: new URLSearchParams({ token: await mint(key, { subject: 'sam' }) }).toString(),
-      });
+      const r2 = await postToken(badToken.url, await mint(key, { subject: 'sam' }), { accept: 'application/json' });
       expect(((await r2.json()) as { error: string }).error).toBe('hub_unauthorized');
       expect((await fetch(`${badToken.url}readyz`)).status).toBe(503);
       expect((await fetch(`${sso.url}readyz`)).status).toBe(200);
@@ -229,11 +213,7 @@ describe('handoff to a real JupyterHub', () => {
       hubConfig: { retries: 1, requestTimeoutMs: 1000 },
     });
     try {
-      const r = await fetch(`${down.url}handoff`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body: new URLSearchParams({ token: await mint(key, { subject: 'sam' }) }).toString(),
-      });
+      const r = await postToken(down.url, await mint(key, { subject: 'sam' }), { accept: 'application/json' });
       expect(r.status).toBe(502);
       expect(((await r.json()) as { error: string }).error).toBe('hub_unavailable');
       expect(down.logs.lines.join('\n')).toMatch(/GET \/users\/sam: ECONNREFUSED/);

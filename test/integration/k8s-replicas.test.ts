@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { secretName } from '../../src/store/k8s-layout.js';
-import { HMAC_SECRET, hmacKey, mint, randomSessionId, rawTestConfig } from '../support/core.js';
+import { HMAC_SECRET, hmacKey, mint, postToken, randomSessionId, rawTestConfig } from '../support/core.js';
 import { CHART, ensureHelm, HELMS, KUBECTL, runTool } from '../support/helm.js';
 import { startKubeApiserver, type KubeApiserver } from '../support/kube-apiserver.js';
 import { serveCli, type Served } from '../support/process.js';
@@ -56,13 +56,7 @@ afterAll(async () => {
   if (home) rmSync(home, { recursive: true, force: true });
 }, 60_000);
 
-const post = (url: string, token: string) =>
-  fetch(`${url}handoff`, {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: new URLSearchParams({ token }).toString(),
-  });
+const post = (url: string, token: string) => postToken(url, token, { accept: 'application/json' });
 
 test('each jti is accepted once, the Secret ends with the newest iat, no handoff is lost', async () => {
   const user = 'carol';

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { HMAC_SECRET, hmacKey, mint, randomSessionId, rawTestConfig, tempDir } from '../support/core.js';
+import { HMAC_SECRET, hmacKey, mint, postToken, randomSessionId, rawTestConfig, tempDir } from '../support/core.js';
 import { HUB_VENV } from '../support/jupyterhub.js';
 import { serveCli, type Served } from '../support/process.js';
 import { ROOT } from '../support/root.js';
@@ -56,12 +56,7 @@ print(json.dumps(s.environment))`;
 async function handoff(user: string): Promise<string> {
   const session = randomSessionId();
   sessions.push(session);
-  const res = await fetch(`${served!.url}handoff`, {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ token: await mint(key, { subject: user, omnisci: { session } }) }).toString(),
-  });
+  const res = await postToken(served!.url, await mint(key, { subject: user, omnisci: { session } }));
   expect(res.status).toBe(303);
   return session;
 }

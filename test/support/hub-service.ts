@@ -103,13 +103,16 @@ export class NoJsBrowser {
     }
   }
 
-  async postHandoff(serviceUrl: string, token: string): Promise<{ url: string; status: number; text: string }> {
-    const url = `${serviceUrl}handoff`;
-    const res = await this.request(url, {
+  /** POSTs the token as the issuer's form would; the response is not followed. */
+  postToken(serviceUrl: string, token: string): Promise<Response> {
+    return this.request(`${serviceUrl}handoff`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' },
       body: new URLSearchParams({ token }).toString(),
     });
-    return this.follow(res, url);
+  }
+
+  async postHandoff(serviceUrl: string, token: string): Promise<{ url: string; status: number; text: string }> {
+    return this.follow(await this.postToken(serviceUrl, token), `${serviceUrl}handoff`);
   }
 }
