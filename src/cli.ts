@@ -13,7 +13,7 @@ import { generateHmacSecret, generateSigningKey } from './handoff/keygen.js';
 import { isHmacAlg } from './handoff/keys.js';
 import { mintToken, readSigningKey } from './handoff/mint.js';
 import { exitOnSignals, startService } from './service.js';
-import { z2jhValuesYaml } from './z2jh.js';
+import { z2jhValuesYaml } from './deploy/z2jh.js';
 
 const USAGE = `usage: omnisci-handoff <command> [options]
 

@@ -66,3 +66,22 @@ export function toHandoffError(e: unknown): HandoffError {
   if (e instanceof HandoffError) return e;
   return new HandoffError('internal', e instanceof Error ? e.message : String(e), { cause: e });
 }
+
+/** A failure as log fields: its stable code and the detail written for operators (never secrets). */
+export function errorFields(e: unknown): { code: ErrorCode; detail: string | undefined } {
+  const err = toHandoffError(e);
+  return { code: err.code, detail: err.detail };
+}
+
+/**
+ * What went wrong, in words that cannot quote data: a timeout, the errno or network code (ENOENT,
+ * ENOSPC, ECONNREFUSED…), else the error's name. Never its message: file and HTTP clients quote file
+ * content and header values (tokens) there. Duck-typed: errors may come from another realm.
+ */
+export function describeCause(e: unknown): string {
+  const err = e as { name?: unknown; code?: unknown; cause?: { code?: unknown } } | null | undefined;
+  if (err?.name === 'TimeoutError') return 'timed out';
+  const code = err?.cause?.code ?? err?.code;
+  if (typeof code === 'string' && code) return code;
+  return typeof err?.name === 'string' && err.name ? err.name : 'failed';
+}

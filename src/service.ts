@@ -9,14 +9,14 @@ import type { Config } from './config/types.js';
 import { keySourcesFromConfig } from './handoff/keys.js';
 import { createVerifier } from './handoff/verify.js';
 import { createApp, type AppDeps } from './http/app.js';
-import { createHubLanding } from './hub/index.js';
-import { directLanding } from './landing.js';
-import { startWebhookServer } from './webhook/server.js';
+import type { KubeApi } from './k8s/client.js';
+import { directLanding } from './landing/direct.js';
+import { createHubLanding } from './landing/hub.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createStore } from './store/index.js';
-import type { KubernetesStore } from './store/kubernetes.js';
 import type { SessionStore } from './store/types.js';
+import { startWebhookServer } from './webhook/server.js';
 
 export interface ServiceOptions {
   env?: NodeJS.ProcessEnv;
@@ -43,7 +43,12 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
   const env = o.env ?? process.env;
   const logger = o.logger ?? createLogger(config.log.level);
   const metrics = o.metrics ?? createMetrics();
-  const store = o.store ?? (await createStore(config, logger));
+  // The Kubernetes API (and with it the hub namespace) is resolved once, for the store and the webhook.
+  const kube: KubeApi | undefined =
+    config.store.backend === 'kubernetes' && !o.store
+      ? (await import('./k8s/client.js')).connectKubernetes(config.store.kubernetes, logger)
+      : undefined;
+  const store = o.store ?? (await createStore(config, logger, kube));
   const verifier = createVerifier(config, await keySourcesFromConfig(config.token.keys, env));
   // With a hub, make sure the user's server runs (progress page) before landing; else land directly.
   const hub = config.hub.enabled ? createHubLanding(config, { env, logger }) : undefined;
@@ -57,11 +62,11 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
     ...(hub ? { routers: [hub.router], scripts: hub.scripts, readiness: () => hub.readiness() } : {}),
     ...(o.demoToken ? { demoToken: o.demoToken } : {}),
   });
-  return { app, store, logger, metrics };
+  return { app, store, logger, metrics, namespace: kube?.namespace };
 }
 
 export async function startService(config: Config, o: ServiceOptions = {}): Promise<RunningService> {
-  const { app, store, logger, metrics } = await buildApp(config, o);
+  const { app, store, logger, metrics, namespace } = await buildApp(config, o);
   const server = createServer(app.handler);
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
@@ -73,7 +78,6 @@ export async function startService(config: Config, o: ServiceOptions = {}): Prom
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}${config.listen.basePath}`;
   // The webhook has its own HTTPS port and shares logs and metrics; it does no API calls.
   // It filters pods on the namespace the store resolved (one answer for both).
-  const namespace = (store as Partial<KubernetesStore>).namespace;
   const webhook = config.webhook.enabled
     ? await startWebhookServer(config, { registry: metrics.registry, logger, ...(namespace ? { namespace } : {}) })
     : undefined;

@@ -1,15 +1,16 @@
+/**
+ * Loads the service configuration: YAML → JSON Schema validation with defaults (src/config/schema.ts)
+ * → what the environment supplies (a hub service's JUPYTERHUB_* variables) → the cross-field rules
+ * (src/config/rules.ts). Every problem is collected, with its path, before anything starts.
+ */
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { RESERVED_SECRET_KEYS } from '../store/k8s-layout.js';
-import { configSchema, HMAC_ALGORITHMS } from './schema.js';
+import { ruleProblems, type ConfigProblem } from './rules.js';
+import { configSchema } from './schema.js';
 import type { Config } from './types.js';
 
-export interface ConfigProblem {
-  /** Dotted path into the config, e.g. `token.keys.jwksUrl` ("" for the whole file). */
-  path: string;
-  message: string;
-}
+export type { ConfigProblem };
 
 /** Thrown when the configuration is unusable; `problems` lists every issue found, not just the first. */
 export class ConfigError extends Error {
@@ -46,82 +47,6 @@ function ajvMessage(e: ErrorObject): string {
   }
 }
 
-function compiles(pattern: string): string | undefined {
-  try {
-    new RegExp(pattern, 'u');
-    return undefined;
-  } catch (e) {
-    return `is not a valid regular expression (${(e as Error).message})`;
-  }
-}
-
-/** Rules a JSON Schema cannot say (cross-field and semantic checks). */
-function semanticProblems(c: Config, env: NodeJS.ProcessEnv): ConfigProblem[] {
-  const out: ConfigProblem[] = [];
-  const k = c.token.keys;
-  const wantsHmac = c.token.algorithms.some((a) => (HMAC_ALGORITHMS as readonly string[]).includes(a));
-  const wantsPublic = c.token.algorithms.some((a) => !(HMAC_ALGORITHMS as readonly string[]).includes(a));
-  const hasHmac = Boolean(k.hmacSecretFile || k.hmacSecretEnv);
-  const hasPublic = Boolean(k.jwksUrl || k.publicKeyFiles.length);
-  if (k.hmacSecretFile && k.hmacSecretEnv)
-    out.push({ path: 'token.keys', message: 'set hmacSecretFile or hmacSecretEnv, not both' });
-  if (!hasHmac && !hasPublic)
-    out.push({ path: 'token.keys', message: 'no key source: set jwksUrl, publicKeyFiles, hmacSecretFile or hmacSecretEnv' });
-  if (wantsHmac && !hasHmac)
-    out.push({ path: 'token.algorithms', message: 'HS256/384/512 are allowed only when an HMAC secret is configured' });
-  if (hasHmac && !wantsHmac)
-    out.push({ path: 'token.keys', message: 'an HMAC secret is configured but no HS* algorithm is allowed' });
-  if (hasPublic && !wantsPublic)
-    out.push({ path: 'token.algorithms', message: 'public keys are configured but only HS* algorithms are allowed' });
-  if (k.hmacSecretEnv && !env[k.hmacSecretEnv])
-    out.push({ path: 'token.keys.hmacSecretEnv', message: `env var ${k.hmacSecretEnv} is not set` });
-  if (c.token.type && c.token.type === c.token.revokeType)
-    out.push({ path: 'token.revokeType', message: 'must differ from token.type' });
-  for (const [path, pattern] of [
-    ['token.sessionPattern', c.token.sessionPattern],
-    ['user.pattern', c.user.pattern],
-  ] as const) {
-    const problem = pattern === undefined ? undefined : compiles(pattern);
-    if (problem) out.push({ path, message: problem });
-  }
-  if (!c.redirect.labUrlTemplate.includes('{username}'))
-    out.push({ path: 'redirect.labUrlTemplate', message: 'must contain {username}' });
-  try {
-    const u = new URL(c.redirect.hubPublicUrl);
-    if (u.search || u.hash) out.push({ path: 'redirect.hubPublicUrl', message: 'must not have a query or fragment' });
-  } catch {
-    out.push({ path: 'redirect.hubPublicUrl', message: 'is not a URL' });
-  }
-  if (c.hub.enabled && !c.hub.apiUrl)
-    out.push({ path: 'hub.apiUrl', message: 'is required when hub.enabled (or set JUPYTERHUB_API_URL)' });
-  if (c.hub.enabled && !c.hub.apiTokenFile && !env.JUPYTERHUB_API_TOKEN)
-    out.push({ path: 'hub.apiTokenFile', message: 'set it or JUPYTERHUB_API_TOKEN when hub.enabled' });
-  if (c.hub.identityCheck) {
-    if (!c.hub.enabled) out.push({ path: 'hub.identityCheck', message: 'needs hub.enabled' });
-    if (!c.hub.oauthClientId?.startsWith('service-'))
-      out.push({
-        path: 'hub.oauthClientId',
-        message: 'must be the hub\'s service-<name> client id (set it, JUPYTERHUB_CLIENT_ID, or a /services/<name>/ base path)',
-      });
-    const callback = `${c.listen.basePath}oauth_callback`;
-    let path: string | undefined;
-    try {
-      path = new URL(c.hub.oauthRedirectUri ?? '', c.redirect.hubPublicUrl).pathname;
-    } catch {
-      /* reported below */
-    }
-    if (path !== callback) out.push({ path: 'hub.oauthRedirectUri', message: `must lead to ${callback}` });
-  }
-  if (c.store.backend === 'kubernetes' && (RESERVED_SECRET_KEYS as readonly string[]).includes(c.notebook.sessionFileName))
-    out.push({ path: 'notebook.sessionFileName', message: `must not be one of ${RESERVED_SECRET_KEYS.join(', ')}` });
-  if (c.webhook.enabled) {
-    if (c.store.backend !== 'kubernetes') out.push({ path: 'webhook.enabled', message: 'needs store.backend kubernetes' });
-    if (!c.webhook.certFile || !c.webhook.keyFile)
-      out.push({ path: 'webhook', message: 'certFile and keyFile are required when the webhook is enabled' });
-  }
-  return out;
-}
-
 /**
  * Validates a raw config object, fills in defaults and applies the environment
  * (JUPYTERHUB_SERVICE_PREFIX). Throws ConfigError listing every problem.
@@ -151,7 +76,7 @@ export function resolveConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env
     config.hub.oauthClientId ??= env.JUPYTERHUB_CLIENT_ID ?? (name ? `service-${name}` : undefined);
     config.hub.oauthRedirectUri ??= env.JUPYTERHUB_OAUTH_CALLBACK_URL ?? `${config.listen.basePath}oauth_callback`;
   }
-  const problems = semanticProblems(config, env);
+  const problems = ruleProblems(config, env);
   if (problems.length) throw new ConfigError(problems);
   return config;
 }

@@ -4,29 +4,30 @@
  * Every property has a description; defaults are filled in by the validator.
  */
 
-export const str = (description: string, extra: Record<string, unknown> = {}) => ({ type: 'string', description, ...extra });
-export const int = (description: string, minimum: number, maximum: number, dflt?: number) => ({
-  type: 'integer',
-  description,
-  minimum,
-  maximum,
-  ...(dflt === undefined ? {} : { default: dflt }),
-});
-export const bool = (description: string, dflt: boolean) => ({ type: 'boolean', description, default: dflt });
-export const strings = (description: string, dflt?: string[]) => ({
-  type: 'array',
-  items: { type: 'string', minLength: 1 },
-  description,
-  ...(dflt === undefined ? {} : { default: dflt }),
-});
-export const obj = (description: string, properties: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
-  type: 'object',
-  description,
-  additionalProperties: false,
-  default: {},
-  properties,
-  ...extra,
-});
+/*
+ * Builders for schema nodes. Their `const` type parameters keep every literal (types, enums,
+ * defaults, `required`), so that `Config` (src/config/types.ts) is derived from this schema rather
+ * than written a second time.
+ */
+type Described<T extends string> = { readonly type: T; readonly description: string };
+export const str = <const X extends object = {}>(description: string, extra?: X) =>
+  ({ type: 'string', description, ...extra }) as Described<'string'> & X;
+export const int = <const D extends number | undefined = undefined>(description: string, minimum: number, maximum: number, dflt?: D) =>
+  ({ type: 'integer', description, minimum, maximum, ...(dflt === undefined ? {} : { default: dflt }) }) as unknown as Described<'integer'> & {
+    readonly minimum: number;
+    readonly maximum: number;
+  } & (D extends number ? { readonly default: D } : {});
+export const bool = <const D extends boolean>(description: string, dflt: D) => ({ type: 'boolean', description, default: dflt }) as const;
+export const strings = <const D extends readonly string[] | undefined = undefined>(description: string, dflt?: D) =>
+  ({ type: 'array', items: { type: 'string', minLength: 1 }, description, ...(dflt === undefined ? {} : { default: dflt }) }) as unknown as Described<'array'> & {
+    readonly items: { readonly type: 'string'; readonly minLength: 1 };
+  } & (D extends readonly string[] ? { readonly default: D } : {});
+export const obj = <const P extends Record<string, unknown>, const X extends object = {}>(description: string, properties: P, extra?: X) =>
+  ({ type: 'object', description, additionalProperties: false, default: {}, properties, ...extra }) as Described<'object'> & {
+    readonly additionalProperties: false;
+    readonly default: {};
+    readonly properties: P;
+  } & X;
 
 /** Kubernetes object names: a DNS label (RFC 1123) and a DNS subdomain. */
 export const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
@@ -35,8 +36,8 @@ export const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$';
 export const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const;
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
 /** Env var names the JupyterHub service environment provides (never placed in the YAML). */
-const ENV_NAME = { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' };
-const HOST_OR_PATTERN = { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9.*:\\[\\]-]+$' };
+const ENV_NAME = { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' } as const;
+const HOST_OR_PATTERN = { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9.*:\\[\\]-]+$' } as const;
 
 export const configSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -63,7 +64,7 @@ export const configSchema = {
         algorithms: {
           type: 'array',
           description: 'Allowed `alg` header values. HS* need keys.hmacSecret; the others need public keys.',
-          items: { enum: [...ALGORITHMS] },
+          items: { enum: ALGORITHMS },
           minItems: 1,
           uniqueItems: true,
           default: ['ES256', 'RS256', 'PS256', 'ES384', 'EdDSA'],

@@ -7,23 +7,13 @@ import { Ajv } from 'ajv';
 import { decodeProtectedHeader, errors, jwtVerify, type JWSHeaderParameters, type JWTPayload } from 'jose';
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
-import type { Handoff, Revocation } from '../store/types.js';
+import { claimsSchema, type OmnisciClaim } from './claims.js';
 import type { KeySource, VerificationKey } from './keys.js';
+import type { Connection, Handoff, Revocation } from './types.js';
 import { mapUsername } from './username.js';
-
-import claimsSchema from '../../schemas/handoff-claims.schema.json' with { type: 'json' };
 const validateClaims = new Ajv({ allErrors: false, strict: true }).compile(claimsSchema);
 
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-
-interface OmnisciClaim {
-  session: string;
-  protocol?: Handoff['connection']['protocol'];
-  host?: string;
-  port?: number;
-  database?: string;
-  query?: string;
-}
 
 /** `*.example.com` matches one or more labels below example.com; everything else matches exactly (case-insensitive). */
 export function hostAllowedBy(host: string, allowed: readonly string[]): boolean {
@@ -126,7 +116,7 @@ export function createVerifier(config: Config, sources: KeySource[]): Verifier {
     throw new HandoffError('bad_signature');
   }
 
-  function connection(o: OmnisciClaim): Handoff['connection'] {
+  function connection(o: OmnisciClaim): Connection {
     const d = config.omnisci;
     if (o.host !== undefined && o.host.toLowerCase() !== d.host.toLowerCase() && !hostAllowedBy(o.host, d.allowedHosts))
       throw new HandoffError('host_not_allowed', 'host outside omnisci.allowedHosts');

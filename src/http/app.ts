@@ -8,12 +8,13 @@ import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { pinoHttp } from 'pino-http';
 import type { Config } from '../config/types.js';
-import { HandoffError, toHandoffError } from '../errors.js';
+import { errorFields, HandoffError, toHandoffError } from '../errors.js';
+import type { Handoff } from '../handoff/types.js';
 import type { Verifier } from '../handoff/verify.js';
-import type { Landing, PrepareContext } from '../landing.js';
+import type { Landing, Resume } from '../landing/index.js';
 import { sanitizeUrl, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Handoff, SessionStore } from '../store/types.js';
+import type { SessionStore } from '../store/types.js';
 import { AUTOSUBMIT_SCRIPT, cspHash, FRAGMENT_SCRIPT, page, postForm, sendError, STYLE } from './pages.js';
 
 export interface AppDeps {
@@ -74,7 +75,7 @@ function securityHeaders(hubOrigin: string, scripts: string[]) {
  */
 function fail(req: Request, res: Response, e: unknown, what: string): HandoffError {
   const err = toHandoffError(e);
-  if (err.status >= 500) req.log.error({ code: err.code, detail: err.detail }, what);
+  if (err.status >= 500) req.log.error(errorFields(err), what);
   if (!res.headersSent) sendError(req, res, err);
   return err;
 }
@@ -143,7 +144,7 @@ export function createApp(deps: AppDeps): App {
       const h = await verifier.verifyHandoff(token);
       a.user = h.user;
       a.jti = h.jti;
-      const resume: PrepareContext['resume'] = (req2, res2, gate) =>
+      const resume: Resume = (req2, res2, gate) =>
         audited(req2, res2, async (a2) => {
           Object.assign(a2, { user: h.user, jti: h.jti });
           await gate();
@@ -201,9 +202,9 @@ export function createApp(deps: AppDeps): App {
       await deps.readiness?.();
       res.json({ status: 'ready' });
     } catch (e) {
-      const err = toHandoffError(e);
-      req.log.warn({ code: err.code, detail: err.detail }, 'not ready');
-      res.status(503).json({ status: 'not ready', error: err.code });
+      const fields = errorFields(e);
+      req.log.warn(fields, 'not ready');
+      res.status(503).json({ status: 'not ready', error: fields.code });
     }
   });
   if (config.metrics.enabled) {

@@ -4,8 +4,8 @@
  * becomes a HandoffError whose detail names the call and what went wrong (bad token, missing scope…).
  * The API token is only ever sent in the Authorization header.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import { HandoffError } from '../errors.js';
+import { describeCause, HandoffError } from '../errors.js';
+import { exponentialBackoff, withRetries } from '../retry.js';
 
 export interface HubServer {
   name: string;
@@ -44,7 +44,6 @@ export interface HubClientOptions {
 }
 
 const RETRY_STATUSES = new Set([502, 503, 504]);
-const backoffMs = (attempt: number) => Math.min(200 * 2 ** attempt, 3000);
 
 interface Reply {
   status: number;
@@ -160,7 +159,7 @@ export class HubClient {
       });
     } catch (e) {
       if (signal.aborted) return;
-      throw new HandoffError('hub_unavailable', `GET ${path}: ${describe(e)}`);
+      throw new HandoffError('hub_unavailable', `GET ${path}: ${describeCause(e)}`);
     } finally {
       clearTimeout(timer);
     }
@@ -181,7 +180,7 @@ export class HubClient {
       for (;;) {
         const { value, done } = await reader.read().catch((e: unknown) => {
           if (signal.aborted) return { value: undefined, done: true as const };
-          throw new HandoffError('hub_unavailable', `GET ${path}: stream broke: ${describe(e)}`);
+          throw new HandoffError('hub_unavailable', `GET ${path}: stream broke: ${describeCause(e)}`);
         });
         if (done) return;
         buffer += value.replace(/\r\n?/g, '\n');
@@ -207,16 +206,15 @@ export class HubClient {
   /**
    * A form body (URLSearchParams) is sent form-encoded, anything else as JSON; `token` overrides the
    * service token; `once` makes a single attempt (readiness probes must answer within their timeout).
+   * Connect failures, and 502/503/504 unless `retry5xx` is false, are retried; the last reply stands.
    */
   private async call(method: string, path: string, body?: unknown, o: { retry5xx?: boolean; token?: string; once?: boolean } = {}): Promise<Reply> {
-    const url = this.base + path;
     const retry5xx = o.retry5xx ?? true;
     const form = body instanceof URLSearchParams;
-    for (let attempt = 0; ; attempt++) {
-      const last = o.once || attempt >= this.opts.retries;
+    const attempt = async (): Promise<Reply> => {
       let res: Response;
       try {
-        res = await this.fetch(url, {
+        res = await this.fetch(this.base + path, {
           method,
           headers: {
             Authorization: `token ${o.token ?? this.opts.token}`,
@@ -227,19 +225,26 @@ export class HubClient {
           signal: AbortSignal.timeout(this.opts.requestTimeoutMs),
         });
       } catch (e) {
-        if (last) throw new HandoffError('hub_unavailable', `${method} ${path}: ${describe(e)}`);
-        await sleep(backoffMs(attempt));
-        continue;
+        throw new HandoffError('hub_unavailable', `${method} ${path}: ${describeCause(e)}`);
       }
       const text = await res.text().catch(() => '');
-      if (retry5xx && RETRY_STATUSES.has(res.status) && !last) {
-        await sleep(backoffMs(attempt));
-        continue;
-      }
       const reply = { status: res.status, headers: res.headers, json: parseJson(text) };
-      if (res.status === 401 || res.status === 403) throw this.unexpected(reply, `${method} ${path}`);
+      if (retry5xx && RETRY_STATUSES.has(res.status)) throw new RetryableReply(reply);
       return reply;
+    };
+    let reply: Reply;
+    try {
+      reply = await withRetries(attempt, {
+        retries: o.once ? 0 : this.opts.retries,
+        backoffMs: exponentialBackoff(200, 3000),
+        retryable: (e) => e instanceof RetryableReply || (e instanceof HandoffError && e.code === 'hub_unavailable'),
+      });
+    } catch (e) {
+      if (!(e instanceof RetryableReply)) throw e;
+      reply = e.reply;
     }
+    if (reply.status === 401 || reply.status === 403) throw this.unexpected(reply, `${method} ${path}`);
+    return reply;
   }
 
   private expect(r: Reply, ok: number[], what: string): void {
@@ -259,6 +264,13 @@ export class HubClient {
   }
 }
 
+/** A reply worth another attempt (a gateway error); the last one is returned when the retries run out. */
+class RetryableReply extends Error {
+  constructor(readonly reply: Reply) {
+    super(`HTTP ${reply.status}`);
+  }
+}
+
 function parseJson(text: string): unknown {
   try {
     return text ? JSON.parse(text) : undefined;
@@ -272,15 +284,4 @@ function hubMessage(r: Reply): string | undefined {
   const j = r.json as { message?: unknown; error?: unknown } | undefined;
   const m = j?.message ?? j?.error;
   return typeof m === 'string' ? m : undefined;
-}
-
-/**
- * A fetch failure in words: the underlying cause's code (ECONNREFUSED…), the timeout, or the error's
- * name. Never its message: undici quotes rejected header values there, the API token included.
- * Duck-typed: errors may come from another realm.
- */
-function describe(e: unknown): string {
-  const err = e as { name?: string; cause?: { code?: string } } | undefined;
-  if (err?.name === 'TimeoutError') return 'timed out';
-  return err?.cause?.code ?? err?.name ?? 'failed';
 }

@@ -15,10 +15,9 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import express, { type Request, type Response, type Router } from 'express';
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
+import { clearCookie, cookie, setCookie } from '../http/cookie.js';
 import { sendError } from '../http/pages.js';
-import type { PrepareContext } from '../landing.js';
 import type { HubClient } from './client.js';
-import { clearCookie, cookie, setCookie } from './cookie.js';
 
 /** Like HubOAuth's oauth_state_max_age: long enough for a login at the identity provider. */
 const PARK_MS = 10 * 60_000;
@@ -38,8 +37,17 @@ export interface IdentityCheckOptions {
   now?: () => number;
 }
 
+/** A handoff waiting for the identity check: whom it is for, and how to continue it once the browser is back. */
+export interface Pending {
+  user: string;
+  req: Request;
+  res: Response;
+  /** Runs `gate`, then stores and lands the handoff, in the request that came back (see Landing's Resume). */
+  resume(req: Request, res: Response, gate: () => Promise<void>): Promise<void>;
+}
+
 export interface IdentityCheck {
-  check(ctx: PrepareContext): Promise<'deferred' | undefined>;
+  check(pending: Pending): Promise<'deferred' | undefined>;
   /** GET oauth_callback; mount under the base path. */
   router: Router;
 }
@@ -48,7 +56,7 @@ interface Parked {
   user: string;
   binding: Buffer;
   expiresAt: number;
-  resume: PrepareContext['resume'];
+  resume: Pending['resume'];
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -85,16 +93,16 @@ export function createIdentityCheck(o: IdentityCheckOptions): IdentityCheck {
     setCookie(req, res, IDENTITY_COOKIE, `${payload}.${sign(payload)}`, base, maxAge);
   }
 
-  async function check({ handoff, req, res, resume }: PrepareContext): Promise<'deferred' | undefined> {
-    if (remembered(req) === handoff.user) return undefined;
+  async function check({ user, req, res, resume }: Pending): Promise<'deferred' | undefined> {
+    if (remembered(req) === user) return undefined;
     const t = now();
     for (const [id, p] of parked) if (p.expiresAt <= t) parked.delete(id);
     const state = randomBytes(16).toString('base64url');
     const binding = randomBytes(32).toString('base64url');
-    parked.set(state, { user: handoff.user, binding: digest(binding), expiresAt: t + PARK_MS, resume });
+    parked.set(state, { user, binding: digest(binding), expiresAt: t + PARK_MS, resume });
     setCookie(req, res, `ohs-${state}`, binding, callbackPath, PARK_MS);
     const authorize = `${authorizePath}?${new URLSearchParams({ client_id: clientId, redirect_uri: redirectUri, response_type: 'code', state })}`;
-    res.redirect(303, o.hubLogin ? o.hubLogin(handoff.user, authorize) : new URL(authorize, hubUrl).toString());
+    res.redirect(303, o.hubLogin ? o.hubLogin(user, authorize) : new URL(authorize, hubUrl).toString());
     return 'deferred';
   }
 

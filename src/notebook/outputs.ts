@@ -5,14 +5,14 @@
  */
 import { posix } from 'node:path';
 import type { Config, SessionFormat } from '../config/types.js';
-import type { Connection, SessionRecord } from '../store/types.js';
+import type { Connection, Handoff } from '../handoff/types.js';
 
 /**
  * The session file. `json` ({"session","query"}) is what every released jupyterlab-omnisci
  * (<= 3.0.0) parses with json.loads; `text` (the id alone) is what its docs describe, and makes the
  * released extension fail to read the file.
  */
-export function sessionFileContent(record: Pick<SessionRecord, 'session' | 'query'>, format: SessionFormat): string {
+export function sessionFileContent(record: Pick<Handoff, 'session' | 'query'>, format: SessionFormat): string {
   if (format === 'text') return record.session ? `${record.session}\n` : '';
   return `${JSON.stringify({ session: record.session, query: record.query })}\n`;
 }
@@ -41,6 +41,9 @@ function jupyterConfig(nb: Config['notebook'], sessionFile = sessionFilePath(nb)
     },
   };
 }
+
+/** The env var that adds our Jupyter config directory to the server's search path. */
+export const JUPYTER_CONFIG_PATH = 'JUPYTER_CONFIG_PATH';
 
 export const JUPYTER_CONFIG_FILE = 'omnisci-handoff.json';
 /** jupyterlab-omnisci's server extension module (its `/omnisci/session` handler). */

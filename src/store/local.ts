@@ -22,11 +22,12 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/types.js';
-import { HandoffError } from '../errors.js';
+import { describeCause, HandoffError } from '../errors.js';
+import type { Handoff, Revocation } from '../handoff/types.js';
+import { safeSlug } from '../k8s/slug.js';
 import { sessionFileContent } from '../notebook/outputs.js';
 import { applyHandoff, applyOptions, applyRevoke } from './record.js';
-import { safeSlug } from './slug.js';
-import type { AcceptResult, Handoff, Revocation, SessionRecord, SessionStore } from './types.js';
+import type { AcceptResult, SessionRecord, SessionStore } from './types.js';
 
 export const STATE_FILE = 'state.json';
 
@@ -65,12 +66,9 @@ async function writeAtomic(path: string, content: string, mode = 0o600): Promise
 
 function storeError(e: unknown, what: string): HandoffError {
   if (e instanceof HandoffError) return e;
-  // The errno code or the error's name only: a message may quote file content (a session id).
-  const code = (e as NodeJS.ErrnoException).code;
-  return new HandoffError(
-    code === 'EACCES' || code === 'EPERM' ? 'store_forbidden' : 'store_unavailable',
-    `${what}: ${code ?? (e as Error).name ?? 'failed'}`,
-  );
+  // Described, not quoted: a message may quote file content (a session id).
+  const cause = describeCause(e);
+  return new HandoffError(cause === 'EACCES' || cause === 'EPERM' ? 'store_forbidden' : 'store_unavailable', `${what}: ${cause}`);
 }
 
 export function userDir(storeDir: string, user: string): string {

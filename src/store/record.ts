@@ -1,6 +1,7 @@
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
-import type { AcceptResult, Handoff, Revocation, SeenJti, SessionRecord } from './types.js';
+import type { Handoff, Revocation } from '../handoff/types.js';
+import type { AcceptResult, SeenJti, SessionRecord } from './types.js';
 
 export interface ApplyOptions {
   /** Upper bound of remembered token ids per user. */

@@ -1,33 +1,5 @@
-import type { OmnisciProtocol } from '../config/types.js';
-
-/** Where the notebook's extension connects (exposed to it as env vars). */
-export interface Connection {
-  protocol: OmnisciProtocol;
-  host: string;
-  port: number;
-  database: string;
-}
-
-/** A verified handoff: everything the store needs, nothing else (no raw token). */
-export interface Handoff {
-  /** JupyterHub user name (already mapped and validated). */
-  user: string;
-  jti: string;
-  /** Seconds since the epoch. */
-  iat: number;
-  exp: number;
-  session: string;
-  query: string;
-  connection: Connection;
-}
-
-/** A verified revocation (Immerse logout). */
-export interface Revocation {
-  user: string;
-  jti: string;
-  iat: number;
-  exp: number;
-}
+/** The store's side of a handoff: the per-user record and the `SessionStore` interface its backends implement. */
+import type { Connection, Handoff, Revocation } from '../handoff/types.js';
 
 export interface SeenJti {
   jti: string;

@@ -14,14 +14,9 @@
 import { posix } from 'node:path';
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { Config } from '../config/types.js';
-import {
-  POD_COMPONENT,
-  POD_COMPONENT_LABEL,
-  POD_USER_ANNOTATION,
-  SECRET_KEYS,
-  secretName,
-} from '../store/k8s-layout.js';
-import { jupyterConfigMapItems } from './jupyter-configmap.js';
+import { POD_COMPONENT, POD_COMPONENT_LABEL, POD_USER_ANNOTATION, secretName } from '../k8s/layout.js';
+import { JUPYTER_CONFIG_PATH } from '../notebook/outputs.js';
+import { connectionEnvFrom, jupyterConfigVolume, sessionVolume } from '../notebook/pod.js';
 
 export type PatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
 
@@ -31,7 +26,6 @@ export const SESSION_VOLUME = 'omnisci-handoff-session';
 export const JUPYTER_VOLUME = 'omnisci-handoff-jupyter';
 /** Names the user's Secret on the pod, for operators (and marks the pod as handled). */
 export const POD_SECRET_ANNOTATION = 'omnisci-handoff/secret';
-export const JUPYTER_CONFIG_PATH = 'JUPYTER_CONFIG_PATH';
 
 /** Secret files: readable by the owner (root) and the pod's fsGroup; world-readable without one. */
 const MODE_WITH_FSGROUP = 0o440;
@@ -44,24 +38,19 @@ const pointerToken = (s: string) => s.replaceAll('~', '~0').replaceAll('/', '~1'
 export interface InjectionSpec {
   containerName: string;
   secretPrefix: string;
-  sessionDir: string;
-  sessionFileName: string;
-  env: Config['notebook']['env'];
-  jupyterConfigMap: string;
+  nb: Config['notebook'];
   jupyterConfigDir: string;
-  jupyterItems: { key: string; path: string }[];
+  /** The same for every pod. */
+  jupyterVolume: V1Volume;
 }
 
 export function injectionSpec(config: Config): InjectionSpec {
   return {
     containerName: config.webhook.containerName,
     secretPrefix: config.store.kubernetes.secretPrefix,
-    sessionDir: config.notebook.sessionDir,
-    sessionFileName: config.notebook.sessionFileName,
-    env: config.notebook.env,
-    jupyterConfigMap: config.webhook.jupyterConfigMap,
+    nb: config.notebook,
     jupyterConfigDir: config.webhook.jupyterConfigDir,
-    jupyterItems: jupyterConfigMapItems(config.notebook),
+    jupyterVolume: jupyterConfigVolume(JUPYTER_VOLUME, config.webhook.jupyterConfigMap, config.notebook, 0o444),
   };
 }
 
@@ -91,11 +80,7 @@ export function podPatch(pod: V1Pod, spec: InjectionSpec): { outcome: PodOutcome
   const env: V1EnvVar[] = Array.isArray(container.env) ? container.env : [];
   const has = (name: string) => env.some((e) => e?.name === name);
   const newEnv: V1EnvVar[] = [];
-  for (const key of ['protocol', 'host', 'port'] as const) {
-    const name = spec.env[key];
-    if (!has(name) && !newEnv.some((e) => e.name === name))
-      newEnv.push({ name, valueFrom: { secretKeyRef: { name: secret, key: SECRET_KEYS[key], optional: true } } });
-  }
+  for (const e of connectionEnvFrom(secret, spec.nb.env)) if (!has(e.name) && !newEnv.some((n) => n.name === e.name)) newEnv.push(e);
   const jcpIndex = env.findIndex((e) => e?.name === JUPYTER_CONFIG_PATH);
   const jcp = env[jcpIndex];
   if (!jcp) newEnv.push({ name: JUPYTER_CONFIG_PATH, value: spec.jupyterConfigDir });
@@ -114,28 +99,8 @@ export function podPatch(pod: V1Pod, spec: InjectionSpec): { outcome: PodOutcome
   const newVolumes: V1Volume[] = [];
   const fsGroup = pod.spec?.securityContext?.fsGroup;
   const wanted: [string, string, V1Volume][] = [
-    [
-      SESSION_VOLUME,
-      spec.sessionDir,
-      {
-        name: SESSION_VOLUME,
-        secret: {
-          secretName: secret,
-          optional: true,
-          defaultMode: typeof fsGroup === 'number' ? MODE_WITH_FSGROUP : MODE_WITHOUT_FSGROUP,
-          // Only the session file: the store's state key stays out of the pod.
-          items: [{ key: spec.sessionFileName, path: spec.sessionFileName }],
-        },
-      },
-    ],
-    [
-      JUPYTER_VOLUME,
-      spec.jupyterConfigDir,
-      {
-        name: JUPYTER_VOLUME,
-        configMap: { name: spec.jupyterConfigMap, optional: true, defaultMode: 0o444, items: spec.jupyterItems },
-      },
-    ],
+    [SESSION_VOLUME, spec.nb.sessionDir, sessionVolume(SESSION_VOLUME, secret, spec.nb, typeof fsGroup === 'number' ? MODE_WITH_FSGROUP : MODE_WITHOUT_FSGROUP)],
+    [JUPYTER_VOLUME, spec.jupyterConfigDir, spec.jupyterVolume],
   ];
   for (const [name, mountPath, volume] of wanted) {
     // Something is already mounted there (the admin's, or ours from an earlier invocation).

@@ -15,7 +15,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { Config } from '../config/types.js';
-import { configuredNamespace } from '../store/k8s-layout.js';
+import { configuredNamespace } from '../k8s/layout.js';
 import { injectionSpec, podPatch, type PodOutcome } from './patch.js';
 
 export const MUTATE_PATH = '/mutate';

@@ -5,13 +5,14 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { resolveConfig } from '../../src/config/load.js';
-import { renderManifests } from '../../src/chart/manifests.js';
-import { jupyterConfigMapData } from '../../src/webhook/jupyter-configmap.js';
+import { RULES } from '../../src/config/rules.js';
+import { renderManifests } from '../../src/deploy/manifests.js';
+import { jupyterConfigMapData } from '../../src/notebook/configmap.js';
 import { MUTATE_PATH } from '../../src/webhook/server.js';
 import { CHART, ensureHelm, helmEnv, HELMS } from '../support/helm.js';
 import { validateK8sObject } from '../support/k8s-validate.js';
@@ -46,6 +47,20 @@ function template(bin: string, values: object = {}, release = 'omnisci-handoff')
   return parseAllDocuments(r.stdout)
     .map((d) => d.toJS() as K8sObject | null)
     .filter((o): o is K8sObject => o !== null);
+}
+
+/** A copy of the chart without its checks (validate.tpl's includes removed), to render what it would otherwise refuse. */
+let unchecked: string | undefined;
+function uncheckedChart(): string {
+  if (unchecked) return unchecked;
+  unchecked = join(tmp, 'unchecked-chart');
+  cpSync(CHART, unchecked, { recursive: true });
+  const sa = join(unchecked, 'templates/serviceaccount.yaml');
+  const text = readFileSync(sa, 'utf8');
+  const stripped = text.replace(/^\{\{- include "omnisci-handoff\.validate(Ports)?" \. \}\}\n/gm, '');
+  expect(stripped).not.toBe(text);
+  writeFileSync(sa, stripped);
+  return unchecked;
 }
 
 function templateError(bin: string, values: object): string {
@@ -243,17 +258,65 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     ['chart-managed config key', { config: { store: { backend: 'local' } } }, /backend/],
     ['bad enum', { admission: { failurePolicy: 'Sometimes' } }, /failurePolicy/],
     ['timeout above 5', { admission: { timeoutSeconds: 10 } }, /timeoutSeconds/],
-    ['no key source', { tokenKeys: { publicKeys: { secretName: '' } } }, /no verification key/],
-    ['HS* without secret', { config: { token: { algorithms: ['HS256', 'ES256'] } } }, /tokenKeys\.hmacSecret\.secretName is empty/],
-    ['secret without HS*', { tokenKeys: { hmacSecret: { secretName: 's' } } }, /allows no HS\* algorithm/],
     ['existingSecret without caBundle', { admission: { tls: { mode: 'existingSecret', existingSecret: { name: 't' } } } }, /needs admission\.tls\.existingSecret\.name and .*caBundle/],
     ['existingSecret values in generate mode', { admission: { tls: { existingSecret: { name: 't' } } } }, /admission\.tls\.mode is generate/],
     ['serviceMonitor without metrics', { serviceMonitor: { enabled: true }, config: { metrics: { enabled: false } } }, /serviceMonitor\.enabled needs config\.metrics\.enabled/],
-    ['handoff login without hub', { config: { hub: { enabled: false, loginMode: 'handoff' } } }, /loginMode handoff needs config\.hub\.enabled/],
     ['port 0', { config: { listen: { port: 0 } } }, /config\.listen\.port must be a fixed port/],
   ])('bad values fail: %s', (_name, values, message) => {
     expect(templateError(bin, values)).toMatch(message);
   });
+
+  // The config's cross-field rules, both ways: values that break a rule fail `helm template`, and the
+  // config the chart renders from them (its ConfigMap, rendered alone, without the chart's checks)
+  // fails the service's loader on the same rule. Every rule is listed: a new one must be decided here.
+  const RULE_CASES: Record<string, { values: object; chart: RegExp } | { na: string }> = {
+    'hmac-one-source': { na: 'the chart sets token.keys.hmacSecretFile only' },
+    'key-source': { values: { tokenKeys: { publicKeys: { secretName: '' } } }, chart: /no verification key/ },
+    'hmac-alg-needs-secret': { values: { config: { token: { algorithms: ['HS256', 'ES256'] } } }, chart: /tokenKeys\.hmacSecret\.secretName is empty/ },
+    'hmac-secret-needs-alg': { values: { tokenKeys: { hmacSecret: { secretName: 's' } } }, chart: /allows no HS\* algorithm/ },
+    'public-keys-need-alg': {
+      values: { tokenKeys: { hmacSecret: { secretName: 's' } }, config: { token: { algorithms: ['HS256'] } } },
+      chart: /allows only HS\* algorithms/,
+    },
+    'hmac-env-set': { na: 'the chart never reads the HMAC secret from an env var' },
+    'revoke-type-differs': { values: { config: { token: { type: 'jwt', revokeType: 'jwt' } } }, chart: /revokeType must differ/ },
+    'session-pattern': { na: 'Helm cannot compile an ECMAScript regular expression; the pod refuses to start and names it' },
+    'user-pattern': { na: 'Helm cannot compile an ECMAScript regular expression; the pod refuses to start and names it' },
+    'lab-url-user': { values: { config: { redirect: { labUrlTemplate: '{hubPublicUrl}/lab' } } }, chart: /labUrlTemplate must contain \{username\}/ },
+    'hub-url': { na: 'values.schema.json requires an http(s) URL; a query or fragment is refused when the pod starts' },
+    'hub-api-url': { na: 'the chart sets hub.apiUrl (default http://hub:8081{baseUrl}hub/api)' },
+    'hub-api-token': { na: 'the chart mounts the token file and sets hub.apiTokenFile' },
+    'login-handoff-needs-hub': { values: { config: { hub: { enabled: false, loginMode: 'handoff' } } }, chart: /loginMode handoff needs config\.hub\.enabled/ },
+    'create-users-needs-hub': { values: { config: { hub: { enabled: false, createUsers: true } } }, chart: /createUsers needs config\.hub\.enabled/ },
+    'identity-needs-hub': { values: { config: { hub: { enabled: false, identityCheck: true } } }, chart: /identityCheck needs config\.hub\.enabled/ },
+    'identity-client-id': { na: "the chart's base path /services/<name>/ gives the hub's client id service-<name>" },
+    'identity-callback': { na: "the chart's base path gives the default redirect URI {base}oauth_callback" },
+    'session-file-name': { values: { config: { notebook: { sessionFileName: 'state' } } }, chart: /sessionFileName must not be one of/ },
+    'webhook-needs-kubernetes': { na: 'the chart sets store.backend kubernetes' },
+    'webhook-tls': { na: 'the chart mounts the webhook certificate and sets certFile and keyFile' },
+  };
+
+  test('every config rule has a chart counterpart or a reason', () => {
+    expect(Object.keys(RULE_CASES).sort()).toEqual(RULES.map((r) => r.id).sort());
+  });
+
+  test.each(Object.entries(RULE_CASES).filter((e): e is [string, { values: object; chart: RegExp }] => 'values' in e[1]))(
+    'rule %s: the chart refuses, and the service refuses the config the chart would render',
+    (id, { values, chart }) => {
+      expect(templateError(bin, values)).toMatch(chart);
+      const r = helm(bin, ['template', 'omnisci-handoff', uncheckedChart(), '--namespace', NS, '-f', valuesFile(values), '--show-only', 'templates/configmap.yaml']);
+      expect(r.stderr).toBe('');
+      const rendered = parseYaml((parseYaml(r.stdout) as K8sObject).data['config.yaml']);
+      const rule = RULES.find((x) => x.id === id)!;
+      let problems: { path: string }[] = [];
+      try {
+        resolveConfig(rendered, {});
+      } catch (e) {
+        problems = (e as { problems?: { path: string }[] }).problems ?? [];
+      }
+      expect(problems.map((p) => p.path)).toContain(rule.path);
+    },
+  );
 });
 
 test('manifests/ is the chart rendered for kubectl apply -k, and kustomize builds it', () => {

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectionEnv, jupyterConfigFiles } from '../../src/notebook/outputs.js';
 import { createLocalStore, userDir } from '../../src/store/local.js';
-import { safeSlug } from '../../src/store/slug.js';
+import { safeSlug } from '../../src/k8s/slug.js';
 import { randomSessionId, tempDir, testConfig } from '../support/core.js';
 import { HUB_VENV } from '../support/jupyterhub.js';
 import { ROOT } from '../support/root.js';

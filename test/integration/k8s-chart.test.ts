@@ -13,7 +13,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { resolveConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { HandoffError } from '../../src/errors.js';
-import { POD_REFRESH_ANNOTATION, secretName } from '../../src/store/k8s-layout.js';
+import { POD_REFRESH_ANNOTATION, secretName } from '../../src/k8s/layout.js';
 import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
 import { JUPYTER_VOLUME, SESSION_VOLUME } from '../../src/webhook/patch.js';
 import { startWebhookServer, type WebhookServer } from '../../src/webhook/server.js';

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { secretName } from '../../src/store/k8s-layout.js';
+import { secretName } from '../../src/k8s/layout.js';
 import { HMAC_SECRET, hmacKey, mint, postToken, randomSessionId, rawTestConfig } from '../support/core.js';
 import { CHART, ensureHelm, HELMS, KUBECTL, runTool } from '../support/helm.js';
 import { startKubeApiserver, type KubeApiserver } from '../support/kube-apiserver.js';

@@ -5,7 +5,7 @@
  * KubeSpawner pod to read that Secret — with no literal secret in the patch.
  */
 import { request } from 'node:https';
-import { safeSlug } from '../../src/store/slug.js';
+import { safeSlug } from '../../src/k8s/slug.js';
 import { admissionReview, kubespawnerPod } from '../support/kubespawner-pod.js';
 import { k8sConfig, k8sTarget, type K8sTarget } from '../support/k8s-target.js';
 import { makeCert } from '../support/tls.js';

@@ -15,7 +15,7 @@ import { mintToken, randomSessionId, type MintOptions, type SigningKey } from '.
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import { startService, type RunningService, type ServiceOptions } from '../../src/service.js';
-import type { Handoff } from '../../src/store/types.js';
+import type { Handoff } from '../../src/handoff/types.js';
 
 export const ISSUER = 'https://immerse.test';
 export const AUDIENCE = 'omnisci-handoff';

@@ -6,7 +6,7 @@
  * AdmissionReview the API server sends to a mutating webhook.
  */
 import { randomUUID } from 'node:crypto';
-import { safeSlug } from '../../src/store/slug.js';
+import { safeSlug } from '../../src/k8s/slug.js';
 
 export interface PodOptions {
   user: string;

@@ -1,3 +1,4 @@
+/** The local backend's own behaviour: layout, modes, hostile names, failures. The shared rules run in test/support/store-contract.ts. */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { HandoffError } from '../../src/errors.js';
@@ -69,67 +70,6 @@ test('hostile user names stay inside the store directory', async () => {
   for (const e of entries) expect(e).toMatch(/^[a-z][a-z0-9-]{0,62}$/);
   for (const name of names) expect((await store.get(name))?.user).toBe(name);
   expect(readdirSync(dir).sort()).toEqual(['users']);
-});
-
-test('a jti is accepted once', async () => {
-  const { store } = setup();
-  const h = handoff('carol');
-  await store.accept(h);
-  await expect(store.accept({ ...h, session: randomSessionId() })).rejects.toMatchObject({ code: 'token_replayed' });
-  expect((await store.get('carol'))?.session).toBe(h.session);
-});
-
-test('an older iat never overwrites a newer session, but its jti is still spent', async () => {
-  const { store } = setup();
-  const newer = handoff('dave', { iat: 2_000_000_000 - 10, exp: 2_000_000_000 + 100 });
-  const older = handoff('dave', { iat: 2_000_000_000 - 20, exp: 2_000_000_000 + 100 });
-  await store.accept(newer);
-  const r = await store.accept(older);
-  expect(r.outcome).toBe('superseded');
-  expect((await store.get('dave'))?.session).toBe(newer.session);
-  await expect(store.accept(older)).rejects.toBeInstanceOf(HandoffError);
-});
-
-test('expired jtis are pruned and the list is bounded', async () => {
-  const dir = tempDir('oh-store-');
-  let now = 1_000_000_000_000;
-  const config = testConfig({ store: { local: { dir }, maxJtis: 5 } });
-  const store = createLocalStore(config, () => now);
-  for (let i = 0; i < 12; i++) await store.accept(handoff('erin', { iat: now / 1000 + i, exp: now / 1000 + 100 + i }));
-  expect((await store.get('erin'))?.jtis).toHaveLength(5);
-  now += 1000 * 1000;
-  await store.accept(handoff('erin', { iat: now / 1000, exp: now / 1000 + 100 }));
-  expect((await store.get('erin'))?.jtis).toHaveLength(1);
-});
-
-test('50 concurrent handoffs for one user: each jti once, the newest iat wins', async () => {
-  const { store } = setup();
-  const base = Math.floor(Date.now() / 1000);
-  const hs = Array.from({ length: 50 }, (_, i) => handoff('frank', { iat: base - 50 + ((i * 37) % 50), jti: `race-${i}` }));
-  const newest = hs.reduce((a, b) => (b.iat > a.iat ? b : a));
-  const replays = hs.slice(0, 10).map((h) => ({ ...h }));
-  const results = await Promise.allSettled([...hs, ...replays].map((h) => store.accept(h)));
-  const accepted = results.filter((r) => r.status === 'fulfilled');
-  const rejected = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
-  expect(accepted).toHaveLength(50);
-  expect(rejected).toHaveLength(10);
-  for (const r of rejected) expect((r.reason as HandoffError).code).toBe('token_replayed');
-  const record = await store.get('frank');
-  expect(record?.session).toBe(newest.session);
-  expect(record?.iat).toBe(newest.iat);
-  expect(new Set(record?.jtis.map((j) => j.jti)).size).toBe(Math.min(50, 64));
-});
-
-test('revoke empties the session and blocks older handoffs', async () => {
-  const { dir, store } = setup();
-  const h = handoff('gina', { iat: 1_900_000_000, exp: 2_100_000_000 });
-  await store.accept(h);
-  expect(await store.revoke({ user: 'gina', jti: 'rev-1', iat: 1_900_000_010, exp: 2_100_000_000 })).toBe(true);
-  expect(JSON.parse(readFileSync(join(dir, 'users', 'gina', 'session'), 'utf8'))).toEqual({ session: '', query: '' });
-  const older = await store.accept(handoff('gina', { iat: 1_900_000_005, exp: 2_100_000_000 }));
-  expect(older.outcome).toBe('superseded');
-  expect((await store.get('gina'))?.session).toBe('');
-  expect(await store.revoke({ user: 'nobody', jti: 'rev-2', iat: 1, exp: 2_100_000_000 })).toBe(false);
 });
 
 test('a store directory that cannot be used is store_unavailable, and check() says so', async () => {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { safeSlug } from '../../src/store/slug.js';
+import { safeSlug } from '../../src/k8s/slug.js';
 
 // Shared with the Python hook's tests (contrib/jupyterhub/tests), so both ports meet the same vectors.
 const vectors = JSON.parse(readFileSync(new URL('../fixtures/safe-slug.json', import.meta.url), 'utf8')) as {

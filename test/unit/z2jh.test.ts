@@ -1,8 +1,8 @@
 import { resolveConfig } from '../../src/config/load.js';
-import { secretName } from '../../src/store/k8s-layout.js';
-import { safeSlug } from '../../src/store/slug.js';
-import { jupyterConfigMapItems } from '../../src/webhook/jupyter-configmap.js';
-import { z2jhValues, z2jhValuesYaml } from '../../src/z2jh.js';
+import { secretName } from '../../src/k8s/layout.js';
+import { safeSlug } from '../../src/k8s/slug.js';
+import { jupyterConfigMapItems } from '../../src/notebook/configmap.js';
+import { z2jhValues, z2jhValuesYaml } from '../../src/deploy/z2jh.js';
 import { parse as parseYaml } from 'yaml';
 
 const base = {
@@ -53,7 +53,7 @@ test('webhook-free values point KubeSpawner at the store Secret of each user', (
   });
   expect(v.singleuser.storage.extraVolumes).toEqual([
     { name: 'omnisci-session', secret: { secretName: secret, optional: true, items: [{ key: 'session', path: 'session' }] } },
-    { name: 'omnisci-jupyter-config', configMap: { name: c.webhook.jupyterConfigMap, items: jupyterConfigMapItems(c.notebook) } },
+    { name: 'omnisci-jupyter-config', configMap: { name: c.webhook.jupyterConfigMap, optional: true, items: jupyterConfigMapItems(c.notebook) } },
   ]);
   expect(v.singleuser.storage.extraVolumeMounts).toEqual([
     { name: 'omnisci-session', mountPath: '/var/run/omnisci-handoff', readOnly: true },

@@ -1,4 +1,7 @@
-{{/* Contradictory values fail here, before anything is rendered. */}}
+{{/*
+Contradictory values fail here, before anything is rendered. The config-level checks are the
+service's own rules (src/config/rules.ts); test/integration/helm.test.ts runs each both ways.
+*/}}
 {{- define "omnisci-handoff.validate" -}}
 {{- $c := .Values.config }}
 {{- $k := .Values.tokenKeys }}
@@ -41,6 +44,18 @@
 {{- end }}
 {{- if and .Values.serviceMonitor.enabled (not $c.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled needs config.metrics.enabled" }}
+{{- end }}
+{{- if and $c.token.type (eq $c.token.type $c.token.revokeType) }}
+{{- fail "config.token.revokeType must differ from config.token.type" }}
+{{- end }}
+{{- if not (contains "{username}" $c.redirect.labUrlTemplate) }}
+{{- fail "config.redirect.labUrlTemplate must contain {username}" }}
+{{- end }}
+{{- if has $c.notebook.sessionFileName (list "protocol" "host" "port" "state") }}
+{{- fail "config.notebook.sessionFileName must not be one of protocol, host, port, state (keys of the session Secret)" }}
+{{- end }}
+{{- if and $c.hub.identityCheck (not $c.hub.enabled) }}
+{{- fail "config.hub.identityCheck needs config.hub.enabled" }}
 {{- end }}
 {{- if and (eq $c.hub.loginMode "handoff") (not $c.hub.enabled) }}
 {{- fail "config.hub.loginMode handoff needs config.hub.enabled" }}

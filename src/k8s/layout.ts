@@ -1,7 +1,8 @@
 /**
  * The per-user Secret and the KubeSpawner pod conventions, shared by the Kubernetes store (writes
- * the Secret) and the admission webhook (points pods at it). No client library here: the webhook
- * and the config checks import this without loading @kubernetes/client-node.
+ * the Secret), the pod refresh, the admission webhook (points pods at it) and the z2jh values. No
+ * client library here: the webhook and the config checks import this without loading
+ * @kubernetes/client-node.
  */
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/types.js';
@@ -13,6 +14,7 @@ export const RESERVED_SECRET_KEYS = Object.values(SECRET_KEYS);
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'omnisci-handoff';
+export const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
 /** Label with the user's slug (label values cannot hold every user name). */
 export const USER_LABEL = 'omnisci-handoff/user';
 /** Annotation with the raw hub user name. */
@@ -32,7 +34,7 @@ export function secretName(prefix: string, user: string): string {
 
 const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
-/** The hub namespace: configured, else POD_NAMESPACE, else the pod's service account namespace. */
+/** The hub namespace as configured: the setting, else POD_NAMESPACE, else the pod's service account namespace. */
 export function configuredNamespace(
   k8s: Config['store']['kubernetes'],
   env: NodeJS.ProcessEnv = process.env,

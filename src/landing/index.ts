@@ -1,10 +1,12 @@
 /**
- * Where the browser goes once a handoff is verified. The default lands directly on the lab URL;
- * the JupyterHub integration (src/hub/) makes sure the user's server runs first and shows progress.
+ * Where the browser goes once a handoff is verified: the `Landing` interface, and the lab URL every
+ * landing ends on. Two landings implement it: ./direct.ts (straight to the lab) and ./hub.ts (make
+ * sure the user's server runs first, with a progress page).
  */
 import type { Request, Response } from 'express';
-import type { Config } from './config/types.js';
-import type { AcceptResult, Handoff } from './store/types.js';
+import type { Config } from '../config/types.js';
+import type { Handoff } from '../handoff/types.js';
+import type { AcceptResult } from '../store/types.js';
 
 export interface LandingContext {
   handoff: Handoff;
@@ -13,15 +15,14 @@ export interface LandingContext {
   res: Response;
 }
 
+/** Continues a deferred handoff in a later request: runs `gate` (which may refuse by throwing HandoffError), then stores the session and lands, audited like any handoff. */
+export type Resume = (req: Request, res: Response, gate: () => Promise<void>) => Promise<void>;
+
 export interface PrepareContext {
   handoff: Handoff;
   req: Request;
   res: Response;
-  /**
-   * Continues a deferred handoff in a later request: runs `gate` (which may refuse by throwing
-   * HandoffError), then stores the session and lands, audited like any handoff.
-   */
-  resume(req: Request, res: Response, gate: () => Promise<void>): Promise<void>;
+  resume: Resume;
 }
 
 export interface Landing {
@@ -43,13 +44,4 @@ export function labUrl(redirect: Config['redirect'], user: string, serverName = 
     .replaceAll('{hubPublicUrl}', redirect.hubPublicUrl)
     .replaceAll('{username}', encodeURIComponent(user))
     .replaceAll('{servername}', encodeURIComponent(serverName));
-}
-
-/** Local mode and hubs whose servers are started elsewhere: 303 straight to the lab. */
-export function directLanding(redirect: Config['redirect']): Landing {
-  return {
-    async land({ handoff, res }) {
-      res.redirect(303, labUrl(redirect, handoff.user));
-    },
-  };
 }

@@ -1,7 +1,7 @@
 /**
  * The Helm chart's values, derived from the one config schema (src/config/schema.ts): `config:` holds
  * the service config verbatim, next to chart-level keys. From this module come the chart's
- * values.schema.json and its documented values.yaml (scripts/generate-chart.mjs writes them,
+ * values.schema.json and its documented values.yaml (scripts/generate.mjs writes them,
  * test/unit/chart-values.test.ts fails when the committed files drift).
  */
 import { stringify } from 'yaml';
@@ -230,8 +230,8 @@ export function valuesYaml(): string {
   const schema = valuesSchema();
   const { global: _g, ...props } = schema.properties as Record<string, Schema>;
   const out = [
-    '# Values of the omnisci-handoff chart. Generated from src/chart/values.ts and src/config/schema.ts',
-    '# by `npm run chart:generate`; edit those, not this file. values.schema.json checks every value.',
+    '# Values of the omnisci-handoff chart. Generated from src/deploy/chart-values.ts and src/config/schema.ts',
+    '# by `npm run generate`; edit those, not this file. values.schema.json checks every value.',
     '',
   ];
   emit(props, '', out);

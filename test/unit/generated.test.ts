@@ -2,12 +2,18 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { CHART_MANAGED_CONFIG, valuesSchema, valuesYaml } from '../../src/chart/values.js';
+import { CHART_MANAGED_CONFIG, valuesSchema, valuesYaml } from '../../src/deploy/chart-values.js';
 import { configSchema } from '../../src/config/schema.js';
+import { claimsSchemaJson } from '../../src/handoff/claims.js';
 
+// Generated files and their one source (npm run generate writes them; these tests fail on drift).
 const CHART = join(process.cwd(), 'helm/omnisci-handoff');
 
-test('values.schema.json and values.yaml are generated from the config schema (run npm run chart:generate)', () => {
+test('schemas/handoff-claims.schema.json is generated from src/handoff/claims.ts (run npm run generate)', () => {
+  expect(readFileSync(join(process.cwd(), 'schemas/handoff-claims.schema.json'), 'utf8')).toBe(claimsSchemaJson());
+});
+
+test('values.schema.json and values.yaml are generated from the config schema (run npm run generate)', () => {
   expect(readFileSync(join(CHART, 'values.schema.json'), 'utf8')).toBe(`${JSON.stringify(valuesSchema(), null, 2)}\n`);
   expect(readFileSync(join(CHART, 'values.yaml'), 'utf8')).toBe(valuesYaml());
 });

@@ -4,7 +4,7 @@
  * '/' spelled '--', and the volume's `items` map the keys back to the paths.
  */
 import type { Config } from '../config/types.js';
-import { jupyterConfigFiles } from '../notebook/outputs.js';
+import { jupyterConfigFiles } from './outputs.js';
 
 const keyOf = (path: string) => path.replaceAll('/', '--');
 

@@ -4,10 +4,9 @@
  * traffic through, and — when the admission webhook is off — KubeSpawner mounts the session itself.
  */
 import { stringify } from 'yaml';
-import type { Config } from './config/types.js';
-import { SECRET_KEYS } from './store/k8s-layout.js';
-import { jupyterConfigMapItems } from './webhook/jupyter-configmap.js';
-import { JUPYTER_CONFIG_PATH } from './webhook/patch.js';
+import type { Config } from '../config/types.js';
+import { JUPYTER_CONFIG_PATH } from '../notebook/outputs.js';
+import { connectionEnvFrom, jupyterConfigVolume, sessionVolume } from '../notebook/pod.js';
 
 export interface Z2jhOptions {
   /** Name under hub.services (the chart's jupyterhub.serviceName). */
@@ -41,33 +40,14 @@ function omnisciEgress(c: Config['omnisci']): Record<string, unknown>[] {
 }
 
 function webhookFreeSingleuser(config: Config, configMap: string): Record<string, unknown> {
-  const prefix = config.store.kubernetes.secretPrefix;
   // KubeSpawner 7 expands {username} to safe_slug(name): the store's Secret is <prefix>-<safe_slug(name)>.
-  const secret = `${prefix}-{username}`;
-  const env = config.notebook.env;
-  const fromSecret = (key: string) => ({ valueFrom: { secretKeyRef: { name: secret, key, optional: true } } });
+  const secret = `${config.store.kubernetes.secretPrefix}-{username}`;
+  // z2jh's extraEnv is a map of name to EnvVar (without the name).
+  const extraEnv = Object.fromEntries(connectionEnvFrom(secret, config.notebook.env).map(({ name, ...rest }) => [name, rest]));
   return {
-    extraEnv: {
-      [env.protocol]: fromSecret(SECRET_KEYS.protocol),
-      [env.host]: fromSecret(SECRET_KEYS.host),
-      [env.port]: fromSecret(SECRET_KEYS.port),
-      [JUPYTER_CONFIG_PATH]: config.webhook.jupyterConfigDir,
-    },
+    extraEnv: { ...extraEnv, [JUPYTER_CONFIG_PATH]: config.webhook.jupyterConfigDir },
     storage: {
-      extraVolumes: [
-        {
-          name: 'omnisci-session',
-          secret: {
-            secretName: secret,
-            optional: true,
-            items: [{ key: config.notebook.sessionFileName, path: config.notebook.sessionFileName }],
-          },
-        },
-        {
-          name: 'omnisci-jupyter-config',
-          configMap: { name: configMap, items: jupyterConfigMapItems(config.notebook) },
-        },
-      ],
+      extraVolumes: [sessionVolume('omnisci-session', secret, config.notebook), jupyterConfigVolume('omnisci-jupyter-config', configMap, config.notebook)],
       extraVolumeMounts: [
         { name: 'omnisci-session', mountPath: config.notebook.sessionDir, readOnly: true },
         { name: 'omnisci-jupyter-config', mountPath: config.webhook.jupyterConfigDir, readOnly: true },

@@ -3,24 +3,24 @@
  * a running server means a straight redirect to the lab, anything else a progress page that follows
  * the spawn and ends in that redirect. In login mode `handoff` the final hop goes through
  * /hub/login with a one-time login token that the shipped authenticator exchanges here. With
- * hub.identityCheck, prepare first checks who the browser is at the hub (./identity.ts).
+ * hub.identityCheck, prepare first checks who the browser is at the hub (src/hub/identity.ts).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import express, { type Request, type Response, type Router } from 'express';
 import type { Config } from '../config/types.js';
-import { HandoffError } from '../errors.js';
+import { errorFields, HandoffError } from '../errors.js';
+import type { Connection } from '../handoff/types.js';
+import { HubClient } from '../hub/client.js';
+import { createIdentityCheck } from '../hub/identity.js';
+import { LoginTokens } from '../hub/login.js';
+import { PROGRESS_SCRIPT, progressPage } from '../hub/page.js';
+import { ProgressRegistry, SpawnTask, type ProgressEntry } from '../hub/progress.js';
+import { ensureServer } from '../hub/spawn.js';
+import { cookie, setCookie } from '../http/cookie.js';
 import { page } from '../http/pages.js';
-import { labUrl, type Landing } from '../landing.js';
 import type { Logger } from '../log.js';
-import type { Connection } from '../store/types.js';
-import { HubClient } from './client.js';
-import { cookie, setCookie } from './cookie.js';
-import { createIdentityCheck } from './identity.js';
-import { LoginTokens } from './login.js';
-import { PROGRESS_SCRIPT, progressPage } from './page.js';
-import { ProgressRegistry, SpawnTask, type ProgressEntry } from './progress.js';
-import { ensureServer } from './spawn.js';
+import { labUrl, type Landing } from './index.js';
 
 export interface HubLandingDeps {
   env?: NodeJS.ProcessEnv;
@@ -78,7 +78,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
       () =>
         new SpawnTask(
           (onUpdate) => ensureServer(client, { user, server, userOptions: hubConfig.userOptions, restart, timeoutMs, onUpdate }),
-          (err) => log?.warn({ user, code: err.code, detail: err.detail }, 'server did not start'),
+          (err) => log?.warn({ user, ...errorFields(err) }, 'server did not start'),
         ),
     );
 
@@ -115,7 +115,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
         await client.createUser(user);
         log?.info({ user }, 'hub user created');
       }
-      return identity?.check(ctx);
+      return identity?.check({ user, req: ctx.req, res: ctx.res, resume: ctx.resume });
     },
 
     async land({ handoff, result, req, res }) {

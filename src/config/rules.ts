@@ -1,0 +1,117 @@
+/**
+ * The rules a JSON Schema cannot say: cross-field and semantic checks of a validated config. Each has
+ * a stable id; the Helm chart enforces the ones that apply to its values (templates/validate.tpl), and
+ * test/integration/helm.test.ts runs every rule both ways (chart values that break it fail `helm
+ * template`, and the config the chart would render from them fails here) or names why the chart cannot
+ * break it.
+ */
+import { RESERVED_SECRET_KEYS } from '../k8s/layout.js';
+import { HMAC_ALGORITHMS } from './schema.js';
+import type { Config } from './types.js';
+
+export interface ConfigProblem {
+  /** Dotted path into the config, e.g. `token.keys.jwksUrl` ("" for the whole file). */
+  path: string;
+  message: string;
+}
+
+export interface Rule {
+  id: string;
+  path: string;
+  /** The problem's message when the config breaks the rule, else undefined. */
+  check(c: Config, env: NodeJS.ProcessEnv): string | undefined;
+}
+
+const isHmac = (a: string) => (HMAC_ALGORITHMS as readonly string[]).includes(a);
+const hasHmac = (c: Config) => Boolean(c.token.keys.hmacSecretFile || c.token.keys.hmacSecretEnv);
+const hasPublic = (c: Config) => Boolean(c.token.keys.jwksUrl || c.token.keys.publicKeyFiles.length);
+
+function compiles(pattern: string | undefined): string | undefined {
+  if (pattern === undefined) return undefined;
+  try {
+    new RegExp(pattern, 'u');
+    return undefined;
+  } catch (e) {
+    return `is not a valid regular expression (${(e as Error).message})`;
+  }
+}
+
+function callbackProblem(c: Config): string | undefined {
+  const callback = `${c.listen.basePath}oauth_callback`;
+  try {
+    if (new URL(c.hub.oauthRedirectUri ?? '', c.redirect.hubPublicUrl).pathname === callback) return undefined;
+  } catch {
+    /* not a URL: reported as not leading there */
+  }
+  return `must lead to ${callback}`;
+}
+
+const rule = (id: string, path: string, check: Rule['check']): Rule => ({ id, path, check });
+const when = (cond: boolean, message: string) => (cond ? message : undefined);
+
+export const RULES: readonly Rule[] = [
+  rule('hmac-one-source', 'token.keys', (c) =>
+    when(Boolean(c.token.keys.hmacSecretFile && c.token.keys.hmacSecretEnv), 'set hmacSecretFile or hmacSecretEnv, not both'),
+  ),
+  rule('key-source', 'token.keys', (c) =>
+    when(!hasHmac(c) && !hasPublic(c), 'no key source: set jwksUrl, publicKeyFiles, hmacSecretFile or hmacSecretEnv'),
+  ),
+  rule('hmac-alg-needs-secret', 'token.algorithms', (c) =>
+    when(c.token.algorithms.some(isHmac) && !hasHmac(c), 'HS256/384/512 are allowed only when an HMAC secret is configured'),
+  ),
+  rule('hmac-secret-needs-alg', 'token.keys', (c) =>
+    when(hasHmac(c) && !c.token.algorithms.some(isHmac), 'an HMAC secret is configured but no HS* algorithm is allowed'),
+  ),
+  rule('public-keys-need-alg', 'token.algorithms', (c) =>
+    when(hasPublic(c) && c.token.algorithms.every(isHmac), 'public keys are configured but only HS* algorithms are allowed'),
+  ),
+  rule('hmac-env-set', 'token.keys.hmacSecretEnv', (c, env) => {
+    const name = c.token.keys.hmacSecretEnv;
+    return when(Boolean(name && !env[name]), `env var ${name} is not set`);
+  }),
+  rule('revoke-type-differs', 'token.revokeType', (c) => when(Boolean(c.token.type) && c.token.type === c.token.revokeType, 'must differ from token.type')),
+  rule('session-pattern', 'token.sessionPattern', (c) => compiles(c.token.sessionPattern)),
+  rule('user-pattern', 'user.pattern', (c) => compiles(c.user.pattern)),
+  rule('lab-url-user', 'redirect.labUrlTemplate', (c) => when(!c.redirect.labUrlTemplate.includes('{username}'), 'must contain {username}')),
+  rule('hub-url', 'redirect.hubPublicUrl', (c) => {
+    try {
+      const u = new URL(c.redirect.hubPublicUrl);
+      return when(Boolean(u.search || u.hash), 'must not have a query or fragment');
+    } catch {
+      return 'is not a URL';
+    }
+  }),
+  rule('hub-api-url', 'hub.apiUrl', (c) => when(c.hub.enabled && !c.hub.apiUrl, 'is required when hub.enabled (or set JUPYTERHUB_API_URL)')),
+  rule('hub-api-token', 'hub.apiTokenFile', (c, env) =>
+    when(c.hub.enabled && !c.hub.apiTokenFile && !env.JUPYTERHUB_API_TOKEN, 'set it or JUPYTERHUB_API_TOKEN when hub.enabled'),
+  ),
+  rule('login-handoff-needs-hub', 'hub.loginMode', (c) => when(c.hub.loginMode === 'handoff' && !c.hub.enabled, 'handoff needs hub.enabled')),
+  rule('create-users-needs-hub', 'hub.createUsers', (c) => when(c.hub.createUsers && !c.hub.enabled, 'needs hub.enabled')),
+  rule('identity-needs-hub', 'hub.identityCheck', (c) => when(c.hub.identityCheck && !c.hub.enabled, 'needs hub.enabled')),
+  rule('identity-client-id', 'hub.oauthClientId', (c) =>
+    when(
+      c.hub.identityCheck && !c.hub.oauthClientId?.startsWith('service-'),
+      "must be the hub's service-<name> client id (set it, JUPYTERHUB_CLIENT_ID, or a /services/<name>/ base path)",
+    ),
+  ),
+  rule('identity-callback', 'hub.oauthRedirectUri', (c) => (c.hub.identityCheck ? callbackProblem(c) : undefined)),
+  rule('session-file-name', 'notebook.sessionFileName', (c) =>
+    when(
+      c.store.backend === 'kubernetes' && (RESERVED_SECRET_KEYS as readonly string[]).includes(c.notebook.sessionFileName),
+      `must not be one of ${RESERVED_SECRET_KEYS.join(', ')}`,
+    ),
+  ),
+  rule('webhook-needs-kubernetes', 'webhook.enabled', (c) =>
+    when(c.webhook.enabled && c.store.backend !== 'kubernetes', 'needs store.backend kubernetes'),
+  ),
+  rule('webhook-tls', 'webhook', (c) =>
+    when(c.webhook.enabled && !(c.webhook.certFile && c.webhook.keyFile), 'certFile and keyFile are required when the webhook is enabled'),
+  ),
+];
+
+export function ruleProblems(c: Config, env: NodeJS.ProcessEnv): ConfigProblem[] {
+  return RULES.flatMap((r) => {
+    const message = r.check(c, env);
+    return message === undefined ? [] : [{ path: r.path, message }];
+  });
+}

@@ -1,0 +1,11 @@
+/** Local mode and hubs whose servers are started elsewhere: 303 straight to the lab. */
+import type { Config } from '../config/types.js';
+import { labUrl, type Landing } from './index.js';
+
+export function directLanding(redirect: Config['redirect']): Landing {
+  return {
+    async land({ handoff, res }) {
+      res.redirect(303, labUrl(redirect, handoff.user));
+    },
+  };
+}

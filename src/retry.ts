@@ -1,0 +1,35 @@
+/**
+ * The one retry helper: the Kubernetes API calls and the JupyterHub API calls both retry through it
+ * (bounded attempts, exponential backoff with jitter, or the delay the server asked for).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface RetryOptions {
+  /** Attempts after the first. */
+  retries: number;
+  /** Delay before retry number `attempt` (0-based) when the failure names none. */
+  backoffMs: (attempt: number) => number;
+  /** Whether a failure is worth another attempt; others are thrown at once. */
+  retryable: (e: unknown) => boolean;
+  /** The delay a failure asks for (HTTP Retry-After), if any. */
+  retryAfterMs?: (e: unknown) => number | undefined;
+  onRetry?: (e: unknown, attempt: number) => void;
+}
+
+export async function withRetries<T>(fn: () => Promise<T>, o: RetryOptions): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (attempt >= o.retries || !o.retryable(e)) throw e;
+      o.onRetry?.(e, attempt);
+      await sleep(o.retryAfterMs?.(e) ?? o.backoffMs(attempt));
+    }
+  }
+}
+
+/** base·2^attempt, at most `maxMs`, spread by ±50 % so that clients that failed together do not retry together. */
+export const exponentialBackoff =
+  (baseMs: number, maxMs: number) =>
+  (attempt: number): number =>
+    Math.min(baseMs * 2 ** attempt, maxMs) * (0.5 + Math.random());

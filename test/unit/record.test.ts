@@ -1,0 +1,97 @@
+/** The store's pure update rules (src/store/record.ts), as tables: every backend applies exactly these. */
+import { describe, expect, test } from '@jest/globals';
+import type { Handoff, Revocation } from '../../src/handoff/types.js';
+import { applyHandoff, applyRevoke, type ApplyOptions } from '../../src/store/record.js';
+import type { SessionRecord } from '../../src/store/types.js';
+
+const NOW = 1_800_000_000;
+const o: ApplyOptions = { maxJtis: 3, now: NOW, clockTolerance: 30 };
+const conn = { protocol: 'https', host: 'h', port: 443, database: '' } as const;
+
+const h = (jti: string, iat: number, over: Partial<Handoff> = {}): Handoff => ({
+  user: 'u',
+  jti,
+  iat,
+  exp: iat + 300,
+  session: `s-${jti}`,
+  query: `q-${jti}`,
+  connection: conn,
+  ...over,
+});
+const rec = (iat: number, jtis: [string, number][], session = 'old'): SessionRecord => ({
+  user: 'u',
+  session,
+  query: 'q',
+  connection: conn,
+  iat,
+  jtis: jtis.map(([jti, until]) => ({ jti, until })),
+  updatedAt: 0,
+});
+const rev = (jti: string, iat: number): Revocation => ({ user: 'u', jti, iat, exp: iat + 300 });
+
+describe('applyHandoff', () => {
+  test.each([
+    // [case, current record, handoff, outcome, stored session, remembered jtis (newest expiry first)]
+    ['first handoff', undefined, h('a', NOW), 'stored', 's-a', ['a']],
+    ['newer iat replaces', rec(NOW - 10, [['x', NOW + 100]]), h('a', NOW), 'stored', 's-a', ['a', 'x']],
+    ['same iat replaces (later wins a tie)', rec(NOW, [['x', NOW + 100]]), h('a', NOW), 'stored', 's-a', ['a', 'x']],
+    ['older iat is superseded, its jti still spent', rec(NOW, [['x', NOW + 100]]), h('a', NOW - 5), 'superseded', 'old', ['a', 'x']],
+    ['expired jtis are pruned', rec(NOW - 10, [['x', NOW - 1]]), h('a', NOW), 'stored', 's-a', ['a']],
+    ['a jti stays until exp + tolerance', rec(NOW - 10, [['x', NOW]]), h('a', NOW), 'stored', 's-a', ['a', 'x']],
+    [
+      'over maxJtis the longest-lived are kept',
+      rec(NOW - 10, [['x', NOW + 50], ['y', NOW + 400], ['z', NOW + 10]]),
+      h('a', NOW),
+      'stored',
+      's-a',
+      ['y', 'a', 'x'],
+    ],
+  ] as const)('%s', (_case, current, handoff, outcome, session, jtis) => {
+    const r = applyHandoff(current, handoff, o);
+    expect(r.outcome).toBe(outcome);
+    expect(r.previous).toBe(current);
+    expect(r.record.session).toBe(session);
+    expect(r.record.jtis.map((j) => j.jti)).toEqual(jtis);
+    expect(r.record.updatedAt).toBe(NOW * 1000);
+    if (outcome === 'stored') expect(r.record).toMatchObject({ iat: handoff.iat, query: handoff.query, connection: handoff.connection });
+    else expect(r.record.iat).toBe(current!.iat);
+    // The jti is remembered until the token's exp plus the clock tolerance.
+    expect(r.record.jtis.find((j) => j.jti === handoff.jti)?.until ?? handoff.exp + o.clockTolerance).toBe(handoff.exp + o.clockTolerance);
+  });
+
+  test.each([
+    ['a live jti is a replay', [['a', NOW + 1]], true],
+    ['a jti at its last second is a replay', [['a', NOW]], true],
+    ['an expired jti is not (the token itself no longer verifies)', [['a', NOW - 1]], false],
+  ] as const)('%s', (_case, jtis, replay) => {
+    const run = () => applyHandoff(rec(NOW - 10, jtis.map(([j, u]) => [j, u])), h('a', NOW), o);
+    if (replay) expect(run).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+    else expect(run().outcome).toBe('stored');
+  });
+});
+
+describe('applyRevoke', () => {
+  test.each([
+    // [case, current, revocation, revoked, session after, iat after]
+    ['revokes a stored session', rec(NOW - 10, []), rev('r', NOW), true, '', NOW],
+    ['an older revocation leaves a newer session', rec(NOW, []), rev('r', NOW - 5), false, 'old', NOW],
+    ['an already empty session is not revoked again', rec(NOW - 10, [], ''), rev('r', NOW), false, '', NOW],
+    ['nothing stored: a watermark with an empty session', undefined, rev('r', NOW), false, '', NOW],
+  ] as const)('%s', (_case, current, r, revoked, session, iat) => {
+    const out = applyRevoke(current, r, o);
+    expect(out.revoked).toBe(revoked);
+    expect(out.record).toMatchObject({ session, iat });
+    expect(out.record.jtis.map((j) => j.jti)).toContain('r');
+    if (current) expect(out.record.connection).toEqual(current.connection);
+  });
+
+  test('a revocation after it the handoffs older than it are superseded', () => {
+    const { record } = applyRevoke(rec(NOW - 10, []), rev('r', NOW), o);
+    expect(applyHandoff(record, h('a', NOW - 1), o)).toMatchObject({ outcome: 'superseded', record: { session: '' } });
+    expect(applyHandoff(record, h('b', NOW + 1), o)).toMatchObject({ outcome: 'stored', record: { session: 's-b' } });
+  });
+
+  test('a replayed revocation is refused', () => {
+    expect(() => applyRevoke(rec(NOW, [['r', NOW + 100]]), rev('r', NOW), o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+  });
+});
