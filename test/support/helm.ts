@@ -37,6 +37,9 @@ export function runTool(bin: string, args: string[], home: string, input?: strin
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ status: code ?? -1, stdout, stderr }));
+    // A tool that exits without reading its input (an error, or a command that takes none) closes the
+    // pipe: EPIPE then says nothing the exit status does not.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
 }

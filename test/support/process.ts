@@ -1,7 +1,10 @@
 /** Runs the built CLI (dist/, built by `npm test`) as a real process. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ROOT } from './root.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
 
@@ -37,11 +40,33 @@ export interface Served {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/**
+ * The command that runs node with `args` as the unix account `ids`, whatever directory the checkout
+ * lives in (a private 0700 one included): a private mount namespace bind-mounts the repository at a
+ * fresh traversable path (removed when the process ends), and the account runs node and the CLI from
+ * there. No permission of the user's directories changes. Needs root, like switching accounts does.
+ */
+function asAccount(args: string[], ids: { uid: number; gid: number }): { command: string; args: string[]; cleanup(): void } {
+  const view = mkdtempSync(join(tmpdir(), 'oh-view-'));
+  chmodSync(view, 0o755);
+  const inView = (p: string) => (p.startsWith(`${ROOT}/`) ? join(view, relative(ROOT, p)) : p);
+  const script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"';
+  return {
+    command: 'unshare',
+    args: ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', ROOT, view,
+      'setpriv', `--reuid=${ids.uid}`, `--regid=${ids.gid}`, '--clear-groups', '--', inView(process.execPath), ...args.map(inView)],
+    // Never recursive: the mount lives in the child's namespace only, so this directory is empty here.
+    cleanup: () => rmdirSync(view),
+  };
+}
+
 /** Starts `serve` (as the unix account `ids`, when given and we are root) and resolves once its "listening" log line says where. */
 export function serveCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string, ids?: { uid: number; gid: number }): Promise<Served> {
   assertBuilt();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', ...args], { env: { PATH: process.env.PATH, ...env }, cwd, ...ids });
+    const run = ids ? asAccount([CLI, 'serve', ...args], ids) : { command: process.execPath, args: [CLI, 'serve', ...args], cleanup: () => undefined };
+    const child = spawn(run.command, run.args, { env: { PATH: process.env.PATH, ...env }, cwd });
+    child.on('exit', () => run.cleanup());
     let out = '';
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     const timer = setTimeout(() => reject(new Error(`serve did not start:\n${out}`)), 20_000);

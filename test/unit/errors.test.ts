@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { ERRORS, HandoffError, toHandoffError } from '../../src/errors.js';
 
 const docs = readdirSync(new URL('../../docs/', import.meta.url))
+  .filter((f) => f.endsWith('.md'))
   .map((f) => readFileSync(new URL(`../../docs/${f}`, import.meta.url), 'utf8'))
   .join('\n');
 
