@@ -22,7 +22,7 @@ if (mode === 'trivial') {
   });
 } else {
   const config = resolveConfig({
-    listen: { port: 0 },
+    listen: { port: 0, internal: { port: 0 } },
     token: { issuer: 'https://immerse.bench', audience: 'omnisci-handoff', algorithms: ['ES256', 'RS256'], keys: { publicKeyFiles: [jwksFile] } },
     omnisci: { host: 'omnisci.bench' },
     redirect: { hubPublicUrl: 'https://hub.test' },

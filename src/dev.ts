@@ -40,7 +40,7 @@ export async function devSetup(env: NodeJS.ProcessEnv = process.env): Promise<De
   const { privateFile, jwksFile } = await ensureDevKey(join(dataDir, 'dev'));
   const config = resolveConfig(
     {
-      listen: { port: Number(env.PORT ?? 8470) },
+      listen: { port: Number(env.PORT ?? 8470), internal: { port: Number(env.PORT ?? 8470) + 1 } },
       token: { issuer: DEV_ISSUER, audience: DEV_AUDIENCE, type: DEV_TYP, keys: { publicKeyFiles: [jwksFile] } },
       omnisci: { protocol: 'http', host: 'localhost', port: 6278 },
       store: { local: { dir: dataDir } },

@@ -9,6 +9,7 @@ export const ERRORS = {
   token_malformed: [400, 'The handoff token is not a well-formed signed JWT.'],
   alg_not_allowed: [401, 'The handoff token is signed with an algorithm this service does not accept.'],
   typ_not_allowed: [401, 'The handoff token has the wrong type (typ header).'],
+  crit_unsupported: [401, 'The handoff token requires a JWS extension (crit header) this service does not support.'],
   unknown_key: [401, 'The handoff token names a signing key this service does not know.'],
   bad_signature: [401, 'The handoff token signature is not valid.'],
   token_expired: [401, 'The handoff link has expired. Open the notebook again from Immerse.'],

@@ -9,6 +9,7 @@ import type { Config } from './config/types.js';
 import { keySourcesFromConfig } from './handoff/keys.js';
 import { createVerifier } from './handoff/verify.js';
 import { createApp, type AppDeps } from './http/app.js';
+import { internalHandler } from './http/internal.js';
 import type { KubeApi } from './k8s/client.js';
 import { directLanding } from './landing/direct.js';
 import { createHubLanding } from './landing/hub.js';
@@ -30,6 +31,8 @@ export interface ServiceOptions {
 export interface RunningService {
   url: string;
   port: number;
+  /** The internal listener (/healthz, /readyz, /metrics), with a trailing slash. */
+  internalUrl: string;
   /** The admission webhook's HTTPS port, when webhook.enabled. */
   webhookPort?: number;
   server: Server;
@@ -49,7 +52,7 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
       ? (await import('./k8s/client.js')).connectKubernetes(config.store.kubernetes, logger)
       : undefined;
   const store = o.store ?? (await createStore(config, logger, kube));
-  const verifier = createVerifier(config, await keySourcesFromConfig(config.token.keys, env));
+  const verifier = createVerifier(config, await keySourcesFromConfig(config.token.keys, env), logger);
   // With a hub, make sure the user's server runs (progress page) before landing; else land directly.
   const hub = config.hub.enabled ? createHubLanding(config, { env, logger }) : undefined;
   const app = createApp({
@@ -65,23 +68,38 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
   return { app, store, logger, metrics, namespace: kube?.namespace };
 }
 
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/** A URL of a local listener, for logs and tests (0.0.0.0 is reached as 127.0.0.1). */
+function localUrl(host: string, port: number, path: string): string {
+  const h = host.includes(':') ? `[${host}]` : host;
+  return `http://${h === '0.0.0.0' ? '127.0.0.1' : h}:${port}${path}`;
+}
+
 export async function startService(config: Config, o: ServiceOptions = {}): Promise<RunningService> {
   const { app, store, logger, metrics, namespace } = await buildApp(config, o);
   const server = createServer(app.handler);
   server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
-  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}${config.listen.basePath}`;
+  const port = await listen(server, config.listen.port, config.listen.host);
+  const url = localUrl(config.listen.host, port, config.listen.basePath);
+  const internal = createServer(
+    internalHandler({ ready: () => app.ready(), metrics: config.metrics.enabled ? metrics : undefined, logger }),
+  );
+  const internalPort = await listen(internal, config.listen.internal.port, config.listen.internal.host);
   // The webhook has its own HTTPS port and shares logs and metrics; it does no API calls.
   // It filters pods on the namespace the store resolved (one answer for both).
   const webhook = config.webhook.enabled
     ? await startWebhookServer(config, { registry: metrics.registry, logger, ...(namespace ? { namespace } : {}) })
     : undefined;
-  logger.info({ port, basePath: config.listen.basePath, store: store.backend, webhookPort: webhook?.port }, 'listening');
+  logger.info({ port, basePath: config.listen.basePath, internalPort, store: store.backend, webhookPort: webhook?.port }, 'listening');
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -92,11 +110,25 @@ export async function startService(config: Config, o: ServiceOptions = {}): Prom
       const grace = setTimeout(() => server.closeAllConnections(), config.listen.shutdownGraceSeconds * 1000);
       await done;
       clearTimeout(grace);
+      // Probes keep answering (not ready) until the requests in flight are done.
+      const internalClosed = new Promise<void>((resolve) => internal.close(() => resolve()));
+      internal.closeAllConnections();
+      await internalClosed;
       await webhook?.close();
       await store.close();
       logger.info('stopped');
     })());
-  return { url, port, ...(webhook ? { webhookPort: webhook.port } : {}), server, store, logger, metrics, close };
+  return {
+    url,
+    port,
+    internalUrl: localUrl(config.listen.internal.host, internalPort, '/'),
+    ...(webhook ? { webhookPort: webhook.port } : {}),
+    server,
+    store,
+    logger,
+    metrics,
+    close,
+  };
 }
 
 /** SIGTERM/SIGINT → graceful close, then exit. */

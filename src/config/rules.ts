@@ -69,6 +69,21 @@ export const RULES: readonly Rule[] = [
     const name = c.token.keys.hmacSecretEnv;
     return when(Boolean(name && !env[name]), `env var ${name} is not set`);
   }),
+  rule('jwks-https', 'token.keys.jwksUrl', (c) => {
+    const url = c.token.keys.jwksUrl;
+    if (!url || url.startsWith('https://')) return undefined;
+    // Whoever can intercept a plain-http JWKS can sign tokens; a loopback address cannot be intercepted.
+    let host = '';
+    try {
+      host = new URL(url).hostname;
+    } catch {
+      /* reported below */
+    }
+    return when(!/^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])$/.test(host), 'must be https:// (http:// only on a loopback address)');
+  }),
+  rule('email-domains', 'user.emailDomains', (c) =>
+    when(c.user.stripEmailDomain && c.user.emailDomains.length === 0, 'list the domains whose addresses user.stripEmailDomain maps to hub users'),
+  ),
   rule('revoke-type-differs', 'token.revokeType', (c) => when(Boolean(c.token.type) && c.token.type === c.token.revokeType, 'must differ from token.type')),
   rule('session-pattern', 'token.sessionPattern', (c) => compiles(c.token.sessionPattern)),
   rule('user-pattern', 'user.pattern', (c) => compiles(c.user.pattern)),

@@ -46,7 +46,7 @@ export const configSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    listen: obj('Where the HTTP service (handoff, progress pages, health, metrics) listens.', {
+    listen: obj('Where the HTTP service (handoff, progress pages) and its internal listener (probes, metrics) listen.', {
       host: str('Interface to bind. Use 0.0.0.0 in a pod.', { default: '127.0.0.1' }),
       port: int('TCP port (0 picks a free one).', 0, 65535, 8470),
       basePath: str(
@@ -55,6 +55,13 @@ export const configSchema = {
       ),
       trustProxy: bool('Trust X-Forwarded-* headers from a reverse proxy (the hub proxy, an ingress).', false),
       shutdownGraceSeconds: int('How long SIGTERM waits for requests in flight.', 0, 300, 10),
+      internal: obj(
+        'The internal listener: /healthz, /readyz (store and hub checks) and /metrics, kept off the public port so that nothing anonymous can make the service call the hub or the store. Bind it where only probes and Prometheus reach it.',
+        {
+          host: str('Interface to bind (0.0.0.0 in a pod, for kubelet probes and Prometheus).', { default: '127.0.0.1' }),
+          port: int('TCP port (0 picks a free one).', 0, 65535, 8471),
+        },
+      ),
     }),
     token: obj(
       'How handoff tokens (JWTs from Immerse) are verified. See docs/handoff-token.md.',
@@ -69,7 +76,10 @@ export const configSchema = {
           uniqueItems: true,
           default: ['ES256', 'RS256', 'PS256', 'ES384', 'EdDSA'],
         },
-        type: str('Required `typ` header (suggested "omnisci-handoff+jwt"). Empty: not checked.', { default: '' }),
+        type: str(
+          'Required `typ` header (RFC 8725 explicit typing; an "application/" prefix is ignored). Empty turns the check off, for issuers that cannot set typ: a handoff is then told from other JWTs of the same issuer and audience by its claims only.',
+          { default: 'omnisci-handoff+jwt' },
+        ),
         revokeType: str('Required `typ` header of revocation tokens (POST {base}/revoke).', {
           default: 'omnisci-revoke+jwt',
         }),
@@ -82,7 +92,7 @@ export const configSchema = {
         keys: obj(
           'Verification key sources; several may be used at once, `kid` selects among them.',
           {
-            jwksUrl: str('URL of the issuer JWKS (fetched, cached, refetched on an unknown kid).', {
+            jwksUrl: str('URL of the issuer JWKS (fetched, cached, refetched on an unknown kid). https:// (http:// only on a loopback address).', {
               pattern: '^https?://',
             }),
             jwksTimeoutMs: int('Timeout of one JWKS fetch.', 100, 60000, 5000),
@@ -99,7 +109,11 @@ export const configSchema = {
     user: obj('How the JupyterHub user name is derived from the token.', {
       claim: str('Claim holding the user name.', { default: 'sub', minLength: 1 }),
       lowercase: bool('Lower-case the name (JupyterHub normalizes names to lower case by default).', true),
-      stripEmailDomain: bool('Drop an "@domain" suffix.', false),
+      stripEmailDomain: bool(
+        'Drop the "@domain" of an e-mail address. Only for the domains in emailDomains: a name of another domain, or without one, is refused (bad_username), so that alice@other.example never becomes the hub user of alice@example.com.',
+        false,
+      ),
+      emailDomains: strings('Domains whose addresses stripEmailDomain maps to bare names (case-insensitive); required with it.', []),
       pattern: str('Extra regular expression the resulting name must match.'),
     }),
     omnisci: obj('OmniSci (HeavyDB) connection values handed to the notebook.', {
@@ -260,7 +274,7 @@ export const configSchema = {
     log: obj('Logging.', {
       level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'Log level.' },
     }),
-    metrics: obj('Prometheus metrics at {base}/metrics.', {
+    metrics: obj('Prometheus metrics at /metrics of the internal listener.', {
       enabled: bool('Serve metrics.', true),
     }),
   },

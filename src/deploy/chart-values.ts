@@ -12,6 +12,7 @@ type Schema = Record<string, unknown>;
 /** Config keys the chart sets itself (file paths of mounted Secrets, namespace, listen address, base path…). */
 export const CHART_MANAGED_CONFIG = [
   'listen.host',
+  'listen.internal.host',
   'listen.basePath',
   'store.backend',
   'store.local',
@@ -84,6 +85,10 @@ const chartSchema: Schema = {
   }),
   rbac: obj('Role and RoleBinding in the release namespace (never cluster-wide).', {
     create: bool('Create them; otherwise bind an equivalent Role yourself.', true),
+    admissionPolicy: bool(
+      "A ValidatingAdmissionPolicy (Kubernetes >= 1.30) fencing the service account's writes: Secrets only with the store's prefix and label, pods only in the refresh annotation (docs/kubernetes.md).",
+      true,
+    ),
   }),
   service: obj('Service in front of the pods.', {
     port: int('Port of the HTTP service (the hub proxy routes /services/<name>/ here).', 1, 65535, 8470),
@@ -152,6 +157,7 @@ const chartSchema: Schema = {
       },
     }),
     jwksCidrs: strings('Egress to config.token.keys.jwksUrl (its port only). Empty: any address.', []),
+    metricsFrom: list('With serviceMonitor.enabled: NetworkPolicy peers allowed to scrape the internal listener (e.g. the Prometheus namespace). Empty: any.'),
     extraIngress: list('Extra ingress rules.'),
     extraEgress: list('Extra egress rules.'),
   }),

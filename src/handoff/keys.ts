@@ -1,6 +1,8 @@
 /**
- * Verification key sources. Several can be configured at once; `kid` picks among their keys.
- * Keys are only ever found here: the token's own `jku`, `x5u`, `jwk` and `x5c` headers are ignored.
+ * Verification key sources. Several can be configured at once (an HMAC secret next to public keys
+ * during a migration, files next to a JWKS URL); each answers only for the algorithms it holds, and
+ * `kid` picks among their keys. Keys are only ever found here: the token's own `jku`, `x5u`, `jwk` and
+ * `x5c` headers are ignored.
  */
 import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -15,12 +17,14 @@ import {
   type JWSHeaderParameters,
 } from 'jose';
 import type { Config } from '../config/types.js';
-import { HandoffError } from '../errors.js';
+import { describeCause, HandoffError } from '../errors.js';
 
 export type VerificationKey = CryptoKey | Uint8Array;
 
 export interface KeySource {
   readonly kind: 'hmac' | 'static' | 'jwks';
+  /** Whether this source can hold a key for `alg` (HMAC secrets for HS*, public keys for the rest). */
+  holds(alg: string): boolean;
   /** Keys that may have signed a token with this header ([] when none). Throws `keys_unavailable` when the source cannot be read. */
   candidates(header: JWSHeaderParameters): Promise<VerificationKey[]>;
 }
@@ -33,8 +37,9 @@ export function hmacSecretSource(secret: Uint8Array): KeySource {
   if (secret.byteLength < 32) throw new Error('the HMAC secret must be at least 32 bytes');
   return {
     kind: 'hmac',
-    async candidates(header) {
-      return isHmacAlg(header.alg) ? [secret] : [];
+    holds: isHmacAlg,
+    async candidates() {
+      return [secret];
     },
   };
 }
@@ -77,7 +82,7 @@ export async function staticKeySource(files: string[]): Promise<KeySource> {
   const keys: JWK[] = [];
   for (const f of files) keys.push(...(await readPublicKeyFile(f)));
   const jwks = createLocalJWKSet({ keys });
-  return { kind: 'static', candidates: (header) => lookup(jwks, header) };
+  return { kind: 'static', holds: (alg) => !isHmacAlg(alg), candidates: (header) => lookup(jwks, header) };
 }
 
 export function jwksUrlSource(keys: Config['token']['keys'] & { jwksUrl: string }): KeySource {
@@ -88,13 +93,14 @@ export function jwksUrlSource(keys: Config['token']['keys'] & { jwksUrl: string 
   });
   return {
     kind: 'jwks',
+    holds: (alg) => !isHmacAlg(alg),
     async candidates(header) {
       try {
         return await lookup(jwks, header);
       } catch (e) {
         if (e instanceof errors.JWKSTimeout) throw new HandoffError('keys_unavailable', `JWKS fetch timed out: ${keys.jwksUrl}`);
         if (e instanceof HandoffError) throw e;
-        throw new HandoffError('keys_unavailable', `JWKS fetch failed: ${keys.jwksUrl}: ${(e as Error).message}`, { cause: e });
+        throw new HandoffError('keys_unavailable', `JWKS fetch failed: ${keys.jwksUrl}: ${describeCause(e)}`);
       }
     },
   };

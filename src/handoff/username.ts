@@ -14,7 +14,13 @@ export function mapUsername(claims: Record<string, unknown>, user: Config['user'
   let name = raw;
   if (user.stripEmailDomain) {
     const at = name.lastIndexOf('@');
-    if (at > 0) name = name.slice(0, at);
+    const domain = at > 0 ? name.slice(at + 1).toLowerCase() : '';
+    // Stripping merges identities across domains: only the admin's domains map to bare names.
+    if (!user.emailDomains.some((d) => d.toLowerCase() === domain))
+      throw new HandoffError('bad_username', 'e-mail domain not in user.emailDomains', {
+        message: `${ERRORS.bad_username[1]} Reason: the e-mail domain is not one this service maps to hub users.`,
+      });
+    name = name.slice(0, at);
   }
   if (user.lowercase) name = name.toLowerCase();
   const problem = usernameProblem(name, user.pattern);

@@ -6,7 +6,8 @@
 import { Ajv } from 'ajv';
 import { decodeProtectedHeader, errors, jwtVerify, type JWSHeaderParameters, type JWTPayload } from 'jose';
 import type { Config } from '../config/types.js';
-import { HandoffError } from '../errors.js';
+import { errorFields, HandoffError, toHandoffError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { claimsSchema, type OmnisciClaim } from './claims.js';
 import type { KeySource, VerificationKey } from './keys.js';
 import type { Connection, Handoff, Revocation } from './types.js';
@@ -57,7 +58,7 @@ function joseToHandoffError(e: unknown): HandoffError | undefined {
   return undefined;
 }
 
-export function createVerifier(config: Config, sources: KeySource[]): Verifier {
+export function createVerifier(config: Config, sources: KeySource[], log?: Pick<Logger, 'warn'>): Verifier {
   const t = config.token;
   const sessionPattern = new RegExp(t.sessionPattern, 'u');
 
@@ -74,22 +75,38 @@ export function createVerifier(config: Config, sources: KeySource[]): Verifier {
     }
     if (typeof header.alg !== 'string' || !(t.algorithms as string[]).includes(header.alg))
       throw new HandoffError('alg_not_allowed', `alg ${JSON.stringify(String(header.alg)).slice(0, 40)}`);
+    // RFC 7515 §4.1.11: extensions listed in crit must be understood; this service understands none.
+    if (header.crit !== undefined) throw new HandoffError('crit_unsupported', `crit ${JSON.stringify(header.crit).slice(0, 60)}`);
     const typ = typeof header.typ === 'string' ? normalizeTyp(header.typ) : undefined;
     if (expectedTyp ? typ !== normalizeTyp(expectedTyp) : typ !== undefined && typ === normalizeTyp(forbiddenTyp))
       throw new HandoffError('typ_not_allowed', `typ ${JSON.stringify(String(header.typ)).slice(0, 60)}`);
     return { token: s, header };
   }
 
-  async function candidates(header: JWSHeaderParameters): Promise<VerificationKey[]> {
-    const all = await Promise.all(sources.map((s) => s.candidates(header)));
-    return all.flat();
+  /**
+   * The keys of every source that holds the token's alg. Sources answer independently: one that
+   * fails (a JWKS outage) is logged and the others still answer; its failure only stands when no
+   * other key verifies the token.
+   */
+  async function candidates(header: JWSHeaderParameters): Promise<{ keys: VerificationKey[]; failure?: HandoffError }> {
+    const results = await Promise.allSettled(sources.filter((s) => s.holds(header.alg as string)).map((s) => s.candidates(header)));
+    const keys: VerificationKey[] = [];
+    let failure: HandoffError | undefined;
+    for (const r of results) {
+      if (r.status === 'fulfilled') keys.push(...r.value);
+      else {
+        failure = toHandoffError(r.reason);
+        log?.warn({ err: errorFields(failure) }, 'a verification key source failed; the others still answer');
+      }
+    }
+    return { keys, ...(failure ? { failure } : {}) };
   }
 
   /** Signature + registered claims. Returns the payload of the first key that verifies. */
   async function verifySigned(token: unknown, expectedTyp: string, forbiddenTyp: string): Promise<JWTPayload> {
     const { token: s, header } = readHeader(token, expectedTyp, forbiddenTyp);
-    const keys = await candidates(header);
-    if (keys.length === 0) throw new HandoffError('unknown_key', header.kid ? 'no key with that kid' : 'no key for that alg');
+    const { keys, failure } = await candidates(header);
+    if (keys.length === 0) throw failure ?? new HandoffError('unknown_key', header.kid ? 'no key with that kid' : 'no key for that alg');
     for (const key of keys) {
       let payload: JWTPayload;
       try {
@@ -113,7 +130,8 @@ export function createVerifier(config: Config, sources: KeySource[]): Verifier {
         throw new HandoffError('token_lifetime_too_long', `exp - iat = ${lifetime}s > ${t.maxLifetimeSeconds}s`);
       return payload;
     }
-    throw new HandoffError('bad_signature');
+    // The key that signed it may be in the source that failed.
+    throw failure ?? new HandoffError('bad_signature');
   }
 
   function connection(o: OmnisciClaim): Connection {

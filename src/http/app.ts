@@ -1,5 +1,6 @@
 /**
- * The HTTP service: handoff (POST form / GET query / GET fragment page), revoke, health, metrics.
+ * The public HTTP service: handoff (POST form / GET query / GET fragment page), revoke, liveness.
+ * Readiness and metrics are on the internal listener (./internal.ts).
  * Flow of a handoff: verify → landing.prepare (which may defer the rest to a later request) →
  * store.accept → landing.land; every outcome (`deferred` included) is one audit log line, one metric
  * sample and, on failure, one error response with a stable code.
@@ -36,8 +37,10 @@ export interface AppDeps {
 
 export interface App {
   handler: express.Express;
-  /** Marks the service as draining: /readyz fails from now on. */
+  /** Marks the service as draining: ready() fails from now on. */
   drain(): void;
+  /** Readiness (the internal listener's /readyz): not draining, the store usable, the hub answering. */
+  ready(): Promise<void>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -102,7 +105,7 @@ export function createApp(deps: AppDeps): App {
         req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: sanitizeUrl(req.url) }),
         res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
       },
-      autoLogging: { ignore: (req) => /\/(healthz|readyz|metrics)$/.test(req.url ?? '') },
+      autoLogging: { ignore: (req) => (req.url ?? '').endsWith('/healthz') },
     }),
   );
   app.use(securityHeaders(new URL(config.redirect.hubPublicUrl).origin, deps.scripts ?? []));
@@ -195,23 +198,6 @@ export function createApp(deps: AppDeps): App {
   r.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
-  r.get('/readyz', async (req, res) => {
-    try {
-      if (draining) throw new HandoffError('store_unavailable', 'shutting down');
-      await store.check();
-      await deps.readiness?.();
-      res.json({ status: 'ready' });
-    } catch (e) {
-      const fields = errorFields(e);
-      req.log.warn(fields, 'not ready');
-      res.status(503).json({ status: 'not ready', error: fields.code });
-    }
-  });
-  if (config.metrics.enabled) {
-    r.get('/metrics', async (_req, res) => {
-      res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-    });
-  }
   for (const extra of deps.routers ?? []) r.use(extra);
 
   app.use(base, r);
@@ -226,6 +212,11 @@ export function createApp(deps: AppDeps): App {
     handler: app,
     drain() {
       draining = true;
+    },
+    async ready() {
+      if (draining) throw new HandoffError('store_unavailable', 'shutting down');
+      await store.check();
+      await deps.readiness?.();
     },
   };
 }

@@ -24,6 +24,8 @@ export const USER_ANNOTATION = 'omnisci-handoff/username';
 export const POD_COMPONENT_LABEL = 'component';
 export const POD_COMPONENT = 'singleuser-server';
 export const POD_USER_ANNOTATION = 'hub.jupyter.org/username';
+/** KubeSpawner's user label: labelSlug(name), so it selects a user's pods on the API server (a slug may be shared; the annotation is exact). */
+export const POD_USER_LABEL = 'hub.jupyter.org/username';
 /** Bumped on a running pod after its Secret changed, so kubelet resyncs the volume at once. */
 export const POD_REFRESH_ANNOTATION = 'omnisci-handoff/refreshed-at';
 

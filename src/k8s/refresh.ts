@@ -6,7 +6,8 @@
 import { errorFields } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { KubeApi } from './client.js';
-import { POD_COMPONENT, POD_COMPONENT_LABEL, POD_REFRESH_ANNOTATION, POD_USER_ANNOTATION } from './layout.js';
+import { POD_COMPONENT, POD_COMPONENT_LABEL, POD_REFRESH_ANNOTATION, POD_USER_ANNOTATION, POD_USER_LABEL } from './layout.js';
+import { labelSlug } from './slug.js';
 
 export async function refreshUserPods(kube: KubeApi, user: string, log: Pick<Logger, 'warn'>): Promise<void> {
   const { namespace } = kube;
@@ -14,11 +15,12 @@ export async function refreshUserPods(kube: KubeApi, user: string, log: Pick<Log
     const pods = await kube.call('list', 'pods', () =>
       kube.core.listNamespacedPod({
         namespace,
-        labelSelector: `${POD_COMPONENT_LABEL}=${POD_COMPONENT}`,
+        labelSelector: `${POD_COMPONENT_LABEL}=${POD_COMPONENT},${POD_USER_LABEL}=${labelSlug(user)}`,
         fieldSelector: 'status.phase=Running',
       }),
     );
     const body = { metadata: { annotations: { [POD_REFRESH_ANNOTATION]: new Date().toISOString() } } };
+    // The label narrows the list on the API server; the raw-name annotation decides.
     const names = pods.items
       .filter((p) => p.metadata?.annotations?.[POD_USER_ANNOTATION] === user)
       .map((p) => p.metadata?.name)

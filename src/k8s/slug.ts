@@ -28,8 +28,22 @@ function stripAndHash(name: string, maxLength: number): string {
   return `${extractSafeName(name, nameLength)}---${hash}`;
 }
 
+/** Valid as a label value: empty, or at most 63 of [A-Za-z0-9._-] starting and ending alphanumeric. */
+function isValidLabel(s: string): boolean {
+  return s === '' || (s.length <= 63 && /^[a-z0-9]/i.test(s) && /[a-z0-9]$/i.test(s) && /^[a-z0-9._-]+$/i.test(s));
+}
+
+function slug(name: string, isValid: (s: string) => boolean, maxLength?: number): string {
+  if (!name.includes('--') && isValid(name) && (maxLength === undefined || name.length <= maxLength)) return name;
+  return stripAndHash(name, maxLength ?? 32);
+}
+
 /** A name that is already a safe DNS label (and has no '--') is used as is; anything else is stripped and hashed. */
 export function safeSlug(name: string, maxLength?: number): string {
-  if (!name.includes('--') && isValidDefault(name) && (maxLength === undefined || name.length <= maxLength)) return name;
-  return stripAndHash(name, maxLength ?? 32);
+  return slug(name, isValidDefault, maxLength);
+}
+
+/** The value of the `hub.jupyter.org/username` label KubeSpawner puts on a user's pods (safe_slug with is_valid_label). */
+export function labelSlug(name: string): string {
+  return slug(name, isValidLabel);
 }

@@ -136,7 +136,7 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
     return record;
   }
 
-  async function write(record: SessionRecord): Promise<void> {
+  async function write(record: SessionRecord, retried = false): Promise<void> {
     const dir = userDir(root, record.user);
     if (!madeDirs.get(dir)) {
       await ensureTop();
@@ -152,6 +152,12 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
     } catch (e) {
       // Whatever is on disk now is the truth: forget the cached copy.
       records.delete(record.user);
+      // The directory was removed behind our back (an admin cleaning up): make it again, once.
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !retried) {
+        madeDirs.delete(dir);
+        top = undefined;
+        return write(record, true);
+      }
       throw e;
     }
   }

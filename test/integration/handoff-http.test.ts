@@ -189,10 +189,14 @@ test('revoke: needs the revocation typ, empties the session', async () => {
   expect(sessionFile(svc, 'kim')).toEqual({ session: '', query: '' });
 });
 
-test('health, readiness and metrics', async () => {
+test('liveness on the public port; readiness and metrics on the internal listener only', async () => {
   expect((await fetch(`${svc.url}healthz`)).status).toBe(200);
-  expect(await (await fetch(`${svc.url}readyz`)).json()).toEqual({ status: 'ready' });
-  const metrics = await (await fetch(`${svc.url}metrics`)).text();
+  // Nothing anonymous on the public port costs a store or hub call, or reveals the metrics.
+  for (const path of ['readyz', 'metrics']) expect((await fetch(`${svc.url}${path}`, { headers: { accept: 'application/json' } })).status).toBe(404);
+  expect(svc.internalUrl).not.toBe(svc.url);
+  expect((await fetch(`${svc.internalUrl}healthz`)).status).toBe(200);
+  expect(await (await fetch(`${svc.internalUrl}readyz`)).json()).toEqual({ status: 'ready' });
+  const metrics = await (await fetch(`${svc.internalUrl}metrics`)).text();
   expect(metrics).toMatch(/omnisci_handoff_handoffs_total\{outcome="stored"\} [1-9]/);
   expect(metrics).toMatch(/omnisci_handoff_handoffs_total\{outcome="token_replayed"\} [1-9]/);
   expect(metrics).toContain('omnisci_handoff_handoff_duration_seconds_bucket');

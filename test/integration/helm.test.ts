@@ -152,6 +152,7 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     expect(kinds(objs)).toEqual([
       'ConfigMap', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'NetworkPolicy',
       'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
+      'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding',
     ]);
     const dep = find(objs, 'Deployment')!;
     expect(dep.spec.replicas).toBe(2);
@@ -164,8 +165,11 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     const c = pod.spec.containers[0];
     expect(c.args).toEqual(['serve', '--config', '/etc/omnisci-handoff/config.yaml']);
     expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
-    expect(c.livenessProbe.httpGet).toEqual({ path: '/services/omnisci-handoff/healthz', port: 'http' });
-    expect(c.readinessProbe.httpGet).toEqual({ path: '/services/omnisci-handoff/readyz', port: 'http' });
+    // Probes go to the internal listener: the public port (behind the hub proxy) serves no readiness.
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'internal' });
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'internal' });
+    expect(c.ports).toContainEqual({ name: 'internal', containerPort: 8471 });
+    expect(resolveConfig(renderedConfig(objs), {}).listen.internal).toEqual({ host: '0.0.0.0', port: 8471 });
     expect(c.resources.limits.memory).toBeDefined();
     // Hub token from z2jh's hub Secret, mounted as a file.
     const hubToken = pod.spec.volumes.find((v: any) => v.name === 'hub-token');
@@ -178,7 +182,7 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     const role = find(objs, 'Role')!;
     expect(role.rules).toEqual([
       { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'create', 'update', 'delete'] },
-      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'patch'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'patch'] },
     ]);
     expect(objs.some((o) => o.kind.startsWith('Cluster'))).toBe(false);
 
@@ -210,7 +214,9 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     expect(mwc.webhooks[0].clientConfig.caBundle).toBeUndefined();
     expect(find(cm, 'Certificate')!.spec.secretName).toBe('omnisci-handoff-webhook-tls');
     expect(find(cm, 'Issuer')!.spec.selfSigned).toEqual({});
-    expect(find(cm, 'ServiceMonitor')!.spec.endpoints[0].path).toBe('/services/omnisci-handoff/metrics');
+    expect(find(cm, 'ServiceMonitor')!.spec.endpoints[0]).toMatchObject({ port: 'metrics', path: '/metrics' });
+    expect(find(cm, 'Service')!.spec.ports).toContainEqual({ name: 'metrics', port: 8471, targetPort: 'internal', protocol: 'TCP' });
+    expect(find(cm, 'NetworkPolicy')!.spec.ingress).toContainEqual({ ports: [{ port: 'internal', protocol: 'TCP' }] });
     expect(find(cm, 'Secret')).toBeUndefined();
 
     const issuer = template(bin, VALUE_SETS.certManagerIssuer!);
@@ -247,7 +253,7 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     expect(lhCfg.hub.apiUrl).toBe('http://hub:8081/jhub/hub/api');
     const lhNp = find(lh, 'NetworkPolicy')!;
     expect(lhNp.spec.egress).toContainEqual({ ports: [{ port: 8443, protocol: 'TCP' }] });
-    expect(find(lh, 'Deployment')!.spec.template.spec.containers[0].readinessProbe.httpGet.path).toBe('/jhub/services/omnisci-handoff/readyz');
+    expect(find(lh, 'Deployment')!.spec.template.spec.containers[0].readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'internal' });
   });
 
   test.each<[string, object, RegExp]>([
@@ -262,6 +268,8 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     ['existingSecret values in generate mode', { admission: { tls: { existingSecret: { name: 't' } } } }, /admission\.tls\.mode is generate/],
     ['serviceMonitor without metrics', { serviceMonitor: { enabled: true }, config: { metrics: { enabled: false } } }, /serviceMonitor\.enabled needs config\.metrics\.enabled/],
     ['port 0', { config: { listen: { port: 0 } } }, /config\.listen\.port must be a fixed port/],
+    ['internal port 0', { config: { listen: { internal: { port: 0 } } } }, /config\.listen\.internal\.port must be a fixed port/],
+    ['internal port on the public port', { config: { listen: { internal: { port: 8470 } } } }, /internal\.port must differ/],
   ])('bad values fail: %s', (_name, values, message) => {
     expect(templateError(bin, values)).toMatch(message);
   });
@@ -279,6 +287,8 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
       chart: /allows only HS\* algorithms/,
     },
     'hmac-env-set': { na: 'the chart never reads the HMAC secret from an env var' },
+    'jwks-https': { values: { config: { token: { keys: { jwksUrl: 'http://immerse.example.com/jwks.json' } } } }, chart: /jwksUrl must be https/ },
+    'email-domains': { values: { config: { user: { stripEmailDomain: true } } }, chart: /stripEmailDomain needs config\.user\.emailDomains/ },
     'revoke-type-differs': { values: { config: { token: { type: 'jwt', revokeType: 'jwt' } } }, chart: /revokeType must differ/ },
     'session-pattern': { na: 'Helm cannot compile an ECMAScript regular expression; the pod refuses to start and names it' },
     'user-pattern': { na: 'Helm cannot compile an ECMAScript regular expression; the pod refuses to start and names it' },

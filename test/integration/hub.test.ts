@@ -199,8 +199,8 @@ describe('handoff to a real JupyterHub', () => {
 
       const r2 = await postToken(badToken.url, await mint(key, { subject: 'sam' }), { accept: 'application/json' });
       expect(((await r2.json()) as { error: string }).error).toBe('hub_unauthorized');
-      expect((await fetch(`${badToken.url}readyz`)).status).toBe(503);
-      expect((await fetch(`${sso.url}readyz`)).status).toBe(200);
+      expect((await fetch(`${badToken.internalUrl}readyz`)).status).toBe(503);
+      expect((await fetch(`${sso.internalUrl}readyz`)).status).toBe(200);
     } finally {
       await creating.close();
       await badToken.close();

@@ -5,7 +5,8 @@
  * chart's own MutatingWebhookConfiguration (Service reference, generated CA) when pods are created.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiException, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -136,6 +137,7 @@ describe('helm install', () => {
     expect(objs.map((o) => o.kind).sort()).toEqual([
       'ConfigMap', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'NetworkPolicy',
       'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
+      'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding',
     ]);
     for (const o of objs) {
       const group = o.apiVersion.includes('/') ? `.${o.apiVersion.split('/')[0]}` : '';
@@ -157,7 +159,10 @@ describe('helm install', () => {
   test('helm 3, webhook off and fast refresh off: accepted, no webhook objects, no pod permissions', async () => {
     await helm('v3', ['install', RELEASE, CHART, '-n', LITE_NS, '-f', valuesFile({ replicaCount: 1, config: { webhook: { enabled: false }, store: { kubernetes: { fastRefresh: false } } } })]);
     const kinds = (await manifest(LITE_NS)).map((o) => o.kind).sort();
-    expect(kinds).toEqual(['ConfigMap', 'ConfigMap', 'Deployment', 'NetworkPolicy', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']);
+    expect(kinds).toEqual([
+      'ConfigMap', 'ConfigMap', 'Deployment', 'NetworkPolicy', 'Role', 'RoleBinding', 'Service', 'ServiceAccount',
+      'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding',
+    ]);
     expect((await getJson(['-n', LITE_NS, 'role', RELEASE])).rules).toEqual([
       { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'create', 'update', 'delete'] },
     ]);
@@ -216,6 +221,55 @@ describe("the store as the chart's ServiceAccount", () => {
     expect(e).toBeInstanceOf(HandoffError);
     expect((e as HandoffError).code).toBe('store_forbidden');
     expect((e as HandoffError).detail).toMatch(/secrets in namespace default \(HTTP 403/);
+  }, 60_000);
+
+  test("the admission policy fences writes RBAC cannot: not the hub's Secret, no unlabelled Secret, no pod change but the refresh annotation", async () => {
+    // What z2jh and others keep in the namespace: the hub's Secret, a Secret with our prefix but not ours, a user's pod.
+    await kubectl(['-n', NS, 'create', 'secret', 'generic', 'hub', '--from-literal=hub.config.CryptKeeper.keys=k', '--from-literal=proxy.token=t']);
+    await kubectl(['-n', NS, 'create', 'secret', 'generic', 'omnisci-session-stranger', '--from-literal=x=y']);
+    const pod = kubespawnerPod({ user: `gina-${randomBytes(2).toString('hex')}` });
+    pod.metadata.namespace = NS;
+    await kubectl(['create', '-f', '-'], JSON.stringify(pod));
+    const name = pod.metadata.name as string;
+    const hub = await api.readNamespacedSecret({ name: 'hub', namespace: NS });
+    // The policy is loaded asynchronously after install: wait until it answers (bounded).
+    const replaceHub = () => status(api.replaceNamespacedSecret({ name: 'hub', namespace: NS, body: { ...hub, data: { ...hub.data, 'proxy.token': 'b3duZWQ=' } } }));
+    expect(await waitFor(async () => ((await replaceHub()) === 403 ? 403 : undefined), 100)).toBe(403);
+    expect(await status(api.deleteNamespacedSecret({ name: 'hub', namespace: NS }))).toBe(403);
+    expect(await status(api.deleteNamespacedSecret({ name: 'omnisci-session-stranger', namespace: NS }))).toBe(403);
+    const labels = { 'app.kubernetes.io/managed-by': 'omnisci-handoff' };
+    // Taking over a Secret by labelling it is an update of an unlabelled one: refused.
+    // A merge patch as the service account does it (PATCH alone; kubectl would GET first, which the Role does not grant).
+    const token = (parseYaml(readFileSync(kubeconfig, 'utf8')) as any).users[0].user.token as string;
+    const patch = (path: string, body: object, type = 'merge-patch') =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpsRequest(`${k.url}/api/v1/namespaces/${NS}/${path}`, {
+          method: 'PATCH',
+          ca: k.caPem,
+          headers: { authorization: `Bearer ${token}`, 'content-type': `application/${type}+json` },
+        }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => (res.statusCode === 403 && !/denied request: omnisci-handoff may only/.test(text) ? reject(new Error(text)) : resolve(res.statusCode ?? 0)));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify(body));
+      });
+    const stranger = await api.readNamespacedSecret({ name: 'omnisci-session-stranger', namespace: NS });
+    expect(await status(api.replaceNamespacedSecret({ name: 'omnisci-session-stranger', namespace: NS, body: { ...stranger, metadata: { ...stranger.metadata, labels } } }))).toBe(403);
+    expect(await status(api.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'not-ours', labels } } }))).toBe(403);
+    expect(await status(api.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'omnisci-session-unlabelled' } } }))).toBe(403);
+    expect(await status(api.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'omnisci-session-fine', labels } } }))).toBe(200);
+    expect(await status(api.deleteNamespacedSecret({ name: 'omnisci-session-fine', namespace: NS }))).toBe(200);
+    const patchPod = (body: object) => patch(`pods/${name}`, body);
+    // An image swap (strategic merge: the container by name) is a valid pod update that only the policy stops.
+    expect(await patch(`pods/${name}`, { spec: { containers: [{ name: 'notebook', image: 'evil/miner' }] } }, 'strategic-merge-patch')).toBe(403);
+    expect(await patchPod({ metadata: { labels: { component: 'hub' } } })).toBe(403);
+    expect(await patchPod({ metadata: { annotations: { 'hub.jupyter.org/username': 'someone-else' } } })).toBe(403);
+    expect(await patchPod({ metadata: { annotations: { [POD_REFRESH_ANNOTATION]: new Date().toISOString() } } })).toBe(200);
+    // Reads stay possible (RBAC cannot narrow get/list by name prefix); docs/kubernetes.md says so.
+    expect(await status(api.readNamespacedSecret({ name: 'hub', namespace: NS }))).toBe(200);
+    expect((await getJson(['-n', NS, 'secret', 'hub'])).data['proxy.token']).toBe(hub.data!['proxy.token']);
   }, 60_000);
 
   test('with fast refresh off the Role grants no pods, and the store works without them', async () => {

@@ -80,7 +80,7 @@ type Sections = Record<string, Record<string, unknown>>;
 /** The tests' config before validation (HS256 with the secret in TEST_HMAC); `overrides` are merged one level deep per section. */
 export function rawTestConfig(overrides: Sections = {}): Sections {
   const raw: Sections = {
-    listen: { host: '127.0.0.1', port: 0 },
+    listen: { host: '127.0.0.1', port: 0, internal: { port: 0 } },
     token: { issuer: ISSUER, audience: AUDIENCE, type: TYP, algorithms: ['HS256'], keys: { hmacSecretEnv: 'TEST_HMAC' } },
     omnisci: { protocol: 'https', host: 'omnisci.test', port: 443, allowedHosts: ['omnisci.test', '*.db.test'], allowedPorts: [6274, 6278] },
     redirect: { hubPublicUrl: 'https://hub.test' },

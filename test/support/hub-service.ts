@@ -24,6 +24,8 @@ export interface HubServiceOptions {
 export interface HubService {
   /** Public base URL of the service (through the hub proxy when basePath is the service prefix). */
   url: string;
+  /** The internal listener (/readyz, /metrics). */
+  internalUrl: string;
   config: Config;
   logs: LogCapture;
   close(): Promise<void>;
@@ -34,7 +36,7 @@ export async function startHubService(o: HubServiceOptions): Promise<HubService>
   const env = { TEST_HMAC: HMAC_SECRET, JUPYTERHUB_API_TOKEN: o.apiToken ?? o.hub.serviceToken };
   const config = resolveConfig(
     {
-      listen: { host: '127.0.0.1', port: o.port ?? 0, basePath },
+      listen: { host: '127.0.0.1', port: o.port ?? 0, basePath, internal: { port: 0 } },
       token: { issuer: ISSUER, audience: AUDIENCE, type: TYP, algorithms: ['HS256'], keys: { hmacSecretEnv: 'TEST_HMAC' } },
       omnisci: { protocol: 'https', host: 'omnisci.test', port: 443, allowedHosts: ['omnisci.test'], allowedPorts: [6274, 6278] },
       redirect: { hubPublicUrl: o.hub.publicUrl },
@@ -48,6 +50,7 @@ export async function startHubService(o: HubServiceOptions): Promise<HubService>
   const proxied = basePath !== '/';
   return {
     url: proxied ? `${o.hub.publicUrl}${basePath}` : `http://127.0.0.1:${service.port}/`,
+    internalUrl: service.internalUrl,
     config,
     logs: service.logs,
     close: () => service.close(),

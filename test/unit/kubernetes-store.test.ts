@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { HandoffError } from '../../src/errors.js';
 import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
 import { POD_REFRESH_ANNOTATION, secretName } from '../../src/k8s/layout.js';
-import { safeSlug } from '../../src/k8s/slug.js';
+import { labelSlug, safeSlug } from '../../src/k8s/slug.js';
 import { makeHandoff } from '../support/core.js';
 import { externalKubeconfig, k8sConfig, k8sTarget, type K8sTarget } from '../support/k8s-target.js';
 
@@ -14,7 +14,6 @@ const prefix = `omnisci-t${randomBytes(3).toString('hex')}`;
 const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
 
 const handoff = makeHandoff;
-
 
 let t: K8sTarget;
 const stores: KubernetesStore[] = [];
@@ -226,11 +225,12 @@ describe('API errors', () => {
 });
 
 describe('fast refresh of running pods', () => {
-  function pod(name: string, user: string, phase: string, component = 'singleuser-server') {
+  /** Labelled and annotated as KubeSpawner 7 does. */
+  function pod(name: string, user: string, phase: string, component = 'singleuser-server', label = labelSlug(user)) {
     return {
       metadata: {
         name,
-        labels: { component, app: 'jupyterhub' },
+        labels: { component, app: 'jupyterhub', 'hub.jupyter.org/username': label },
         annotations: { 'hub.jupyter.org/username': user },
       },
       spec: { containers: [{ name: 'notebook', image: 'quay.io/jupyter/base-notebook' }] },
@@ -247,6 +247,8 @@ describe('fast refresh of running pods', () => {
     fake.put('pods', t.namespace, pod('jupyter-a-pending', user, 'Pending'));
     fake.put('pods', t.namespace, pod('jupyter-b', other, 'Running'));
     fake.put('pods', t.namespace, pod('not-a-server', user, 'Running', 'hub'));
+    // Selected on the API server by KubeSpawner's user label: a pod without it is not even listed.
+    fake.put('pods', t.namespace, pod('jupyter-unlabelled', user, 'Running', 'singleuser-server', 'someone-else'));
     const refreshed = (name: string) => fake.object('pods', t.namespace, name)?.metadata.annotations?.[POD_REFRESH_ANNOTATION];
 
     await store({ fastRefresh: false }).accept(handoff(user, { iat: now() - 10 }));
@@ -258,6 +260,7 @@ describe('fast refresh of running pods', () => {
     expect(refreshed('jupyter-a-pending')).toBeUndefined();
     expect(refreshed('jupyter-b')).toBeUndefined();
     expect(refreshed('not-a-server')).toBeUndefined();
+    expect(refreshed('jupyter-unlabelled')).toBeUndefined();
     expect(fake.object('pods', t.namespace, 'jupyter-a')?.metadata.annotations?.['hub.jupyter.org/username']).toBe(user);
   });
 

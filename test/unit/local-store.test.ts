@@ -1,5 +1,5 @@
 /** The local backend's own behaviour: layout, modes, hostile names, failures. The shared rules run in test/support/store-contract.ts. */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { HandoffError } from '../../src/errors.js';
 import { createLocalStore, STATE_FILE, userDir } from '../../src/store/local.js';
@@ -92,4 +92,18 @@ test('a corrupt state.json is store_unavailable, and nothing of its content reac
   const err = (await store.accept(handoff('ivan')).catch((e: unknown) => e)) as HandoffError;
   expect(err.code).toBe('store_unavailable');
   expect(`${err.message} ${err.detail} ${String(err.cause)}`).not.toContain(secret.slice(0, 8));
+});
+
+test('a user directory (or the whole store) removed behind the service is made again on the next handoff', async () => {
+  const { dir, store } = setup();
+  await store.accept(handoff('ivan'));
+  rmSync(userDir(dir, 'ivan'), { recursive: true });
+  const second = handoff('ivan');
+  expect((await store.accept(second)).outcome).toBe('stored');
+  expect(JSON.parse(readFileSync(join(userDir(dir, 'ivan'), 'session'), 'utf8')).session).toBe(second.session);
+  rmSync(dir, { recursive: true });
+  const third = handoff('ivan');
+  expect((await store.accept(third)).outcome).toBe('stored');
+  expect(JSON.parse(readFileSync(join(userDir(dir, 'ivan'), STATE_FILE), 'utf8')).session).toBe(third.session);
+  expect(mode(dir)).toBe(0o700);
 });

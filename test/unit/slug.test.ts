@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { safeSlug } from '../../src/k8s/slug.js';
+import { labelSlug, safeSlug } from '../../src/k8s/slug.js';
 
 // Shared with the Python hook's tests (contrib/jupyterhub/tests), so both ports meet the same vectors.
 const vectors = JSON.parse(readFileSync(new URL('../fixtures/safe-slug.json', import.meta.url), 'utf8')) as {
@@ -7,7 +7,12 @@ const vectors = JSON.parse(readFileSync(new URL('../fixtures/safe-slug.json', im
   maxLength: [number, string, string][];
   refused: [number, string][];
   hostile: string[];
+  label: [string, string][];
 };
+
+test.each(vectors.label)('labelSlug(%j) = %j (KubeSpawner pod label)', (name, expected) => {
+  expect(labelSlug(name)).toBe(expected);
+});
 
 test.each(vectors.default)('safeSlug(%j) = %j', (name, expected) => {
   expect(safeSlug(name)).toBe(expected);

@@ -98,6 +98,36 @@ describe('every algorithm with every key source', () => {
   });
 });
 
+describe('several key sources at once', () => {
+  test('an HMAC secret, public key files and a JWKS each verify their own tokens; a JWKS outage hides only its own keys', async () => {
+    const jwks = new JwksServer();
+    const remote = await makeKey('RS256');
+    jwks.keys = [remote.publicJwk];
+    await jwks.start();
+    try {
+      const dir = tempDir();
+      const file = writeFile(dir, 'k.json', JSON.stringify(key('ES256').publicJwk));
+      const { v } = await verifierFor({
+        token: { algorithms: ['HS256', 'ES256', 'RS256'], keys: { hmacSecretEnv: 'TEST_HMAC', publicKeyFiles: [file], jwksUrl: jwks.url, jwksTimeoutMs: 500 } },
+      }, { TEST_HMAC: HMAC_SECRET });
+      const tokens = { hs: await mint(hmacKey('HS256')), es: await mint(key('ES256').signing), rs: await mint(remote.signing) };
+      expect(await code(v.verifyHandoff(tokens.hs))).toBe('accepted');
+      expect(await code(v.verifyHandoff(tokens.es))).toBe('accepted');
+      expect(await code(v.verifyHandoff(tokens.rs))).toBe('accepted');
+      await jwks.stop();
+      const { v: cold } = await verifierFor({
+        token: { algorithms: ['HS256', 'ES256', 'RS256'], keys: { hmacSecretEnv: 'TEST_HMAC', publicKeyFiles: [file], jwksUrl: jwks.url, jwksTimeoutMs: 500 } },
+      }, { TEST_HMAC: HMAC_SECRET });
+      expect(await code(cold.verifyHandoff(await mint(hmacKey('HS256'))))).toBe('accepted');
+      expect(await code(cold.verifyHandoff(await mint(key('ES256').signing)))).toBe('accepted');
+      // The key that signed it lives in the source that is down: retry later, not "bad token".
+      expect(await code(cold.verifyHandoff(await mint(remote.signing)))).toBe('keys_unavailable');
+    } finally {
+      await jwks.stop().catch(() => undefined);
+    }
+  });
+});
+
 describe('JWKS rotation', () => {
   test('an unknown kid refetches the JWKS (with a cooldown) and accepts the rotated key', async () => {
     const jwks = new JwksServer();
@@ -185,6 +215,23 @@ describe('error codes', () => {
     expect(await code(v.verifyHandoff(await mint(es(), { typ: '' })))).toBe('typ_not_allowed');
     expect(await code(v.verifyHandoff(await mint(es(), { typ: config.token.revokeType })))).toBe('typ_not_allowed');
     expect(await code(v.verifyHandoff(await mint(es(), { typ: `application/${config.token.type}` })))).toBe('accepted');
+  });
+
+  test('a crit header is crit_unsupported, before any key is looked up', async () => {
+    // No signing library emits an unknown crit: the token is assembled by hand (its signature is never reached).
+    const part = (o: object) => base64url.encode(JSON.stringify(o));
+    const token = (crit: unknown) =>
+      `${part({ alg: 'ES256', kid: key('ES256').kid, typ: config.token.type, crit, exp: 1 })}.${part({ sub: 'alice' })}.${part({ sig: 1 })}`;
+    for (const crit of [['exp'], ['b64'], [], 'x']) expect(await code(v.verifyHandoff(token(crit)))).toBe('crit_unsupported');
+  });
+
+  test('typ is checked by default (omnisci-handoff+jwt); token.type "" turns the check off but still refuses the revocation typ', async () => {
+    expect(testConfig().token.type).toBe('omnisci-handoff+jwt');
+    const dir = tempDir();
+    const file = writeFile(dir, 'keys.json', JSON.stringify({ keys: [key('ES256').publicJwk] }));
+    const { v: lax, config: laxConfig } = await verifierFor({ token: { type: '', algorithms: ['ES256'], keys: { publicKeyFiles: [file] } } });
+    expect(await code(lax.verifyHandoff(await mint(es(), { typ: 'JWT' })))).toBe('accepted');
+    expect(await code(lax.verifyHandoff(await mint(es(), { typ: laxConfig.token.revokeType })))).toBe('typ_not_allowed');
   });
 
   test('unknown_key and bad_signature', async () => {
@@ -280,17 +327,25 @@ describe('error codes', () => {
 });
 
 describe('user mapping', () => {
-  test('configurable claim, email domain stripped, pattern enforced', async () => {
+  test('configurable claim, email domain stripped for the listed domains only, pattern enforced', async () => {
     const dir = tempDir();
     const file = writeFile(dir, 'k.json', JSON.stringify(key('ES256').publicJwk));
     const { v } = await verifierFor({
       token: { algorithms: ['ES256'], keys: { publicKeyFiles: [file] } },
-      user: { claim: 'email', stripEmailDomain: true, pattern: '^[a-z][a-z0-9._-]*$' },
+      user: { claim: 'email', stripEmailDomain: true, emailDomains: ['corp.test', 'Sub.Corp.Test'], pattern: '^[a-z][a-z0-9._-]*$' },
     });
-    const ok = await v.verifyHandoff(await mint(key('ES256').signing, { extraClaims: { email: 'Jane.Doe@corp.test' } }));
-    expect(ok.user).toBe('jane.doe');
+    const as = async (email: string) => v.verifyHandoff(await mint(key('ES256').signing, { extraClaims: { email } }));
+    expect((await as('Jane.Doe@corp.test')).user).toBe('jane.doe');
+    expect((await as('bob@sub.corp.test')).user).toBe('bob');
     expect(await code(v.verifyHandoff(await mint(key('ES256').signing)))).toBe('bad_username');
-    expect(await code(v.verifyHandoff(await mint(key('ES256').signing, { extraClaims: { email: '9lives@corp.test' } })))).toBe('bad_username');
+    expect(await code(as('9lives@corp.test'))).toBe('bad_username');
+    // Another domain, a look-alike, or no domain at all would merge identities: refused.
+    for (const email of ['jane.doe@other.test', 'jane.doe@corp.test.evil', 'jane.doe@evilcorp.test', 'jane.doe', 'a@b@other.test'])
+      expect({ email, code: await code(as(email)) }).toEqual({ email, code: 'bad_username' });
+  });
+
+  test('stripEmailDomain without emailDomains is a config error', async () => {
+    await expect(verifierFor({ token: { algorithms: ['HS256'] }, user: { stripEmailDomain: true } })).rejects.toThrow(/user\.emailDomains/);
   });
 });
 

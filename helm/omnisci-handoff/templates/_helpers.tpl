@@ -75,6 +75,7 @@ them in .Values.config). Returned as YAML; callers use `fromYaml`.
 {{- $cfg := deepCopy .Values.config }}
 {{- $keys := .Values.tokenKeys }}
 {{- $_ := set $cfg.listen "host" "0.0.0.0" }}
+{{- $_ := set $cfg.listen.internal "host" "0.0.0.0" }}
 {{- $_ := set $cfg.listen "basePath" (include "omnisci-handoff.basePath" .) }}
 {{- $_ := set $cfg.store "backend" "kubernetes" }}
 {{- $_ := set $cfg.store.kubernetes "namespace" .Release.Namespace }}

@@ -45,6 +45,14 @@ service's own rules (src/config/rules.ts); test/integration/helm.test.ts runs ea
 {{- if and .Values.serviceMonitor.enabled (not $c.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled needs config.metrics.enabled" }}
 {{- end }}
+{{- with $c.token.keys.jwksUrl }}
+{{- if not (or (hasPrefix "https://" .) (regexMatch "^http://(127\\.[0-9.]+|localhost|\\[::1\\])(:[0-9]+)?(/|$)" .)) }}
+{{- fail "config.token.keys.jwksUrl must be https:// (http:// only on a loopback address)" }}
+{{- end }}
+{{- end }}
+{{- if and $c.user.stripEmailDomain (empty $c.user.emailDomains) }}
+{{- fail "config.user.stripEmailDomain needs config.user.emailDomains: the domains whose addresses become hub users" }}
+{{- end }}
 {{- if and $c.token.type (eq $c.token.type $c.token.revokeType) }}
 {{- fail "config.token.revokeType must differ from config.token.type" }}
 {{- end }}
@@ -70,6 +78,12 @@ service's own rules (src/config/rules.ts); test/integration/helm.test.ts runs ea
 {{- define "omnisci-handoff.validatePorts" -}}
 {{- if eq (int .Values.config.listen.port) 0 }}
 {{- fail "config.listen.port must be a fixed port in the chart (not 0)" }}
+{{- end }}
+{{- if eq (int .Values.config.listen.internal.port) 0 }}
+{{- fail "config.listen.internal.port must be a fixed port in the chart (not 0)" }}
+{{- end }}
+{{- if or (eq .Values.config.listen.internal.port .Values.config.listen.port) (and .Values.config.webhook.enabled (eq .Values.config.listen.internal.port .Values.config.webhook.port)) }}
+{{- fail "config.listen.internal.port must differ from config.listen.port and config.webhook.port" }}
 {{- end }}
 {{- if and .Values.config.webhook.enabled (eq (int .Values.config.webhook.port) 0) }}
 {{- fail "config.webhook.port must be a fixed port in the chart (not 0)" }}
