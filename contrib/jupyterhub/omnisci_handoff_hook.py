@@ -22,6 +22,12 @@ its own unix account, the hub as root) the hook also gives the user's store dire
 config directory the user's unix group (setgid, 2750) and their files 0640, so that account, and no
 other, can read them. Below the directories the admin names, the hook never follows a symlink: the
 store is writable by the service's account, which must not be able to steer root's chown/chmod.
+
+The per-user Jupyter config directories are what each server *executes* its configuration from, so
+they never live in the store (the service's account could plant a ``jupyter_server_config.py``
+there): by default they are ``<store_dir>-jupyter``, beside it, and the hook refuses a config
+directory inside the store, one whose parent is not owned by root (or the hub's own account) or is
+writable by others without the sticky bit, and one owned by anybody else.
 """
 
 import errno
@@ -132,6 +138,15 @@ def _subdir(parent_fd, name, mode, gid=None, owner=-1):
     return fd
 
 
+def _check_trusted(fd, path, shared_ok=False):
+    """Refuses a directory somebody else could change under the hook: owned by neither root nor the hub's
+    account, or writable by group or others (a shared parent such as /tmp only with the sticky bit)."""
+    st = os.fstat(fd)
+    writable_by_others = st.st_mode & 0o022 and not (shared_ok and st.st_mode & stat.S_ISVTX)
+    if st.st_uid not in (0, os.geteuid()) or writable_by_others:
+        raise ValueError(f"{path} must belong to root (or the hub's account) and be writable by nobody else: it holds what servers execute")
+
+
 def _json(obj):
     return json.dumps(obj, indent=2) + "\n"
 
@@ -142,7 +157,8 @@ class OmnisciHandoffHook:
     store_dir:         the service's ``store.local.dir``.
     session_file_name: the service's ``notebook.sessionFileName``.
     env_names:         the service's ``notebook.env`` (names of the protocol/host/port env vars).
-    config_dir:        where the per-user Jupyter config dirs are written (default ``<store_dir>/jupyter``).
+    config_dir:        where the per-user Jupyter config dirs are written (default ``<store_dir>-jupyter``),
+                       never inside the store; its parent must belong to root or the hub's account.
     user_access:       the service's ``store.local.userAccess``: "none" (one account for all) or "group".
     unix_user:         with "group": spawner -> the unix account the server runs as (default: the hub
                        user name, as LocalProcessSpawner uses it).
@@ -154,7 +170,9 @@ class OmnisciHandoffHook:
         self.store_dir = os.path.abspath(store_dir)
         self.session_file_name = session_file_name
         self.env_names = {**DEFAULT_ENV_NAMES, **(env_names or {})}
-        self.config_dir = os.path.abspath(config_dir or os.path.join(self.store_dir, "jupyter"))
+        self.config_dir = os.path.abspath(config_dir or self.store_dir.rstrip(os.sep) + "-jupyter")
+        if os.path.commonpath([os.path.realpath(self.config_dir), os.path.realpath(self.store_dir)]) == os.path.realpath(self.store_dir):
+            raise ValueError(f"config_dir {self.config_dir} is inside the store: the service's account could plant Jupyter config there")
         self.user_access = user_access
         self.unix_user = unix_user or (lambda spawner: spawner.user.name)
 
@@ -208,7 +226,10 @@ class OmnisciHandoffHook:
         parent, base = os.path.split(self.config_dir)
         os.makedirs(parent, mode=0o700, exist_ok=True)
         with ExitStack() as fds:
-            top = _keep(fds, _subdir(_keep(fds, os.open(parent, _TRUSTED_DIR_FLAGS)), base, 0o700 if gid is None else 0o711))
+            parent_fd = _keep(fds, os.open(parent, _TRUSTED_DIR_FLAGS))
+            _check_trusted(parent_fd, parent, shared_ok=True)
+            top = _keep(fds, _subdir(parent_fd, base, 0o700 if gid is None else 0o711))
+            _check_trusted(top, self.config_dir)
             user = _keep(fds, _subdir(top, safe_slug(name), dir_mode, gid))
             for rel, content in self.jupyter_config_files(name).items():
                 sub, file_name = os.path.split(rel)

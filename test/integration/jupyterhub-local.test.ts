@@ -52,7 +52,7 @@ afterAll(async () => {
   await hub?.stop();
   // Neither the hub nor the single-user server (whose output the hub carries) logs a session id.
   for (const s of sessions) expect(log).not.toContain(s);
-  rmSync(storeDir, { recursive: true, force: true });
+  for (const dir of [storeDir, `${storeDir}-jupyter`]) rmSync(dir, { recursive: true, force: true });
 });
 
 async function handoff(b: NoJsBrowser, user: string, query: string): Promise<string> {

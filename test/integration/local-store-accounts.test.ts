@@ -86,6 +86,7 @@ suite(`userAccess: group with real unix accounts${isRoot ? '' : ' (skipped: crea
     for (const s of sessions) expect(served?.output() ?? '').not.toContain(s);
     if (store) rmSync(store, { recursive: true, force: true });
     if (configDir) rmSync(configDir, { recursive: true, force: true });
+    if (store) rmSync(`${store}-jupyter`, { recursive: true, force: true });
     for (const a of [SVC, NINA, OMAR]) spawnSync('userdel', [a]);
   });
 
@@ -97,7 +98,7 @@ suite(`userAccess: group with real unix accounts${isRoot ? '' : ' (skipped: crea
     expect(denied(as(OMAR, ['cat', sessionFile(NINA)]))).toBe(true);
     // The record stays the service's; the store's directories can be crossed, not listed.
     expect(denied(as(NINA, ['cat', join(store, 'users', NINA, 'state.json')]))).toBe(true);
-    for (const dir of [store, join(store, 'users'), join(store, 'jupyter')]) {
+    for (const dir of [store, join(store, 'users'), `${store}-jupyter`]) {
       expect(denied(as(OMAR, ['ls', dir]))).toBe(true);
       expect(denied(as(NINA, ['ls', dir]))).toBe(true);
     }

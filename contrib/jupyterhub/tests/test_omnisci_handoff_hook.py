@@ -91,7 +91,7 @@ def test_pre_spawn_hook_gives_env_and_config(hook_module, tmp_path):
     assert "OMNISCI_HOST" not in env and env["KEEP"] == "me"
     config_dir, inherited = env["JUPYTER_CONFIG_PATH"].split(os.pathsep)
     assert inherited == "/etc/site-jupyter"
-    assert config_dir == str(tmp_path / "jupyter" / "alice-example-org---cfd44c4f")
+    assert config_dir == f"{tmp_path}-jupyter/alice-example-org---cfd44c4f"
 
     manager = json.loads(Path(config_dir, "jupyter_notebook_config.json").read_text())["OmniSciSessionManager"]
     assert manager == {"session_file": str(user_dir / "omnisci-session"), "protocol": "OMNISCI_PROTOCOL", "host": "DB_HOST", "port": "OMNISCI_PORT"}
@@ -157,7 +157,8 @@ def test_group_access_after_a_handoff(hook_module, tmp_path):
     assert mode_gid(user_dir / "state.json") == state_before  # the record is left to the service's modes
 
     config_dir = Path(s.environment["JUPYTER_CONFIG_PATH"])
-    assert config_dir == store / "jupyter" / "nina" and mode_gid(config_dir.parent)[0] == 0o711
+    assert config_dir == tmp_path / "store-jupyter" / "nina" and mode_gid(config_dir.parent)[0] == 0o711
+    assert os.stat(config_dir).st_uid == 0 and os.stat(config_dir.parent).st_uid == 0  # root's, never the service's
     for path in [config_dir, *config_dir.rglob("*")]:
         assert mode_gid(path) == ((0o2750, USER.pw_gid) if path.is_dir() else (0o640, USER.pw_gid)), path
 
@@ -177,11 +178,10 @@ def test_group_access_before_the_first_handoff(hook_module, tmp_path):
 
 
 @root_only
-@pytest.mark.parametrize("link", ["users/nina", "users/nina/session", "jupyter", "jupyter/nina"])
+@pytest.mark.parametrize("link", ["users/nina", "users/nina/session"])
 def test_group_access_never_follows_a_symlink_in_the_store(hook_module, tmp_path, link):
     store = tmp_path / "store"
     write_store(store, "nina", "nina", {"protocol": "https", "host": "h", "port": 443, "database": ""})
-    (store / "jupyter" / "nina").mkdir(parents=True)
     victim = tmp_path / "victim"
     victim.mkdir(mode=0o700)
     (victim / "session").write_text("root's")
@@ -210,6 +210,38 @@ def test_group_access_refuses_a_session_file_of_another_owner(hook_module, tmp_p
     with pytest.raises(ValueError):
         group_hook(hook_module, store)(spawner("nina"))
     assert mode_gid(user_dir / "session")[1] == 0
+
+
+def test_config_dir_never_inside_the_store(hook_module, tmp_path):
+    for inside in (tmp_path / "jupyter", tmp_path, tmp_path / "users" / "x"):
+        with pytest.raises(ValueError, match="inside the store"):
+            hook_module.OmnisciHandoffHook(tmp_path, config_dir=inside)
+
+
+@root_only
+def test_config_dir_refused_when_others_could_change_it(hook_module, tmp_path):
+    store = tmp_path / "store"
+    write_store(store, "nina", "nina", {"protocol": "https", "host": "h", "port": 443, "database": ""})
+    service_owns(store)
+    # Made beforehand by another account (e.g. in a sticky /tmp): it could replace the files later.
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    os.chown(planted, SERVICE.pw_uid, SERVICE.pw_gid)
+    with pytest.raises(ValueError, match="must belong to root"):
+        group_hook(hook_module, store, config_dir=planted)(spawner("nina"))
+    assert os.listdir(planted) == []
+    # A parent others can write to, without the sticky bit.
+    open_parent = tmp_path / "open"
+    open_parent.mkdir()
+    os.chmod(open_parent, 0o777)
+    with pytest.raises(ValueError, match="must belong to root"):
+        group_hook(hook_module, store, config_dir=open_parent / "jupyter")(spawner("nina"))
+    # A parent owned by the service's account.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, SERVICE.pw_uid, SERVICE.pw_gid)
+    with pytest.raises(ValueError, match="must belong to root"):
+        group_hook(hook_module, store, config_dir=theirs / "jupyter")(spawner("nina"))
 
 
 def test_group_access_needs_a_unix_account(hook_module, tmp_path):
