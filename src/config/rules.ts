@@ -5,7 +5,9 @@
  * template`, and the config the chart would render from them fails here) or names why the chart cannot
  * break it.
  */
+import { posix } from 'node:path';
 import { RESERVED_SECRET_KEYS } from '../k8s/layout.js';
+import { JUPYTER_CONFIG_PATH } from '../notebook/outputs.js';
 import { HMAC_ALGORITHMS } from './schema.js';
 import type { Config } from './types.js';
 
@@ -46,6 +48,10 @@ function callbackProblem(c: Config): string | undefined {
   return `must lead to ${callback}`;
 }
 
+/** An env var's own value (never an Object.prototype member such as `constructor`). */
+export const envValue = (env: NodeJS.ProcessEnv, name: string): string | undefined =>
+  Object.hasOwn(env, name) && typeof env[name] === 'string' ? env[name] : undefined;
+
 const rule = (id: string, path: string, check: Rule['check']): Rule => ({ id, path, check });
 const when = (cond: boolean, message: string) => (cond ? message : undefined);
 
@@ -67,7 +73,7 @@ export const RULES: readonly Rule[] = [
   ),
   rule('hmac-env-set', 'token.keys.hmacSecretEnv', (c, env) => {
     const name = c.token.keys.hmacSecretEnv;
-    return when(Boolean(name && !env[name]), `env var ${name} is not set`);
+    return when(Boolean(name && !envValue(env, name)), `env var ${name} is not set`);
   }),
   rule('jwks-https', 'token.keys.jwksUrl', (c) => {
     const url = c.token.keys.jwksUrl;
@@ -114,6 +120,19 @@ export const RULES: readonly Rule[] = [
     when(
       c.store.backend === 'kubernetes' && (RESERVED_SECRET_KEYS as readonly string[]).includes(c.notebook.sessionFileName),
       `must not be one of ${RESERVED_SECRET_KEYS.join(', ')}`,
+    ),
+  ),
+  rule('env-names-distinct', 'notebook.env', (c) => {
+    const names = Object.values(c.notebook.env);
+    return when(
+      new Set(names).size !== names.length || names.includes(JUPYTER_CONFIG_PATH),
+      `the protocol, host and port env var names must differ from each other and from ${JUPYTER_CONFIG_PATH}`,
+    );
+  }),
+  rule('mount-paths-distinct', 'webhook.jupyterConfigDir', (c) =>
+    when(
+      posix.normalize(`${c.webhook.jupyterConfigDir}/`) === posix.normalize(`${c.notebook.sessionDir}/`),
+      'must differ from notebook.sessionDir (each is a volume of its own in the pod)',
     ),
   ),
   rule('webhook-needs-kubernetes', 'webhook.enabled', (c) =>

@@ -16,6 +16,7 @@ import {
   type JWK,
   type JWSHeaderParameters,
 } from 'jose';
+import { envValue } from '../config/rules.js';
 import type { Config } from '../config/types.js';
 import { describeCause, HandoffError } from '../errors.js';
 
@@ -110,7 +111,7 @@ export function jwksUrlSource(keys: Config['token']['keys'] & { jwksUrl: string 
 export async function readHmacSecret(keys: Config['token']['keys'], env: NodeJS.ProcessEnv): Promise<Uint8Array | undefined> {
   let text: string | undefined;
   if (keys.hmacSecretFile) text = await readFile(keys.hmacSecretFile, 'utf8');
-  else if (keys.hmacSecretEnv) text = env[keys.hmacSecretEnv];
+  else if (keys.hmacSecretEnv) text = envValue(env, keys.hmacSecretEnv);
   if (text === undefined) return undefined;
   return new TextEncoder().encode(text.trim());
 }

@@ -32,6 +32,8 @@ export function mapUsername(claims: Record<string, unknown>, user: Config['user'
 /** Why JupyterHub (or a URL built from it) cannot use this name; undefined when it can. */
 export function usernameProblem(name: string, pattern?: string): string | undefined {
   if (name === '') return 'the name is empty';
+  // A lone UTF-16 surrogate has no UTF-8 form: URLs, slugs and the hub could not tell such names apart.
+  if (!name.isWellFormed()) return 'the name is not well-formed Unicode';
   if ([...name].length > MAX_LENGTH) return `the name is longer than ${MAX_LENGTH} characters`;
   if (name.includes('/')) return 'the name contains "/"';
   // eslint-disable-next-line no-control-regex

@@ -202,10 +202,17 @@ export function createApp(deps: AppDeps): App {
 
   app.use(base, r);
   app.use((req, res) => sendError(req, res, new HandoffError('not_found')));
-  // Body parser errors (oversize, bad encoding) and anything unexpected.
+  // Errors of the request itself (body parser: oversize, bad encoding, a body that does not decompress;
+  // router: a malformed %-escape in a path) carry a 4xx status; anything else is unexpected.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const type = (err as { type?: string }).type;
-    const e = type === 'entity.too.large' ? new HandoffError('token_too_large') : typeof type === 'string' ? new HandoffError('bad_request', type) : err;
+    const { type, status } = err as { type?: unknown; status?: unknown };
+    const clientError = typeof status === 'number' && status >= 400 && status < 500;
+    const e =
+      type === 'entity.too.large'
+        ? new HandoffError('token_too_large')
+        : clientError
+          ? new HandoffError('bad_request', typeof type === 'string' ? type : `HTTP ${status}`)
+          : err;
     fail(req, res, e, 'request failed');
   });
   return {

@@ -51,15 +51,31 @@ class KeyedQueue {
   }
 }
 
-async function writeAtomic(path: string, content: string, mode = 0o600): Promise<void> {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  await writeFile(tmp, content, { mode, flag: 'wx' });
+/** Files to be replaced together: each is written to a temporary file first, then renamed over its target. */
+interface Replacement {
+  path: string;
+  content: string;
+  mode: number;
+}
+
+/**
+ * Replaces the files in order: all temporary files are written first (a full disk fails here, and the
+ * temporaries are removed), then renamed one by one — a rename does not fail for want of space — so
+ * the last file (the record, with its jtis) changes only once all the others have.
+ */
+async function replaceAll(files: Replacement[]): Promise<void> {
+  const tmps = files.map((f) => `${f.path}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    // The umask may have cut the group bits.
-    if (mode !== 0o600) await chmod(tmp, mode);
-    await rename(tmp, path);
+    await Promise.all(
+      files.map(async (f, i) => {
+        await writeFile(tmps[i]!, f.content, { mode: f.mode, flag: 'wx' });
+        // The umask may have cut the group bits.
+        if (f.mode !== 0o600) await chmod(tmps[i]!, f.mode);
+      }),
+    );
+    for (const [i, f] of files.entries()) await rename(tmps[i]!, f.path);
   } catch (e) {
-    await unlink(tmp).catch(() => undefined);
+    await Promise.all(tmps.map((t) => unlink(t).catch(() => undefined)));
     throw e;
   }
 }
@@ -100,8 +116,8 @@ class Recent<V> {
 export function createLocalStore(config: Config, clock: () => number = Date.now): SessionStore {
   const root = resolve(config.store.local.dir);
   const queue = new KeyedQueue();
-  const records = new Recent<SessionRecord>(10_000);
-  const madeDirs = new Recent<true>(10_000);
+  // Bounded: a few thousand active users are served from memory, the rest read their state.json.
+  const records = new Recent<SessionRecord>(2_000);
   const nb = config.notebook;
   const shared = config.store.local.userAccess === 'group';
 
@@ -136,26 +152,26 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
     return record;
   }
 
+  /**
+   * The session file first, the record last: should the record's rename never happen, the record
+   * still says the jti is unspent, so the same token can be tried again and lands whole.
+   */
   async function write(record: SessionRecord, retried = false): Promise<void> {
     const dir = userDir(root, record.user);
-    if (!madeDirs.get(dir)) {
-      await ensureTop();
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      madeDirs.set(dir, true);
-    }
-    records.set(record.user, record);
     try {
-      await Promise.all([
-        writeAtomic(join(dir, STATE_FILE), `${JSON.stringify(record)}\n`),
-        writeAtomic(join(dir, nb.sessionFileName), sessionFileContent(record, nb.sessionFormat), shared ? 0o640 : 0o600),
+      await replaceAll([
+        { path: join(dir, nb.sessionFileName), content: sessionFileContent(record, nb.sessionFormat), mode: shared ? 0o640 : 0o600 },
+        { path: join(dir, STATE_FILE), content: `${JSON.stringify(record)}\n`, mode: 0o600 },
       ]);
+      records.set(record.user, record);
     } catch (e) {
       // Whatever is on disk now is the truth: forget the cached copy.
       records.delete(record.user);
-      // The directory was removed behind our back (an admin cleaning up): make it again, once.
+      // A first handoff, or the directory was removed behind our back (an admin cleaning up): make it, once.
       if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !retried) {
-        madeDirs.delete(dir);
         top = undefined;
+        await ensureTop();
+        await mkdir(dir, { recursive: true, mode: 0o700 });
         return write(record, true);
       }
       throw e;
@@ -201,7 +217,7 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
       try {
         await makeTop();
         const probe = join(root, `.probe-${randomBytes(4).toString('hex')}`);
-        await writeAtomic(probe, '');
+        await replaceAll([{ path: probe, content: '', mode: 0o600 }]);
         await rm(probe);
       } catch (e) {
         throw storeError(e, `local store ${root} is not writable`);

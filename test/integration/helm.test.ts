@@ -19,6 +19,8 @@ import { validateK8sObject } from '../support/k8s-validate.js';
 import { ROOT } from '../support/root.js';
 
 const NS = 'jhub';
+/** The chart's objects that live in no namespace. */
+const CLUSTER_SCOPED = ['MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
 
 type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [k: string]: any }; [k: string]: any };
 
@@ -136,7 +138,7 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
   test.each(Object.entries(VALUE_SETS))('%s: every object is valid Kubernetes and the config loads', async (_name, values) => {
     const objs = template(bin, values);
     for (const o of objs) expect({ object: `${o.kind}/${o.metadata.name}`, problems: await validateK8sObject(o) }).toEqual({ object: `${o.kind}/${o.metadata.name}`, problems: [] });
-    for (const o of objs) if (o.kind !== 'MutatingWebhookConfiguration') expect(o.metadata.namespace).toBe(NS);
+    for (const o of objs) if (!CLUSTER_SCOPED.includes(o.kind)) expect(o.metadata.namespace).toBe(NS);
     const config = resolveConfig(renderedConfig(objs), {});
     expect(config.store.backend).toBe('kubernetes');
     expect(config.store.kubernetes.namespace).toBe(NS);
@@ -302,6 +304,8 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     'identity-client-id': { na: "the chart's base path /services/<name>/ gives the hub's client id service-<name>" },
     'identity-callback': { na: "the chart's base path gives the default redirect URI {base}oauth_callback" },
     'session-file-name': { values: { config: { notebook: { sessionFileName: 'state' } } }, chart: /sessionFileName must not be one of/ },
+    'env-names-distinct': { values: { config: { notebook: { env: { host: 'OMNISCI_PORT' } } } }, chart: /env var names must differ/ },
+    'mount-paths-distinct': { values: { config: { notebook: { sessionDir: '/etc/omnisci-handoff/jupyter/' } } }, chart: /jupyterConfigDir must differ/ },
     'webhook-needs-kubernetes': { na: 'the chart sets store.backend kubernetes' },
     'webhook-tls': { na: 'the chart mounts the webhook certificate and sets certFile and keyFile' },
   };
@@ -335,5 +339,5 @@ test('manifests/ is the chart rendered for kubectl apply -k, and kustomize build
   const built = execFileSync(join(ROOT, '.cache/helm/v4/kubectl'), ['kustomize', join(ROOT, 'manifests')], { encoding: 'utf8' });
   const objs = parseAllDocuments(built).map((d) => d.toJS() as K8sObject);
   expect(kinds(objs)).toContain('Certificate');
-  expect(objs.filter((o) => o.kind !== 'MutatingWebhookConfiguration').every((o) => o.metadata.namespace === NS)).toBe(true);
+  expect(objs.filter((o) => !CLUSTER_SCOPED.includes(o.kind)).every((o) => o.metadata.namespace === NS)).toBe(true);
 });

@@ -76,7 +76,7 @@ test('handoff → Secret; pod CREATE → patched to read it', async () => {
     expect(line).not.toContain(session);
     expect(line).not.toContain(token);
   }
-  const metrics = await (await fetch(`${svc.url}metrics`)).text();
+  const metrics = await (await fetch(`${svc.internalUrl}metrics`)).text();
   expect(metrics).toMatch(/omnisci_handoff_handoffs_total\{outcome="stored"\} 1/);
   expect(metrics).toMatch(/omnisci_handoff_webhook_admissions_total\{outcome="patched"\} 1/);
 });

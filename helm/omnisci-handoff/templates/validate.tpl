@@ -59,6 +59,13 @@ service's own rules (src/config/rules.ts); test/integration/helm.test.ts runs ea
 {{- if not (contains "{username}" $c.redirect.labUrlTemplate) }}
 {{- fail "config.redirect.labUrlTemplate must contain {username}" }}
 {{- end }}
+{{- $envNames := list $c.notebook.env.protocol $c.notebook.env.host $c.notebook.env.port }}
+{{- if or (ne (len ($envNames | uniq)) 3) (has "JUPYTER_CONFIG_PATH" $envNames) }}
+{{- fail "config.notebook.env: the protocol, host and port env var names must differ from each other and from JUPYTER_CONFIG_PATH" }}
+{{- end }}
+{{- if eq (clean $c.notebook.sessionDir) (clean $c.webhook.jupyterConfigDir) }}
+{{- fail "config.webhook.jupyterConfigDir must differ from config.notebook.sessionDir" }}
+{{- end }}
 {{- if has $c.notebook.sessionFileName (list "protocol" "host" "port" "state") }}
 {{- fail "config.notebook.sessionFileName must not be one of protocol, host, port, state (keys of the session Secret)" }}
 {{- end }}
