@@ -12,9 +12,10 @@ export interface BenchResult {
   errors: number;
 }
 
-/** Starts `bench/<script>` (compiled) with args; resolves once it prints {"port":N}. */
-export async function startTarget(script: string, args: string[]): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL(`./${script}`, import.meta.url)), ...args], {
+/** Starts `bench/<script>` (compiled) with args (and node flags); resolves once it prints {"port":N}. */
+export async function startTarget(script: string, args: string[], nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [...nodeArgs, fileURLToPath(new URL(`./${script}`, import.meta.url)), ...args], {
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const port = await new Promise<number>((resolve, reject) => {

@@ -3,8 +3,9 @@
  * - handoff: handoffs/s and latency at c=32, ES256 and RS256 tokens on the local store, next to a
  *   trivial express endpoint in the same run;
  * - webhook: admissions/s over HTTPS next to a trivial HTTPS endpoint (bench/webhook.ts);
- * - hub: a burst of handoffs against a real JupyterHub next to its own API spawns (bench/hub-burst.ts).
- * BENCH_ONLY=handoff,webhook,hub picks sections.
+ * - hub: a burst of handoffs against a real JupyterHub next to its own API spawns (bench/hub-burst.ts);
+ * - memory: RSS every 10k of 100k handoffs over 10k users (bench/memory.ts); only when asked for.
+ * BENCH_ONLY=handoff,webhook,hub,memory picks sections (default: all but memory, which takes minutes).
  */
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { generateSigningKey } from '../src/handoff/keygen.js';
 import { mintToken, randomSessionId, type SigningKey } from '../src/handoff/mint.js';
 import { importJWK, type CryptoKey } from 'jose';
 import { hubBurst } from './hub-burst.js';
+import { benchMemory, IMAGE_NODE_FLAGS } from './memory.js';
 import { startTarget, type BenchResult } from './process.js';
 import { benchWebhook } from './webhook.js';
 
@@ -67,6 +69,7 @@ async function tokens(signing: SigningKey, n: number): Promise<string[]> {
       issuer: 'https://immerse.bench',
       audience: 'omnisci-handoff',
       subject: `user${k % USERS}`,
+      typ: 'omnisci-handoff+jwt',
       iat: now,
       lifetimeSeconds: 300,
       omnisci: { session: randomSessionId() },
@@ -129,7 +132,7 @@ function table(results: BenchResult[]): string {
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const only = process.env.BENCH_ONLY?.split(',');
-const wanted = (name: string) => !only || only.includes(name);
+const wanted = (name: string) => (only ? only.includes(name) : name !== 'memory');
 
 if (wanted('handoff')) {
   const results = await benchHandoff();
@@ -153,4 +156,15 @@ if (wanted('hub')) {
   out(`\nhub burst: ${r.users} users at once, concurrent_spawn_limit ${r.spawnLimit}, 1 s spawner, real JupyterHub`);
   out(`  handoffs (every browser on its lab): ${r.handoffSeconds.toFixed(2)} s, landed ${r.landed}/${r.users}, 5xx ${r.responses5xx}, 429s absorbed ${r.throttled}`);
   out(`  hub's own API spawns of ${r.users} users:  ${r.apiSeconds.toFixed(2)} s  → ratio ${(r.handoffSeconds / r.apiSeconds).toFixed(2)}×`);
+}
+
+if (wanted('memory')) {
+  const r = await benchMemory(Number(process.env.BENCH_MEMORY_HANDOFFS ?? 100_000), Number(process.env.BENCH_MEMORY_USERS ?? 10_000));
+  const mb = (m: { total: number; anon: number }) => `${(m.total * 1.048576).toFixed(0).padStart(4)} MB RSS (${(m.anon * 1.048576).toFixed(0).padStart(3)} MB anonymous)`;
+  out(`\nmemory: RS256 handoffs over 10 000 users, local store on tmpfs, the image's memory settings (${IMAGE_NODE_FLAGS.join(' ')}, MALLOC_ARENA_MAX=2)`);
+  out(`  idle after start:          ${mb(r.idle)}`);
+  for (const [n, m] of r.samples) out(`  after ${String(n).padStart(6)} handoffs:  ${mb(m)}  ${(m.total / r.idle.total).toFixed(2)}× idle`);
+  const last = r.samples.at(-1)?.[1];
+  const first = r.samples[0]?.[1];
+  if (last && first) out(`  failures ${r.failures}; targets: ≤ 120 MB after 100k (${(last.total * 1.048576).toFixed(0)} MB), flat after the first 10k (+${((last.total - first.total) * 1.048576).toFixed(0)} MB)`);
 }
