@@ -71,6 +71,7 @@ except ImportError:
 STATE_FILE = "state.json"
 CONFIG_FILE = "omnisci-handoff.json"
 SERVER_EXTENSION = "jupyterlab_omnisci.serverextension"
+COMPANION_EXTENSION = "omnisci_handoff_jupyter"  # the jupyter_server 2 + JupyterLab 4 companion (jupyter/)
 DEFAULT_ENV_NAMES = {"protocol": "OMNISCI_PROTOCOL", "host": "OMNISCI_HOST", "port": "OMNISCI_PORT"}
 
 
@@ -214,7 +215,9 @@ class OmnisciHandoffHook:
         )
         return {
             f"jupyter_notebook_config.d/{CONFIG_FILE}": _json({"NotebookApp": {"nbserver_extensions": {SERVER_EXTENSION: True}}}),
-            f"jupyter_server_config.d/{CONFIG_FILE}": _json({"ServerApp": {"jpserver_extensions": {SERVER_EXTENSION: True}}}),
+            f"jupyter_server_config.d/{CONFIG_FILE}": _json(
+                {"ServerApp": {"jpserver_extensions": {SERVER_EXTENSION: True, COMPANION_EXTENSION: True}}}
+            ),
             "jupyter_notebook_config.json": manager,
             "jupyter_server_config.json": manager,
         }

@@ -46,8 +46,10 @@ function jupyterConfig(nb: Config['notebook'], sessionFile = sessionFilePath(nb)
 export const JUPYTER_CONFIG_PATH = 'JUPYTER_CONFIG_PATH';
 
 export const JUPYTER_CONFIG_FILE = 'omnisci-handoff.json';
-/** jupyterlab-omnisci's server extension module (its `/omnisci/session` handler). */
+/** jupyterlab-omnisci's server extension module (its `/omnisci/session` handler; classic notebook server < 7). */
 export const SERVER_EXTENSION = 'jupyterlab_omnisci.serverextension';
+/** This repository's jupyter_server 2 + JupyterLab 4 companion (jupyter/), the same contract on current Jupyter. */
+export const COMPANION_EXTENSION = 'omnisci_handoff_jupyter';
 
 /**
  * Files keyed by path relative to a Jupyter config directory, for the classic notebook server (what
@@ -61,7 +63,10 @@ export function jupyterConfigFiles(nb: Config['notebook'], sessionFile = session
   const manager = json(jupyterConfig(nb, sessionFile));
   return {
     [`jupyter_notebook_config.d/${JUPYTER_CONFIG_FILE}`]: json({ NotebookApp: { nbserver_extensions: { [SERVER_EXTENSION]: true } } }),
-    [`jupyter_server_config.d/${JUPYTER_CONFIG_FILE}`]: json({ ServerApp: { jpserver_extensions: { [SERVER_EXTENSION]: true } } }),
+    // Both, so one config serves either image: jupyter_server only warns about the one it lacks.
+    [`jupyter_server_config.d/${JUPYTER_CONFIG_FILE}`]: json({
+      ServerApp: { jpserver_extensions: { [SERVER_EXTENSION]: true, [COMPANION_EXTENSION]: true } },
+    }),
     'jupyter_notebook_config.json': manager,
     'jupyter_server_config.json': manager,
   };

@@ -1,0 +1,137 @@
+/**
+ * Today's single-user server: jupyter_server 2 + JupyterLab 4 + ipykernel with omnisci-handoff-jupyter
+ * (jupyter/) installed from its wheel (scripts/deps/jupyterlab4.sh builds .cache/venv-jlab4), started
+ * on a loopback port under a hub-like base URL (/user/<name>/), with a token, the Jupyter config dir
+ * the service generates on JUPYTER_CONFIG_PATH (as the webhook and the spawner hook add it) and the
+ * connection env vars.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './jupyterhub.js';
+import { ROOT } from './root.js';
+
+/** The venv (JLAB4_VENV overrides it, e.g. to try another JupyterLab 4 release). */
+export const JLAB4_VENV = process.env.JLAB4_VENV ?? join(ROOT, '.cache/venv-jlab4');
+
+export function jupyterLab4Installed(): boolean {
+  return existsSync(join(JLAB4_VENV, '.installed'));
+}
+
+export interface JupyterServerOptions {
+  /** Directory holding the generated Jupyter config (added to JUPYTER_CONFIG_PATH). */
+  configDir: string;
+  /** Extra environment (the connection env vars). */
+  env?: Record<string, string>;
+  /** base_url, default /user/alice/. */
+  baseUrl?: string;
+  /** Extra command-line arguments for jupyter-server. */
+  args?: string[];
+  /** A failing start is expected: resolve when the process exits (or serves after all) instead of throwing. */
+  expectExit?: boolean;
+}
+
+export interface RunningJupyterServer {
+  /** Origin, e.g. http://127.0.0.1:40123 (no trailing slash). */
+  origin: string;
+  /** base_url, e.g. /user/alice/. */
+  baseUrl: string;
+  token: string;
+  /** The user's home and root_dir (where notebooks are saved). */
+  home: string;
+  /** GET {origin}{baseUrl}{path} (path without a leading slash), with the token unless told otherwise. */
+  get(path: string, authenticated?: boolean): Promise<{ status: number; contentType: string; text: string }>;
+  /** An authenticated request to the REST API. */
+  api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
+  log(): string;
+  exitCode(): number | null;
+  stop(): Promise<void>;
+}
+
+export async function startJupyterServer(opts: JupyterServerOptions): Promise<RunningJupyterServer> {
+  if (!jupyterLab4Installed()) throw new Error('JupyterLab 4 is not installed: run scripts/deps/jupyterlab4.sh');
+  const home = mkdtempSync(join(tmpdir(), 'ojl4-'));
+  for (const d of ['.jupyter', 'data', 'runtime', '.ipython']) mkdirSync(join(home, d));
+  // The user answered JupyterLab's "get notified about official Jupyter news?" already: no.
+  const settings = join(home, '.jupyter/lab/user-settings/@jupyterlab/apputils-extension');
+  mkdirSync(settings, { recursive: true });
+  writeFileSync(join(settings, 'notification.jupyterlab-settings'), JSON.stringify({ fetchNews: 'false' }));
+  const port = await freePort();
+  const token = randomBytes(24).toString('hex');
+  const baseUrl = opts.baseUrl ?? '/user/alice/';
+  const args = [
+    '--no-browser',
+    '--ip=127.0.0.1',
+    `--port=${port}`,
+    '--port-retries=0',
+    `--ServerApp.base_url=${baseUrl}`,
+    `--ServerApp.root_dir=${home}`,
+    '--allow-root',
+    // No network: no news feed, no update check.
+    '--LabApp.news_url=None',
+    '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',
+    ...(opts.args ?? []),
+  ];
+  const child = spawn(join(JLAB4_VENV, 'bin/jupyter-server'), args, {
+    cwd: home,
+    env: {
+      PATH: `${join(JLAB4_VENV, 'bin')}:/usr/bin:/bin`,
+      HOME: home,
+      JUPYTER_CONFIG_DIR: join(home, '.jupyter'),
+      JUPYTER_CONFIG_PATH: opts.configDir,
+      JUPYTER_DATA_DIR: join(home, 'data'),
+      JUPYTER_RUNTIME_DIR: join(home, 'runtime'),
+      IPYTHONDIR: join(home, '.ipython'),
+      JUPYTER_TOKEN: token,
+      PYTHONWARNINGS: 'ignore',
+      ...opts.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const origin = `http://127.0.0.1:${port}`;
+  const get: RunningJupyterServer['get'] = async (path, authenticated = true) => {
+    const r = await fetch(`${origin}${baseUrl}${path}`, { headers: authenticated ? { Authorization: `token ${token}` } : {}, redirect: 'manual' });
+    return { status: r.status, contentType: r.headers.get('content-type') ?? '', text: await r.text() };
+  };
+  const api: RunningJupyterServer['api'] = async (method, path, body) => {
+    const r = await fetch(`${origin}${baseUrl}api/${path}`, {
+      method,
+      headers: { Authorization: `token ${token}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    return { status: r.status, json: text ? (JSON.parse(text) as unknown) : undefined };
+  };
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      process.kill(-child.pid!, 'SIGTERM');
+      await exited;
+    }
+    rmSync(home, { recursive: true, force: true });
+  };
+  const server: RunningJupyterServer = { origin, baseUrl, token, home, get, api, log: () => output, exitCode: () => child.exitCode, stop };
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) {
+      if (opts.expectExit) return server;
+      throw new Error(`jupyter-server exited during startup:\n${output}`);
+    }
+    try {
+      if ((await get('api/status')).status === 200) break;
+    } catch {
+      /* not yet */
+    }
+    if (i > 1200) {
+      await stop();
+      throw new Error(`jupyter-server did not come up:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return server;
+}
