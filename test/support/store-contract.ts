@@ -12,6 +12,16 @@ import type { Revocation } from '../../src/handoff/types.js';
 import type { SessionStore } from '../../src/store/types.js';
 import { makeHandoff } from './core.js';
 
+/** The HandoffError a promise rejects with (the test fails when it resolves or rejects otherwise). */
+export async function rejection(p: Promise<unknown>): Promise<HandoffError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(HandoffError);
+  return e as HandoffError;
+}
+
 export interface ContractTarget {
   /** A store over the target's backing data; each call is another instance (another replica) over the same data. */
   store(o?: { maxJtis?: number }): SessionStore;
@@ -28,15 +38,6 @@ const revocation = (user: string, over: Partial<Revocation> = {}): Revocation =>
   const iat = over.iat ?? now();
   return { user, jti: randomUUID(), iat, exp: iat + 300, ...over };
 };
-
-async function rejection(p: Promise<unknown>): Promise<HandoffError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(HandoffError);
-  return e as HandoffError;
-}
 
 export function storeContract(name: string, make: () => Promise<ContractTarget>): void {
   describe(`SessionStore contract: ${name}`, () => {

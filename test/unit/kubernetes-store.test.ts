@@ -1,11 +1,11 @@
 /** The Kubernetes backend's own behaviour: Secret layout, conflicts, API errors, fast refresh, GC. The shared rules run in test/support/store-contract.ts. */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { HandoffError } from '../../src/errors.js';
 import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
 import { POD_REFRESH_ANNOTATION, secretName } from '../../src/k8s/layout.js';
 import { labelSlug, safeSlug } from '../../src/k8s/slug.js';
 import { makeHandoff } from '../support/core.js';
+import { rejection } from '../support/store-contract.js';
 import { externalKubeconfig, k8sConfig, k8sTarget, type K8sTarget } from '../support/k8s-target.js';
 
 const fakeOnly = externalKubeconfig ? test.skip : test;
@@ -24,15 +24,6 @@ function store(kubernetes: Record<string, unknown> = {}, raw: Record<string, unk
 }
 let userSeq = 0;
 const newUser = (base = 'user') => `${base}${++userSeq}-${randomBytes(2).toString('hex')}`;
-
-async function rejection(p: Promise<unknown>): Promise<HandoffError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(HandoffError);
-  return e as HandoffError;
-}
 
 beforeAll(async () => {
   t = await k8sTarget();
