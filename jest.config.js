@@ -17,5 +17,7 @@ export default {
     { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'] },
     // The container images built and run with podman (scripts/images/): minutes on a cold machine.
     { ...common, displayName: 'system', testMatch: ['<rootDir>/test/system/**/*.test.ts'] },
+    // A real one-node cluster (test/support/k8s-node.ts): root, containerd, minutes. `npm run test:node`.
+    { ...common, displayName: 'node', testMatch: ['<rootDir>/test/node/**/*.test.ts'] },
   ],
 };
