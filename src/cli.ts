@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 /**
- * omnisci-handoff CLI: serve, check-config, mint, keygen, z2jh-values.
- * Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
+ * omnisci-handoff CLI: serve, check-config, doctor, mint, keygen, z2jh-values.
+ * Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage (doctor: docs/doctor.md).
  */
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
+import { configSchema } from './config/schema.js';
 import type { Algorithm, Config, OmnisciProtocol } from './config/types.js';
-import { devSetup } from './dev.js';
+import { devSetup, isLocalOnly } from './dev.js';
 import { generateHmacSecret, generateSigningKey } from './handoff/keygen.js';
 import { isHmacAlg } from './handoff/keys.js';
 import { mintToken, readSigningKey } from './handoff/mint.js';
@@ -20,6 +21,10 @@ const USAGE = `usage: omnisci-handoff <command> [options]
 commands:
   serve [--config FILE]        run the service (no config: local mode with a generated dev key)
   check-config --config FILE   validate a config file; lists every problem, exit code 2 when invalid
+  doctor --config FILE [--json] [--kubeconfig ADMIN_KUBECONFIG]
+                               check a live deployment from where the service runs (keys, hub, Kubernetes
+                               RBAC, webhook, ConfigMap): one line per check with the fix; exit code 0 when
+                               all pass, 1 when one fails, 3 when some could not be checked (docs/doctor.md)
   mint --key FILE [--alg ALG] (--config FILE | --issuer ISS --audience AUD) --sub USER --session ID
        [--protocol P] [--host H] [--port N] [--database DB] [--query SQL] [--typ TYP]
        [--lifetime SECONDS] [--revoke] [--link BASE_URL]
@@ -53,7 +58,9 @@ async function serve(args: string[]): Promise<void> {
     `\nomnisci-handoff is running in local mode (dev key in ${dev.config.store.local.dir}/dev, sessions in ${dev.config.store.local.dir}/users).\n` +
       `Open the demo handoff (a fresh token each visit):\n  ${service.url}dev/demo\n` +
       `or this one-time handoff link for user "demo" (valid 5 minutes; the token stays in the fragment):\n  ${link}\n` +
-      `Both store a session and redirect to ${dev.config.redirect.hubPublicUrl}/user/demo/lab?omnisci&reset.\n\n`,
+      (isLocalOnly(dev.config)
+        ? 'Both store a session and show what the notebook would receive (no hub configured: set HUB_PUBLIC_URL, or try npm run demo).\n\n'
+        : `Both store a session and redirect to ${dev.config.redirect.hubPublicUrl}/user/demo/lab?omnisci&reset.\n\n`),
   );
 }
 
@@ -65,6 +72,16 @@ function checkConfig(args: string[]): void {
   process.stdout.write(
     `${path}: ok (store ${config.store.backend}, algorithms ${config.token.algorithms.join(', ')}, base ${config.listen.basePath})\n`,
   );
+}
+
+async function doctorCommand(args: string[]): Promise<number> {
+  const { values: v } = parseArgs({ args, options: { config: { type: 'string' }, json: { type: 'boolean' }, kubeconfig: { type: 'string' } } });
+  const path = configPath(v);
+  if (!path) throw new UsageError('doctor needs --config FILE');
+  const { doctor, exitCode, formatCheck } = await import('./doctor/index.js');
+  const checks = await doctor({ configPath: path, ...(v.kubeconfig ? { kubeconfig: v.kubeconfig } : {}) });
+  process.stdout.write(v.json ? `${JSON.stringify(checks, null, 2)}\n` : checks.map((c) => `${formatCheck(c)}\n`).join(''));
+  return exitCode(checks);
 }
 
 async function mint(args: string[]): Promise<void> {
@@ -96,7 +113,9 @@ async function mint(args: string[]): Promise<void> {
   const audience = v.audience ?? config?.token.audience;
   if (!issuer || !audience) throw new UsageError('mint needs --issuer and --audience (or --config)');
   if (!v.revoke && !v.session) throw new UsageError('mint needs --session (or --revoke)');
-  const typ = v.typ ?? (v.revoke ? config?.token.revokeType : config?.token.type);
+  // Without a config, the service's default types (a service with defaults refuses a token without typ).
+  const types = configSchema.properties.token.properties;
+  const typ = v.typ ?? (v.revoke ? (config?.token.revokeType ?? types.revokeType.default) : (config?.token.type ?? types.type.default));
   const signing = await readSigningKey(v.key, v.alg as Algorithm | undefined);
   const token = await mintToken(signing, {
     issuer,
@@ -169,6 +188,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'check-config':
         checkConfig(args);
         return 0;
+      case 'doctor':
+        return await doctorCommand(args);
       case 'mint':
         await mint(args);
         return 0;

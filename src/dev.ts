@@ -1,6 +1,8 @@
 /**
  * Local mode (`npm start` with no config): a generated dev key under <dir>/dev, a config for it,
  * and a demo page that mints a fresh token on every visit. For trying the service, not production.
+ * Without HUB_PUBLIC_URL there is no hub to land on: the handoff ends on the service's own page of
+ * what the notebook would receive (src/landing/local.ts; `isLocalOnly` tells the service).
  */
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -12,6 +14,17 @@ import { mintToken, randomSessionId, readSigningKey, type SigningKey } from './h
 export const DEV_ISSUER = 'omnisci-handoff-dev';
 export const DEV_AUDIENCE = 'omnisci-handoff';
 export const DEV_TYP = 'omnisci-handoff+jwt';
+
+/** The demo handoff's query (the table every HeavyDB/OmniSci install ships as a sample). */
+export const DEMO_QUERY = 'SELECT * FROM flights_2008_10k LIMIT 100';
+
+/** Configs local mode made without a hub to land on (no HUB_PUBLIC_URL). */
+const withoutHub = new WeakSet<Config>();
+
+/** Whether `config` is local mode's without a hub: the service then lands on its own page instead of a lab. */
+export function isLocalOnly(config: Config): boolean {
+  return withoutHub.has(config);
+}
 
 export interface DevSetup {
   config: Config;
@@ -38,9 +51,11 @@ async function ensureDevKey(dir: string): Promise<{ privateFile: string; jwksFil
 export async function devSetup(env: NodeJS.ProcessEnv = process.env): Promise<DevSetup> {
   const dataDir = resolve(env.OMNISCI_HANDOFF_DATA ?? './.data');
   const { privateFile, jwksFile } = await ensureDevKey(join(dataDir, 'dev'));
+  const port = Number(env.PORT ?? 8470);
   const config = resolveConfig(
     {
-      listen: { port: Number(env.PORT ?? 8470), internal: { port: Number(env.PORT ?? 8470) + 1 } },
+      // PORT=0 (a free port) gets a free internal port too.
+      listen: { port, internal: { port: port === 0 ? 0 : port + 1 } },
       token: { issuer: DEV_ISSUER, audience: DEV_AUDIENCE, type: DEV_TYP, keys: { publicKeyFiles: [jwksFile] } },
       omnisci: { protocol: 'http', host: 'localhost', port: 6278 },
       store: { local: { dir: dataDir } },
@@ -48,6 +63,7 @@ export async function devSetup(env: NodeJS.ProcessEnv = process.env): Promise<De
     },
     env,
   );
+  if (!env.HUB_PUBLIC_URL) withoutHub.add(config);
   const signing = await readSigningKey(privateFile);
   return {
     config,
@@ -59,7 +75,7 @@ export async function devSetup(env: NodeJS.ProcessEnv = process.env): Promise<De
         subject: user,
         typ: DEV_TYP,
         lifetimeSeconds: 300,
-        omnisci: { session: randomSessionId(), query: 'SELECT * FROM flights_2008_10k LIMIT 100' },
+        omnisci: { session: randomSessionId(), query: DEMO_QUERY },
       }),
   };
 }

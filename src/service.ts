@@ -6,6 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config/types.js';
+import { isLocalOnly } from './dev.js';
 import { keySourcesFromConfig } from './handoff/keys.js';
 import { createVerifier } from './handoff/verify.js';
 import { createApp, type AppDeps } from './http/app.js';
@@ -13,6 +14,7 @@ import { internalHandler } from './http/internal.js';
 import type { KubeApi } from './k8s/client.js';
 import { directLanding } from './landing/direct.js';
 import { createHubLanding } from './landing/hub.js';
+import { createLocalLanding } from './landing/local.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createStore } from './store/index.js';
@@ -53,16 +55,19 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
       : undefined;
   const store = o.store ?? (await createStore(config, logger, kube));
   const verifier = createVerifier(config, await keySourcesFromConfig(config.token.keys, env), logger);
-  // With a hub, make sure the user's server runs (progress page) before landing; else land directly.
+  // With a hub, make sure the user's server runs (progress page) before landing; local mode without
+  // a hub ends on the service's own page of what the notebook would receive; else land directly.
   const hub = config.hub.enabled ? createHubLanding(config, { env, logger }) : undefined;
+  const local = !hub && isLocalOnly(config) ? createLocalLanding(config, store, { demoLink: Boolean(o.demoToken) }) : undefined;
   const app = createApp({
     config,
     verifier,
     store,
-    landing: hub?.landing ?? directLanding(config.redirect),
+    landing: hub?.landing ?? local?.landing ?? directLanding(config.redirect),
     logger,
     metrics,
     ...(hub ? { routers: [hub.router], scripts: hub.scripts, readiness: () => hub.readiness() } : {}),
+    ...(local ? { routers: [local.router] } : {}),
     ...(o.demoToken ? { demoToken: o.demoToken } : {}),
   });
   return { app, store, logger, metrics, namespace: kube?.namespace };

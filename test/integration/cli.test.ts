@@ -1,6 +1,7 @@
 /** The CLI as an admin and an issuer use it: keygen → config → check-config → serve → mint → handoff; and local mode. */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { decodeProtectedHeader } from 'jose';
 import { parse, stringify } from 'yaml';
 import { runCli, serveCli } from '../support/process.js';
 import { postToken, randomSessionId, tempDir } from '../support/core.js';
@@ -19,7 +20,7 @@ test('keygen, check-config, serve, mint, handoff, SIGTERM', async () => {
   writeFileSync(
     configFile,
     stringify({
-      listen: { port: 0 },
+      listen: { port: 0, internal: { port: 0 } },
       token: { issuer: 'https://immerse.test', audience: 'omnisci-handoff', type: 'omnisci-handoff+jwt', algorithms: ['ES256'], keys: { publicKeyFiles: [join(keys, 'jwks.json')] } },
       omnisci: { host: 'omnisci.test', port: 6278, protocol: 'http' },
       redirect: { hubPublicUrl: 'https://hub.test' },
@@ -48,6 +49,16 @@ test('keygen, check-config, serve, mint, handoff, SIGTERM', async () => {
   expect(served.output()).toContain('"msg":"stopped"');
 });
 
+test('mint without a config sets the typ a service with defaults requires', async () => {
+  const keys = join(tempDir('oh-cli-mint-'), 'keys');
+  expect((await runCli(['keygen', '--alg', 'ES256', '--out', keys])).code).toBe(0);
+  const args = ['mint', '--key', join(keys, 'signing-key.jwk'), '--issuer', 'i', '--audience', 'a', '--sub', 'nina'];
+  const typOf = async (extra: string[]) => decodeProtectedHeader((await runCli([...args, ...extra])).stdout.trim()).typ;
+  expect(await typOf(['--session', randomSessionId()])).toBe('omnisci-handoff+jwt');
+  expect(await typOf(['--revoke'])).toBe('omnisci-revoke+jwt');
+  expect(await typOf(['--session', randomSessionId(), '--typ', 'JWT'])).toBe('JWT');
+});
+
 test('check-config lists every problem and exits 2', async () => {
   const dir = tempDir('oh-cli-');
   const file = join(dir, 'bad.yaml');
@@ -61,7 +72,7 @@ test('check-config lists every problem and exits 2', async () => {
   expect((await runCli(['frobnicate'])).code).toBe(2);
 });
 
-test('local mode: npm start prints a demo link that stores a session and redirects to the lab', async () => {
+test('local mode: npm start prints a demo link that stores a session and lands on the service\'s own page', async () => {
   const dir = tempDir('oh-local-');
   const served = await serveCli([], { PORT: '0', OMNISCI_HANDOFF_DATA: join(dir, '.data') });
   try {
@@ -70,7 +81,8 @@ test('local mode: npm start prints a demo link that stores a session and redirec
     // The one-time link: what a browser posts from the fragment page.
     const res = await postToken(served.url, (link as string).split('#token=')[1] as string);
     expect(res.status).toBe(303);
-    expect(res.headers.get('location')).toBe('http://127.0.0.1:8000/user/demo/lab?omnisci&reset');
+    // No hub configured: the handoff ends on the service's own page (test/integration/local-landing.test.ts).
+    expect(res.headers.get('location')).toMatch(/^\/local\/[A-Za-z0-9_-]{22}$/);
     // The demo page mints a fresh token on every visit and auto-posts it.
     const page = await (await fetch(demo as string)).text();
     const token = /name="token" value="([^"]+)"/.exec(page)?.[1] as string;

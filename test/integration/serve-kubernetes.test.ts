@@ -18,7 +18,7 @@ beforeAll(async () => {
   target = await k8sTarget();
   const cert = makeCert(target.dir, 'webhook');
   const config = k8sConfig(target, { fastRefresh: false }, {
-    listen: { port: 0 },
+    listen: { port: 0, internal: { port: 0 } },
     token: { issuer: 'immerse', audience: 'jupyterhub', type: 'omnisci-handoff+jwt', algorithms: ['HS256'], keys: { hmacSecretEnv: 'TEST_HMAC' } },
     redirect: { hubPublicUrl: 'https://hub.test' },
     omnisci: { host: 'omnisci.test', port: 6278, protocol: 'http' },

@@ -1,0 +1,86 @@
+/**
+ * JupyterHub: the API answers the service's token, the token has the scopes the service needs
+ * (JupyterHub 5's GET /hub/api/user lists the token's scopes, expanded), and the hub answers at
+ * redirect.hubPublicUrl, where every handoff ends.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Config } from '../config/types.js';
+import { describeCause } from '../errors.js';
+import { fail, parseJson, pass, request, unknown, type Check } from './check.js';
+
+const ROLE_DOC = 'docs/jupyterhub.md, "Role: the minimal scopes"';
+
+/** The token as the service reads it (src/landing/hub.ts): hub.apiTokenFile, else JUPYTERHUB_API_TOKEN. */
+async function hubToken(hub: Config['hub'], env: NodeJS.ProcessEnv): Promise<{ token?: string; problem?: string }> {
+  if (hub.apiTokenFile) {
+    try {
+      const token = (await readFile(hub.apiTokenFile, 'utf8')).trim();
+      return token ? { token } : { problem: `hub.apiTokenFile ${hub.apiTokenFile} is empty` };
+    } catch (e) {
+      return { problem: `cannot read hub.apiTokenFile ${hub.apiTokenFile} (${describeCause(e)})` };
+    }
+  }
+  return env.JUPYTERHUB_API_TOKEN ? { token: env.JUPYTERHUB_API_TOKEN } : { problem: 'no API token: JUPYTERHUB_API_TOKEN is not set and hub.apiTokenFile is not configured' };
+}
+
+export async function hubChecks(config: Config, env: NodeJS.ProcessEnv, fetchImpl: typeof fetch): Promise<Check[]> {
+  const hub = config.hub;
+  const api = (hub.apiUrl ?? '').replace(/\/+$/, '');
+  const timeoutMs = hub.requestTimeoutMs;
+  const needed = ['servers', ...(hub.createUsers ? ['admin:users'] : [])];
+  const { token, problem } = await hubToken(hub, env);
+  if (!token || !/^[\x21-\x7e]+$/.test(token)) {
+    const why = problem ?? 'the API token has characters a token cannot have';
+    return [
+      fail('hub: api', why, "give the service the api_token the hub registers for it (JUPYTERHUB_API_TOKEN, or hub.apiTokenFile; z2jh hub.services.<name>.apiToken)"),
+      unknown('hub: scopes', 'no usable API token', 'fix the API token first'),
+    ];
+  }
+  const out: Check[] = [];
+  const r = await request(fetchImpl, `${api}/user`, { headers: { Authorization: `token ${token}`, Accept: 'application/json' }, timeoutMs });
+  if ('error' in r) {
+    out.push(
+      fail('hub: api', `${api}: no answer (${r.error})`, 'set hub.apiUrl (or JUPYTERHUB_API_URL) to the hub API as the service reaches it, e.g. http://hub:8081/hub/api, and let the service reach it'),
+      unknown('hub: scopes', 'the hub API did not answer', 'fix the hub API first'),
+    );
+  } else if (r.status === 401 || r.status === 403) {
+    out.push(
+      fail('hub: api', `${api}: the hub rejected the API token (HTTP ${r.status})`, "use the api_token the hub registers for this service (z2jh hub.services.<name>.apiToken, c.JupyterHub.services), in JUPYTERHUB_API_TOKEN or hub.apiTokenFile"),
+      unknown('hub: scopes', 'the hub rejected the API token', 'fix the API token first'),
+    );
+  } else if (r.status !== 200) {
+    out.push(
+      fail('hub: api', `${api}/user: HTTP ${r.status}`, 'hub.apiUrl must be the hub API base, ending in /hub/api'),
+      unknown('hub: scopes', 'the hub API did not answer as JupyterHub', 'fix the hub API first'),
+    );
+  } else {
+    const model = (parseJson(r.text) ?? {}) as { name?: unknown; kind?: unknown; scopes?: unknown };
+    const version = r.headers.get('x-jupyterhub-version');
+    const who = typeof model.name === 'string' ? `${typeof model.kind === 'string' ? model.kind : 'user'} ${model.name}` : 'an unnamed owner';
+    out.push(pass('hub: api', `${api}: JupyterHub ${version ?? '(version unknown)'}, the token is ${who}'s`));
+    if (!Array.isArray(model.scopes)) {
+      out.push(unknown('hub: scopes', 'the hub does not list the token\'s scopes (JupyterHub before 2.0?)', `give the service's role ${needed.join(', ')} (${ROLE_DOC})`));
+    } else {
+      const scopes = model.scopes as unknown[];
+      const missing = needed.filter((s) => !scopes.includes(s));
+      const why = (s: string) => (s === 'admin:users' ? 'admin:users (hub.createUsers is on)' : s);
+      out.push(
+        missing.length
+          ? fail('hub: scopes', `the token lacks ${missing.map(why).join(', ')}`, `add ${missing.join(', ')} to the service's role (z2jh hub.loadRoles, or c.JupyterHub.load_roles; ${ROLE_DOC})`)
+          : pass('hub: scopes', needed.join(', ')),
+      );
+    }
+  }
+  return out;
+}
+
+/** The hub at redirect.hubPublicUrl, where every handoff ends (local mode and direct landings too). */
+export async function publicUrlCheck(config: Config, fetchImpl: typeof fetch): Promise<Check> {
+  const url = config.redirect.hubPublicUrl;
+  const fix = 'set redirect.hubPublicUrl to the hub as browsers reach it (every handoff ends there)';
+  const r = await request(fetchImpl, `${url}/hub/api`, { headers: { Accept: 'application/json' }, timeoutMs: config.hub.requestTimeoutMs });
+  if ('error' in r) return fail('hub: public url', `${url}: no answer from here (${r.error})`, fix);
+  const version = (parseJson(r.text) as { version?: unknown } | undefined)?.version;
+  if (r.status !== 200 || typeof version !== 'string') return fail('hub: public url', `${url}/hub/api: HTTP ${r.status}, not JupyterHub's API`, fix);
+  return pass('hub: public url', `${url}: JupyterHub ${version}`);
+}
