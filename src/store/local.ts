@@ -13,13 +13,13 @@
  * group; files written later inherit it, and being 0640 they are readable by that user only. The top
  * directories become traversable but stay unlistable. The service never needs root for that.
  *
- * Every write goes to a temporary file that is renamed over the old one, so a reader never sees a
+ * Every write goes to a temporary file that is renamed over the old one (./replace.ts), so a reader never sees a
  * partial file (no fsync: a session is worth minutes, and the rename keeps files whole). Updates of
  * one user are serialised in this process, which must be the only writer of the directory; that is
  * also why recently used records are served from memory.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/types.js';
 import { describeCause, HandoffError } from '../errors.js';
@@ -27,6 +27,7 @@ import type { Handoff, Revocation } from '../handoff/types.js';
 import { safeSlug } from '../k8s/slug.js';
 import { sessionFileContent } from '../notebook/outputs.js';
 import { applyHandoff, applyOptions, applyRevoke } from './record.js';
+import { replaceAll } from './replace.js';
 import type { AcceptResult, SessionRecord, SessionStore } from './types.js';
 
 export const STATE_FILE = 'state.json';
@@ -48,35 +49,6 @@ class KeyedQueue {
 
   async drain(): Promise<void> {
     await Promise.all(this.tails.values());
-  }
-}
-
-/** Files to be replaced together: each is written to a temporary file first, then renamed over its target. */
-interface Replacement {
-  path: string;
-  content: string;
-  mode: number;
-}
-
-/**
- * Replaces the files in order: all temporary files are written first (a full disk fails here, and the
- * temporaries are removed), then renamed one by one — a rename does not fail for want of space — so
- * the last file (the record, with its jtis) changes only once all the others have.
- */
-async function replaceAll(files: Replacement[]): Promise<void> {
-  const tmps = files.map((f) => `${f.path}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    await Promise.all(
-      files.map(async (f, i) => {
-        await writeFile(tmps[i]!, f.content, { mode: f.mode, flag: 'wx' });
-        // The umask may have cut the group bits.
-        if (f.mode !== 0o600) await chmod(tmps[i]!, f.mode);
-      }),
-    );
-    for (const [i, f] of files.entries()) await rename(tmps[i]!, f.path);
-  } catch (e) {
-    await Promise.all(tmps.map((t) => unlink(t).catch(() => undefined)));
-    throw e;
   }
 }
 

@@ -33,6 +33,7 @@ const MODE_WITHOUT_FSGROUP = 0o444;
 
 /** RFC 6901 reference token escaping. */
 const pointerToken = (s: string) => s.replaceAll('~', '~0').replaceAll('/', '~1');
+const SECRET_ANNOTATION_PATH = `/metadata/annotations/${pointerToken(POD_SECRET_ANNOTATION)}`;
 
 /** Everything the rules need, derived once from the config. */
 export interface InjectionSpec {
@@ -113,8 +114,7 @@ export function podPatch(pod: V1Pod, spec: InjectionSpec): { outcome: PodOutcome
   append(ops, `${cpath}/volumeMounts`, container.volumeMounts, newMounts);
   append(ops, '/spec/volumes', pod.spec?.volumes, newVolumes);
 
-  if (pod.metadata?.annotations?.[POD_SECRET_ANNOTATION] !== secret)
-    ops.push({ op: 'add', path: `/metadata/annotations/${pointerToken(POD_SECRET_ANNOTATION)}`, value: secret });
+  if (pod.metadata?.annotations?.[POD_SECRET_ANNOTATION] !== secret) ops.push({ op: 'add', path: SECRET_ANNOTATION_PATH, value: secret });
 
   return { outcome: ops.length ? 'patched' : 'unchanged', user, ops };
 }
