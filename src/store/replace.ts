@@ -67,7 +67,8 @@ const slots: Slot[] = [];
 let nextId = 0;
 
 function start(): Slot {
-  const worker = new Worker(WORKER_SOURCE, { eval: true });
+  // It only moves strings to files: a small heap keeps its memory to a few MB.
+  const worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 } });
   const slot: Slot = { worker, pending: new Map() };
   worker.unref();
   worker.on('message', (m: { id: number; error?: { code?: string; name: string } }) => {
