@@ -5,18 +5,13 @@
 # records what was installed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "$root/scripts/lib.sh"
 venv="$root/.cache/venv-hub"
 spec="jupyterhub==5.5.4 jupyterhub-kubespawner==7.1.0 pytest==8.4.2"
 stamp="$venv/.installed"
 
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$spec" ]]; then
-  py=""
-  for c in python3.11 /root/.pyenv/versions/3.11*/bin/python3 python3; do
-    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
-      py="$(command -v "$c")"; break
-    fi
-  done
-  [[ -n "$py" ]] || { echo "jupyterhub.sh: no python >= 3.9 found" >&2; exit 1; }
+  py="$(find_python)"
   rm -rf "$venv"
   "$py" -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check $spec

@@ -12,6 +12,7 @@
 # (node_modules/node, an npm devDependency) when present, else `node` on PATH (>= 18).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "$root/scripts/lib.sh"
 venv="$root/.cache/venv-jlab4"
 dist="$root/.cache/jlab4-dist"
 pkg="$root/jupyter"
@@ -32,13 +33,7 @@ sources_hash() {
 }
 
 if [[ ! -x "$venv/bin/python" || ! -f "$venv/.venv-spec" || "$(cat "$venv/.venv-spec")" != "$spec" ]]; then
-  py=""
-  for c in python3.11 /root/.pyenv/versions/3.11*/bin/python3 python3; do
-    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
-      py="$(command -v "$c")"; break
-    fi
-  done
-  [[ -n "$py" ]] || { echo "jupyterlab4.sh: no python >= 3.9 found" >&2; exit 1; }
+  py="$(find_python)"
   rm -rf "$venv"
   "$py" -m venv "$venv"
   # shellcheck disable=SC2086

@@ -10,6 +10,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 src="$root/test/k8s/node"
+source "$root/scripts/lib.sh"
 export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "k8s-node.sh: Go (>= 1.26) is required" >&2; exit 1; }
 cache="${OMNISCI_K8S_CACHE:-$HOME/.cache/omnisci-handoff/k8s}"
@@ -39,15 +40,8 @@ dir="$cache/node-$version-$key"
 if [[ ! -x "$dir/node" ]]; then
   start=$(date +%s)
   mkdir -p "$dir"
-  minor="$(cut -d. -f2 <<<"$version")"
-  ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
   # Static like a release build (kubelet's release build uses cgo only for os/user and DNS lookups).
-  (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n 19 go build -trimpath -ldflags "$ldflags" -o "$dir/node.tmp" .)
-  mv "$dir/node.tmp" "$dir/node"
+  go_build_k8s "$src" "$dir/node"
   echo "kube-scheduler, kube-controller-manager, kubelet, kube-proxy $version built in $(( $(date +%s) - start ))s: $dir/node"
 fi
 ln -sfn "$dir/node" "$root/.cache/k8s/node"

@@ -7,6 +7,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 src="$root/test/k8s/controlplane"
+source "$root/scripts/lib.sh"
 export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "kube-apiserver.sh: Go (>= 1.26) is required" >&2; exit 1; }
 
@@ -18,15 +19,7 @@ link="$root/.cache/k8s/controlplane"
 if [[ ! -x "$dir/controlplane" ]]; then
   start=$(date +%s)
   mkdir -p "$dir"
-  # The version is stamped as a release build would be: helm and clients read it from /version.
-  minor="$(cut -d. -f2 <<<"$version")"
-  ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
-  (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$dir/controlplane.tmp" .)
-  mv "$dir/controlplane.tmp" "$dir/controlplane"
+  go_build_k8s "$src" "$dir/controlplane"
   echo "kube-apiserver $version + etcd built in $(( $(date +%s) - start ))s: $dir/controlplane"
 fi
 mkdir -p "$(dirname "$link")"
