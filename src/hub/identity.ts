@@ -106,12 +106,20 @@ export function createIdentityCheck(o: IdentityCheckOptions): IdentityCheck {
     return 'deferred';
   }
 
-  /** The parked handoff of this state, if this browser parked it; gone afterwards either way. */
+  /**
+   * The parked handoff of this state, if this browser parked it; then it is gone. Another browser
+   * presenting the state (someone who learnt it) gets nothing and takes nothing away.
+   */
   function take(req: Request, state: string): Parked | undefined {
     const p = parked.get(state);
-    parked.delete(state);
+    if (!p) return undefined;
+    if (p.expiresAt <= now()) {
+      parked.delete(state);
+      return undefined;
+    }
     const binding = cookie(req, `ohs-${state}`);
-    if (!p || !binding || p.expiresAt <= now() || !timingSafeEqual(digest(binding), p.binding)) return undefined;
+    if (!binding || !timingSafeEqual(digest(binding), p.binding)) return undefined;
+    parked.delete(state);
     return p;
   }
 

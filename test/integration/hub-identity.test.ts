@@ -125,4 +125,21 @@ describe('hub identity check', () => {
     expect(refused.status).toBe(403);
     expect(refused.text).toContain('You are logged in to JupyterHub as ida, but Immerse handed over sam.');
   });
+  test("a callback with the state but without the browser's binding cookie neither lands nor cancels the handoff", async () => {
+    // A user this browser is not remembered as: the handoff parks and goes through the hub's authorize.
+    const first = await browser.postToken(sso.url, await mint(key, { subject: 'sam' }));
+    const authorize = new URL(first.headers.get('location')!, sso.url);
+    const state = authorize.searchParams.get('state')!;
+    expect(state).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    // Someone who learnt the state (not the code: the hub gives that to the browser only).
+    const stranger = await new NoJsBrowser().request(`${hub.publicUrl}${SSO_PREFIX}oauth_callback?state=${state}&code=guessed`, {
+      headers: { accept: 'application/json' },
+    });
+    expect(stranger.status).toBe(400);
+    expect(((await stranger.json()) as { error: string }).error).toBe('identity_state_invalid');
+    // The browser that parked it still completes it (and the hub says it is ida, not sam).
+    const end = await browser.follow(first, `${sso.url}handoff`);
+    expect(end.status).toBe(403);
+    expect(end.text).toContain('identity_mismatch');
+  });
 });
