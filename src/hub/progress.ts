@@ -64,6 +64,8 @@ export interface ProgressEntry {
   notice: string | undefined;
   expiresAt: number;
   bindingHash: Buffer;
+  /** Login mode `handoff`: the handoff's one hub login was issued (later visits get the lab URL). */
+  loginIssued?: boolean;
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();

@@ -147,11 +147,18 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
     return entry;
   };
 
+  /** Where a ready entry leads: one hub login per handoff (the first visit), the lab after that. */
+  const readyUrl = (entry: ProgressEntry): string => {
+    if (entry.loginIssued) return labUrl(config.redirect, entry.user, server);
+    entry.loginIssued = hubConfig.loginMode === 'handoff';
+    return finalUrl(entry.user);
+  };
+
   router.get('/progress/:id', (req, res) => {
     const entry = entryOf(req, res);
     if (!entry) return;
     const state = entry.task.state;
-    if (state.phase === 'ready' && !entry.notice) return void res.redirect(303, finalUrl(entry.user));
+    if (state.phase === 'ready' && !entry.notice) return void res.redirect(303, readyUrl(entry));
     res.type('html').send(progressPage(state, entry.notice, links(entry.id)));
   });
 
@@ -176,8 +183,8 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
   router.get('/progress/:id/go', (req, res) => {
     const entry = entryOf(req, res);
     if (!entry) return;
-    // A login token is issued per visit, so only a browser holding the entry's cookie can get one.
-    res.redirect(303, entry.task.state.phase === 'ready' ? finalUrl(entry.user) : `${base}progress/${entry.id}`);
+    // Only a browser holding the entry's cookie gets here, and it gets the handoff's login once.
+    res.redirect(303, entry.task.state.phase === 'ready' ? readyUrl(entry) : `${base}progress/${entry.id}`);
   });
 
   router.post('/progress/:id/retry', (req, res) => {

@@ -85,6 +85,13 @@ describe('handoff to a real JupyterHub', () => {
     const replay = await new NoJsBrowser().request(login.url);
     expect(replay.status).toBe(403);
     expect(svc.logs.lines.join('\n')).not.toContain(new URL(login.url).searchParams.get('login_token')!);
+    // One hub login per handoff: visiting the progress page's link again leads to the lab, with no new login token.
+    const progress = b.hops.find((h) => new URL(h.url).pathname.startsWith(`${PREFIX}progress/`))!.url.replace(/\/(go|events)$/, '');
+    for (const again of [`${progress}/go`, progress]) {
+      const res = await b.request(again);
+      expect(res.status).toBe(303);
+      expect(res.headers.get('location')).toBe(labOf(hub, 'newbie'));
+    }
   });
 
   test('a second handoff while the server runs redirects straight on', async () => {
