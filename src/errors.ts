@@ -35,6 +35,7 @@ export const ERRORS = {
   hub_user_unknown: [404, 'There is no JupyterHub user of that name, and users are not created automatically.'],
   identity_mismatch: [403, 'You are logged in to JupyterHub as a different user than the one Immerse handed over.'],
   identity_state_invalid: [400, 'This sign-in step expired or belongs to another browser. Open the notebook again from Immerse.'],
+  sign_in_busy: [503, 'Too many sign-ins are under way right now; try again shortly.'],
   login_token_invalid: [404, 'The login token is unknown, expired or already used.'],
   not_found: [404, 'There is nothing here.'],
   bad_request: [400, 'The request is malformed.'],

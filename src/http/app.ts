@@ -142,18 +142,22 @@ export function createApp(deps: AppDeps): App {
     await landing.land({ handoff: h, result, req, res });
   }
 
+  /** How a deferred handoff goes on in a later request. Built here, so that it holds the handoff only, never the first request. */
+  const resumeFor =
+    (h: Handoff): Resume =>
+    (req, res, gate) =>
+      audited(req, res, async (a) => {
+        Object.assign(a, { user: h.user, jti: h.jti });
+        await gate();
+        await storeAndLand(h, a, req, res);
+      });
+
   const handoff = (req: Request, res: Response, token: unknown) =>
     audited(req, res, async (a) => {
       const h = await verifier.verifyHandoff(token);
       a.user = h.user;
       a.jti = h.jti;
-      const resume: Resume = (req2, res2, gate) =>
-        audited(req2, res2, async (a2) => {
-          Object.assign(a2, { user: h.user, jti: h.jti });
-          await gate();
-          await storeAndLand(h, a2, req2, res2);
-        });
-      if ((await landing.prepare?.({ handoff: h, req, res, resume })) === 'deferred') {
+      if ((await landing.prepare?.({ handoff: h, req, res, resume: resumeFor(h) })) === 'deferred') {
         a.outcome = 'deferred';
         return;
       }

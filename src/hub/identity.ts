@@ -21,6 +21,8 @@ import type { HubClient } from './client.js';
 
 /** Like HubOAuth's oauth_state_max_age: long enough for a login at the identity provider. */
 const PARK_MS = 10 * 60_000;
+const MAX_PARKED_PER_USER = 4;
+const MAX_PARKED = 2000;
 const IDENTITY_COOKIE = 'ohid';
 const STATE = /^[A-Za-z0-9_-]{22}$/;
 
@@ -97,6 +99,11 @@ export function createIdentityCheck(o: IdentityCheckOptions): IdentityCheck {
     if (remembered(req) === user) return undefined;
     const t = now();
     for (const [id, p] of parked) if (p.expiresAt <= t) parked.delete(id);
+    // Bounded: a user's oldest waiting handoff makes room for a newer one (a replayed or repeated
+    // link cannot pile them up), and past MAX_PARKED in all, new ones are refused.
+    const mine = [...parked].filter(([, p]) => p.user === user);
+    if (mine.length >= MAX_PARKED_PER_USER) parked.delete(mine[0]![0]);
+    if (parked.size >= MAX_PARKED) throw new HandoffError('sign_in_busy', `${parked.size} handoffs wait for the hub's sign-in`);
     const state = randomBytes(16).toString('base64url');
     const binding = randomBytes(32).toString('base64url');
     parked.set(state, { user, binding: digest(binding), expiresAt: t + PARK_MS, resume });

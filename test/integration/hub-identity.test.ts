@@ -142,4 +142,21 @@ describe('hub identity check', () => {
     expect(end.status).toBe(403);
     expect(end.text).toContain('identity_mismatch');
   });
+  test("a user's repeated or replayed handoffs cannot pile up while they wait for the sign-in: the 4 newest wait, older ones are gone", async () => {
+    const token = await mint(key, { subject: 'sam' });
+    const b = new NoJsBrowser();
+    const parked: Response[] = [];
+    // The same token again and again (before the sign-in, nothing is spent yet).
+    for (let i = 0; i < 6; i++) parked.push(await b.postToken(sso.url, token));
+    expect(parked.every((r) => r.status === 303 && new URL(r.headers.get('location')!).pathname === '/hub/api/oauth2/authorize')).toBe(true);
+    const callbackOf = (r: Response) => `${hub.publicUrl}${SSO_PREFIX}oauth_callback?state=${new URL(r.headers.get('location')!).searchParams.get('state')}&code=x`;
+    // The oldest two were made room for: their state is unknown even to the browser holding their cookies.
+    for (const old of parked.slice(0, 2)) {
+      const res = await b.request(callbackOf(old), { headers: { accept: 'application/json' } });
+      expect(((await res.json()) as { error: string }).error).toBe('identity_state_invalid');
+    }
+    // A newer one is still there (the hub then rejects the made-up code: the state itself was accepted).
+    const res = await b.request(callbackOf(parked[5]!), { headers: { accept: 'application/json' } });
+    expect(((await res.json()) as { error: string }).error).toBe('hub_rejected');
+  });
 });
