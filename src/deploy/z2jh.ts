@@ -56,7 +56,7 @@ function webhookFreeSingleuser(config: Config, configMap: string): Record<string
   };
 }
 
-function authenticatorHub(source: string, className: string): Record<string, unknown> {
+function authenticatorHub(source: string, className: string, serviceName: string): Record<string, unknown> {
   return {
     extraFiles: {
       'omnisci-handoff-authenticator': {
@@ -70,6 +70,8 @@ function authenticatorHub(source: string, className: string): Record<string, unk
         `sys.path.insert(0, ${JSON.stringify(AUTHENTICATOR_DIR)})`,
         `from ${AUTHENTICATOR_MODULE} import ${className}`,
         `c.JupyterHub.authenticator_class = ${className}`,
+        // Its exchange URL comes from this service's registration (url + the hub's base_url).
+        `c.${className}.service_name = ${JSON.stringify(serviceName)}`,
         '',
       ].join('\n'),
     },
@@ -99,7 +101,7 @@ export function z2jhValues(config: Config, opts: Z2jhOptions = {}): Record<strin
         ? { user: { description: 'Standard user privileges, and the omnisci-handoff identity check', scopes: ['self', `access:services!service=${name}`] } }
         : {}),
     },
-    ...(handoffLogin ? authenticatorHub(opts.authenticatorSource!, opts.authenticatorClass ?? 'OmnisciHandoffAuthenticator') : {}),
+    ...(handoffLogin ? authenticatorHub(opts.authenticatorSource!, opts.authenticatorClass ?? 'OmnisciHandoffAuthenticator', name) : {}),
   };
   const toService = { podSelector: { matchLabels: podLabels } };
   const values: Record<string, unknown> = {

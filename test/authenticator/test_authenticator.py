@@ -128,3 +128,23 @@ def test_api_token_from_env_wins(monkeypatch, with_env):
     c.JupyterHub.services = [{"name": "omnisci-handoff", "url": "http://svc:8470", "api_token": "from-config"}]
     a = OmnisciHandoffAuthenticator(config=c)
     assert a.api_token == ("from-env" if with_env else "from-config")
+
+
+class CustomNameAndBaseUrlTest(AuthenticatorTest):
+    """A non-root hub base_url and a custom service name (z2jh's hub.baseUrl, the chart's jupyterhub.serviceName)."""
+
+    def config(self):
+        c = super().config()
+        c.JupyterHub.base_url = "/jhub/"
+        c.JupyterHub.services = [{"name": "notebooks", "url": self.exchange.url, "api_token": API_TOKEN}]
+        c.OmnisciHandoffAuthenticator.service_name = "notebooks"
+        return c
+
+    def test_defaults_come_from_the_service_registration(self):
+        assert self.authenticator.exchange_url == f"{self.exchange.url}/jhub/services/notebooks/login-token/exchange"
+        assert self.authenticator.api_token == API_TOKEN
+
+    def test_a_token_logs_its_user_in_once(self):
+        self.exchange.tokens["t1"] = "alice"
+        assert self.login("?login_token=t1") == (200, {"name": "alice"})
+        assert self.exchange.calls == [("/jhub/services/notebooks/login-token/exchange", f"token {API_TOKEN}")]

@@ -71,4 +71,9 @@ test('handoff login mode installs the shipped authenticator', () => {
     stringData: source,
   });
   expect(v.hub.extraConfig['omnisci-handoff']).toContain('c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator');
+  // The authenticator finds the service by the name it is registered under (any name, any hub base URL).
+  expect(v.hub.extraConfig['omnisci-handoff']).toContain('c.OmnisciHandoffAuthenticator.service_name = "omnisci-handoff"');
+  const named = parseYaml(z2jhValuesYaml(c, { authenticatorSource: source, serviceName: 'notebooks' })) as any;
+  expect(named.hub.extraConfig['omnisci-handoff']).toContain('c.OmnisciHandoffAuthenticator.service_name = "notebooks"');
+  expect(Object.keys(named.hub.services)).toEqual(['notebooks']);
 });

@@ -30,7 +30,8 @@ class OmnisciHandoffAuthenticator(Authenticator):
     service_name = Unicode(
         "omnisci-handoff",
         config=True,
-        help="Name of the omnisci-handoff JupyterHub service (its registration gives the defaults below).",
+        help="Name of the omnisci-handoff JupyterHub service (its registration gives the defaults below; "
+        "`omnisci-handoff z2jh-values` sets it).",
     )
     exchange_url = Unicode(
         config=True,
@@ -70,7 +71,9 @@ class OmnisciHandoffAuthenticator(Authenticator):
         url = self._service().get("url")
         if not url:
             return ""
-        return url_path_join(url, "services", self.service_name, "login-token/exchange")
+        # The service serves its routes under its hub prefix, {base_url}services/{name}/ (JUPYTERHUB_SERVICE_PREFIX).
+        base_url = self.config.JupyterHub.get("base_url", "/") or "/"
+        return url_path_join(url, base_url, "services", self.service_name, "login-token/exchange")
 
     async def authenticate(self, handler, data=None):
         token = handler.get_argument("login_token", "")
