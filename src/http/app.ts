@@ -157,7 +157,7 @@ export function createApp(deps: AppDeps): App {
       const h = await verifier.verifyHandoff(token);
       a.user = h.user;
       a.jti = h.jti;
-      if ((await landing.prepare?.({ handoff: h, req, res, resume: resumeFor(h) })) === 'deferred') {
+      if ((await landing.prepare?.({ handoff: h, req, res, resume: resumeFor(h), reserve: () => store.reserve(h) })) === 'deferred') {
         a.outcome = 'deferred';
         return;
       }

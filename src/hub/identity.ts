@@ -46,6 +46,8 @@ export interface Pending {
   res: Response;
   /** Runs `gate`, then stores and lands the handoff, in the request that came back (see Landing's Resume). */
   resume(req: Request, res: Response, gate: () => Promise<void>): Promise<void>;
+  /** Spends the handoff's token before the sign-in is started (a used token gets no hub login). */
+  reserve(): Promise<void>;
 }
 
 export interface IdentityCheck {
@@ -95,15 +97,17 @@ export function createIdentityCheck(o: IdentityCheckOptions): IdentityCheck {
     setCookie(req, res, IDENTITY_COOKIE, `${payload}.${sign(payload)}`, base, maxAge);
   }
 
-  async function check({ user, req, res, resume }: Pending): Promise<'deferred' | undefined> {
+  async function check({ user, req, res, resume, reserve }: Pending): Promise<'deferred' | undefined> {
     if (remembered(req) === user) return undefined;
     const t = now();
     for (const [id, p] of parked) if (p.expiresAt <= t) parked.delete(id);
-    // Bounded: a user's oldest waiting handoff makes room for a newer one (a replayed or repeated
-    // link cannot pile them up), and past MAX_PARKED in all, new ones are refused.
+    // Bounded: past MAX_PARKED in all, new ones are refused (before their token is spent) ...
+    if (parked.size >= MAX_PARKED) throw new HandoffError('sign_in_busy', `${parked.size} handoffs wait for the hub's sign-in`);
+    // Spent before anything is issued: a used handoff gets no hub login (login mode handoff) and no parking.
+    await reserve();
+    // ... and a user's oldest waiting handoff makes room for a newer one: they cannot pile up.
     const mine = [...parked].filter(([, p]) => p.user === user);
     if (mine.length >= MAX_PARKED_PER_USER) parked.delete(mine[0]![0]);
-    if (parked.size >= MAX_PARKED) throw new HandoffError('sign_in_busy', `${parked.size} handoffs wait for the hub's sign-in`);
     const state = randomBytes(16).toString('base64url');
     const binding = randomBytes(32).toString('base64url');
     parked.set(state, { user, binding: digest(binding), expiresAt: t + PARK_MS, resume });

@@ -115,7 +115,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps = {}): Hub
         await client.createUser(user);
         log?.info({ user }, 'hub user created');
       }
-      return identity?.check({ user, req: ctx.req, res: ctx.res, resume: ctx.resume });
+      return identity?.check({ user, req: ctx.req, res: ctx.res, resume: ctx.resume, reserve: ctx.reserve });
     },
 
     async land({ handoff, result, req, res }) {

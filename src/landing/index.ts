@@ -23,6 +23,8 @@ export interface PrepareContext {
   req: Request;
   res: Response;
   resume: Resume;
+  /** Spends the handoff's jti now (SessionStore.reserve): call it before deferring, so nothing is issued for a used token. */
+  reserve(): Promise<void>;
 }
 
 export interface Landing {

@@ -20,7 +20,7 @@ import { connectKubernetes, isStatus, type KubeApi } from '../k8s/client.js';
 import { MANAGED_SELECTOR, secretName } from '../k8s/layout.js';
 import { refreshUserPods } from '../k8s/refresh.js';
 import type { Logger } from '../log.js';
-import { applyHandoff, applyOptions, applyRevoke } from './record.js';
+import { applyHandoff, applyOptions, applyReserve, applyRevoke } from './record.js';
 import { recordOf, secretFor, stateOf } from './secret.js';
 import { scheduleSweeps, sweepSecrets } from './sweep.js';
 import type { AcceptResult, SessionRecord, SessionStore } from './types.js';
@@ -99,6 +99,10 @@ export function createKubernetesStore(config: Config, o: { kube?: KubeApi; logge
 
     async get(user: string): Promise<SessionRecord | undefined> {
       return recordOf(stateOf(await read(secretName(k8s.secretPrefix, user))));
+    },
+
+    async reserve(handoff: Handoff): Promise<void> {
+      await update(handoff.user, (current) => ({ record: applyReserve(current, handoff, applyOptions(config, Date.now())), result: undefined }));
     },
 
     async revoke(revocation: Revocation): Promise<boolean> {

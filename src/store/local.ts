@@ -26,7 +26,7 @@ import { describeCause, HandoffError } from '../errors.js';
 import type { Handoff, Revocation } from '../handoff/types.js';
 import { safeSlug } from '../k8s/slug.js';
 import { sessionFileContent } from '../notebook/outputs.js';
-import { applyHandoff, applyOptions, applyRevoke } from './record.js';
+import { applyHandoff, applyOptions, applyReserve, applyRevoke } from './record.js';
 import { replaceAll } from './replace.js';
 import type { AcceptResult, SessionRecord, SessionStore } from './types.js';
 
@@ -171,6 +171,16 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
       } catch (e) {
         throw storeError(e, 'local store read failed');
       }
+    },
+
+    reserve(h: Handoff): Promise<void> {
+      return queue.run(h.user, async () => {
+        try {
+          await write(applyReserve(await read(h.user), h, applyOptions(config, clock())));
+        } catch (e) {
+          throw storeError(e, 'local store reserve failed');
+        }
+      });
     },
 
     revoke(r: Revocation): Promise<boolean> {

@@ -17,16 +17,24 @@ export function applyOptions(config: Config, nowMs: number): ApplyOptions {
   return { maxJtis: config.store.maxJtis, now: Math.floor(nowMs / 1000), clockTolerance: config.token.clockToleranceSeconds };
 }
 
-function remember(jtis: SeenJti[], jti: string, until: number, o: ApplyOptions): SeenJti[] {
-  const live = jtis.filter((j) => j.until >= o.now);
-  live.push({ jti, until });
+function remember(jtis: SeenJti[], jti: string, until: number, o: ApplyOptions, reserved = false): SeenJti[] {
+  // A reservation of this jti is taken by its handoff: it becomes an ordinary spent jti.
+  const live = jtis.filter((j) => j.until >= o.now && j.jti !== jti);
+  live.push(reserved ? { jti, until, reserved } : { jti, until });
   // Keep the ones that stay replayable longest when over the bound.
   live.sort((a, b) => b.until - a.until);
   return live.slice(0, o.maxJtis);
 }
 
-function checkReplay(current: SessionRecord | undefined, jti: string, now: number): void {
-  if (current?.jtis.some((j) => j.jti === jti && j.until >= now)) throw new HandoffError('token_replayed');
+/** A jti seen and still live is a replay, unless `takeReservation` and it was reserved for this very use. */
+function checkReplay(current: SessionRecord | undefined, jti: string, now: number, takeReservation = false): void {
+  const seen = current?.jtis.find((j) => j.jti === jti && j.until >= now);
+  if (seen && !(takeReservation && seen.reserved)) throw new HandoffError('token_replayed');
+}
+
+/** The record of a user with nothing stored yet: no session, the lowest watermark. */
+function emptyRecord(user: string): SessionRecord {
+  return { user, session: '', query: '', connection: { protocol: 'https', host: '', port: 443, database: '' }, iat: 0, jtis: [], updatedAt: 0 };
 }
 
 /**
@@ -35,7 +43,7 @@ function checkReplay(current: SessionRecord | undefined, jti: string, now: numbe
  * Pure: the backend supplies the current record and writes the result atomically.
  */
 export function applyHandoff(current: SessionRecord | undefined, h: Handoff, o: ApplyOptions): AcceptResult {
-  checkReplay(current, h.jti, o.now);
+  checkReplay(current, h.jti, o.now, true);
   const jtis = remember(current?.jtis ?? [], h.jti, h.exp + o.clockTolerance, o);
   if (current && h.iat < current.iat) {
     return { outcome: 'superseded', record: { ...current, jtis, updatedAt: o.now * 1000 }, previous: current };
@@ -60,15 +68,14 @@ export function applyRevoke(
 ): { record: SessionRecord; revoked: boolean } {
   checkReplay(current, r.jti, o.now);
   const jtis = remember(current?.jtis ?? [], r.jti, r.exp + o.clockTolerance, o);
-  const base: SessionRecord = current ?? {
-    user: r.user,
-    session: '',
-    query: '',
-    connection: { protocol: 'https', host: '', port: 443, database: '' },
-    iat: 0,
-    jtis: [],
-    updatedAt: 0,
-  };
+  const base = current ?? emptyRecord(r.user);
   if (r.iat < base.iat) return { record: { ...base, jtis, updatedAt: o.now * 1000 }, revoked: false };
   return { record: { ...base, session: '', query: '', iat: r.iat, jtis, updatedAt: o.now * 1000 }, revoked: Boolean(current?.session) };
+}
+
+/** A reservation (see SessionStore.reserve): the jti spent ahead of its handoff, nothing else changed. */
+export function applyReserve(current: SessionRecord | undefined, h: Handoff, o: ApplyOptions): SessionRecord {
+  checkReplay(current, h.jti, o.now);
+  const base = current ?? emptyRecord(h.user);
+  return { ...base, jtis: remember(base.jtis, h.jti, h.exp + o.clockTolerance, o, true), updatedAt: o.now * 1000 };
 }

@@ -5,6 +5,8 @@ export interface SeenJti {
   jti: string;
   /** Seconds since the epoch after which the token can no longer be replayed (its exp + clock tolerance). */
   until: number;
+  /** Spent by `reserve` ahead of its handoff, which `accept` then takes once. */
+  reserved?: true;
 }
 
 /** What is stored per hub user. */
@@ -40,6 +42,12 @@ export interface SessionStore {
   /** Throws HandoffError `token_replayed` when the jti was already accepted. */
   accept(handoff: Handoff): Promise<AcceptResult>;
   get(user: string): Promise<SessionRecord | undefined>;
+  /**
+   * Spends the handoff's jti before anything is issued for it (a deferred handoff: the hub sign-in of
+   * the identity check); its own `accept` later takes the reservation, once. Throws `token_replayed`
+   * like accept. Stores no session.
+   */
+  reserve(handoff: Handoff): Promise<void>;
   /**
    * Empties the user's session, keeping the ordering watermark so older handoffs cannot restore it.
    * Resolves true when a session was there to revoke. Throws `token_replayed` like accept.

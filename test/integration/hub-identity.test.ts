@@ -104,7 +104,11 @@ describe('hub identity check', () => {
     expect(end.status).toBe(403);
     expect(end.text).toContain('identity_mismatch');
     expect(end.text).toContain('You are logged in to JupyterHub as ida, but Immerse handed over jack.');
-    expect(await createLocalStore(svc.config).get('jack')).toBeUndefined();
+    // No session stored: only the spent token's id (its reservation) is recorded for jack.
+    const jack = await createLocalStore(svc.config).get('jack');
+    expect(jack?.session).toBe('');
+    expect(jack?.jtis.length).toBeGreaterThan(0);
+    expect(jack?.jtis.every((j) => j.reserved)).toBe(true);
     // The browser is still ida at the hub: the unused login token for jack did not log it in.
     expect(await (await browser.request(`${hub.publicUrl}/hub/home`)).text()).toContain('ida');
     expect(svc.logs.lines.join('\n')).toMatch(/"user":"jack".*"outcome":"identity_mismatch"/);
@@ -142,12 +146,10 @@ describe('hub identity check', () => {
     expect(end.status).toBe(403);
     expect(end.text).toContain('identity_mismatch');
   });
-  test("a user's repeated or replayed handoffs cannot pile up while they wait for the sign-in: the 4 newest wait, older ones are gone", async () => {
-    const token = await mint(key, { subject: 'sam' });
+  test("a user's repeated handoffs cannot pile up while they wait for the sign-in: the 4 newest wait, older ones are gone", async () => {
     const b = new NoJsBrowser();
     const parked: Response[] = [];
-    // The same token again and again (before the sign-in, nothing is spent yet).
-    for (let i = 0; i < 6; i++) parked.push(await b.postToken(sso.url, token));
+    for (let i = 0; i < 6; i++) parked.push(await b.postToken(sso.url, await mint(key, { subject: 'sam' })));
     expect(parked.every((r) => r.status === 303 && new URL(r.headers.get('location')!).pathname === '/hub/api/oauth2/authorize')).toBe(true);
     const callbackOf = (r: Response) => `${hub.publicUrl}${SSO_PREFIX}oauth_callback?state=${new URL(r.headers.get('location')!).searchParams.get('state')}&code=x`;
     // The oldest two were made room for: their state is unknown even to the browser holding their cookies.
@@ -158,5 +160,23 @@ describe('hub identity check', () => {
     // A newer one is still there (the hub then rejects the made-up code: the state itself was accepted).
     const res = await b.request(callbackOf(parked[5]!), { headers: { accept: 'application/json' } });
     expect(((await res.json()) as { error: string }).error).toBe('hub_rejected');
+  });
+  test('a used handoff token gets no hub login and parks nothing: it is spent before the sign-in starts', async () => {
+    // Login mode handoff, a browser the hub does not know: the sign-in would log it in with a login token.
+    const token = await mint(key, { subject: 'kim' });
+    const b = new NoJsBrowser();
+    const first = await b.postToken(svc.url, token);
+    expect(first.status).toBe(303);
+    expect(new URL(first.headers.get('location')!).searchParams.get('login_token')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // The same token again, from any browser: refused at once, with no login token issued.
+    for (const again of [b, new NoJsBrowser()]) {
+      const res = await again.postToken(svc.url, token);
+      expect(res.status).toBe(409);
+      expect(res.headers.get('location')).toBeNull();
+      expect(await res.text()).toContain('token_replayed');
+    }
+    // The first browser completes its sign-in and lands: the reservation is its handoff's to take.
+    const end = await b.follow(first, `${svc.url}handoff`);
+    expect(end.url).toBe(labOf('kim'));
   });
 });

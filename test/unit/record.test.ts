@@ -1,7 +1,7 @@
 /** The store's pure update rules (src/store/record.ts), as tables: every backend applies exactly these. */
 import { describe, expect, test } from '@jest/globals';
 import type { Handoff, Revocation } from '../../src/handoff/types.js';
-import { applyHandoff, applyRevoke, type ApplyOptions } from '../../src/store/record.js';
+import { applyHandoff, applyReserve, applyRevoke, type ApplyOptions } from '../../src/store/record.js';
 import type { SessionRecord } from '../../src/store/types.js';
 
 const NOW = 1_800_000_000;
@@ -93,5 +93,33 @@ describe('applyRevoke', () => {
 
   test('a replayed revocation is refused', () => {
     expect(() => applyRevoke(rec(NOW, [['r', NOW + 100]]), rev('r', NOW), o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+  });
+});
+
+describe('applyReserve', () => {
+  test('spends the jti ahead of its handoff and changes nothing else; nothing stored yet gives an empty record', () => {
+    const current = rec(NOW - 10, [['x', NOW + 100]]);
+    const r = applyReserve(current, h('a', NOW), o);
+    expect(r).toMatchObject({ session: 'old', iat: NOW - 10, connection: conn });
+    expect(r.jtis).toEqual(expect.arrayContaining([{ jti: 'a', until: NOW + 300 + o.clockTolerance, reserved: true }, { jti: 'x', until: NOW + 100 }]));
+    expect(applyReserve(undefined, h('a', NOW), o)).toMatchObject({ user: 'u', session: '', iat: 0 });
+  });
+
+  test.each([
+    ['a reserved jti cannot be reserved again', (r: SessionRecord) => applyReserve(r, h('a', NOW), o)],
+    ['a reserved jti is no revocation either', (r: SessionRecord) => applyRevoke(r, rev('a', NOW), o)],
+  ] as const)('%s', (_case, again) => {
+    const reserved = applyReserve(rec(NOW - 10, []), h('a', NOW), o);
+    expect(() => again(reserved)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+  });
+
+  test('its own handoff takes the reservation once; the same jti after that is a replay', () => {
+    const reserved = applyReserve(rec(NOW - 10, []), h('a', NOW), o);
+    const taken = applyHandoff(reserved, h('a', NOW), o);
+    expect(taken).toMatchObject({ outcome: 'stored', record: { session: 's-a' } });
+    expect(taken.record.jtis.filter((j) => j.jti === 'a')).toEqual([{ jti: 'a', until: NOW + 300 + o.clockTolerance }]);
+    expect(() => applyHandoff(taken.record, h('a', NOW), o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+    // A spent (not reserved) jti cannot be reserved.
+    expect(() => applyReserve(taken.record, h('a', NOW), o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
   });
 });
