@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml, stringify } from 'yaml';
 import { makeKey } from '../support/core.js';
-import { CHART, ensureHelm, HELMS, KUBECTL, runTool } from '../support/helm.js';
+import { CHART, clusterTools, ensureHelm, HELMS, KUBECTL, runTool } from '../support/helm.js';
 import { startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
 import { startKubeApiserver, type KubeApiserver } from '../support/kube-apiserver.js';
 import { runCli } from '../support/process.js';
@@ -34,13 +34,7 @@ let certFile: string;
 let validUntil: string;
 let jwksFile: string;
 
-async function run(bin: string, args: string[], input?: string): Promise<string> {
-  const r = await runTool(bin, args, home, input);
-  if (r.status !== 0) throw new Error(`${bin} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return r.stdout;
-}
-const kubectl = (args: string[], input?: string) => run(KUBECTL, ['--kubeconfig', k.kubeconfigPath, ...args], input);
-const getJson = async (args: string[]): Promise<any> => JSON.parse(await kubectl(['get', ...args, '-o', 'json']));
+const { run, kubectl, getJson } = clusterTools(() => home, () => k.kubeconfigPath);
 
 beforeAll(async () => {
   ensureHelm();

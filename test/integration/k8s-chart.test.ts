@@ -19,7 +19,7 @@ import { createKubernetesStore, type KubernetesStore } from '../../src/store/kub
 import { JUPYTER_VOLUME, SESSION_VOLUME } from '../../src/webhook/patch.js';
 import { startWebhookServer, type WebhookServer } from '../../src/webhook/server.js';
 import { makeHandoff } from '../support/core.js';
-import { CHART, ensureHelm, HELMS, KUBECTL, runTool } from '../support/helm.js';
+import { CHART, clusterTools, ensureHelm, KUBECTL, runTool } from '../support/helm.js';
 import { startKubeApiserver, type KubeApiserver } from '../support/kube-apiserver.js';
 import { startHub, waitFor } from '../support/jupyterhub.js';
 import { kubespawnerPod } from '../support/kubespawner-pod.js';
@@ -55,14 +55,7 @@ afterAll(async () => {
   if (home) rmSync(home, { recursive: true, force: true });
 }, 60_000);
 
-async function run(bin: string, args: string[], input?: string): Promise<string> {
-  const r = await runTool(bin, args, home, input);
-  if (r.status !== 0) throw new Error(`${bin} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return r.stdout;
-}
-const kubectl = (args: string[], input?: string) => run(KUBECTL, ['--kubeconfig', k.kubeconfigPath, ...args], input);
-const getJson = async (args: string[]): Promise<any> => JSON.parse(await kubectl(['get', ...args, '-o', 'json']));
-const helm = (v: keyof typeof HELMS, args: string[]) => run(HELMS[v], [...args, '--kubeconfig', k.kubeconfigPath]);
+const { kubectl, getJson, helm } = clusterTools(() => home, () => k.kubeconfigPath);
 
 let fileNo = 0;
 function valuesFile(values: object): string {

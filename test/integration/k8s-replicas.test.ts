@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { secretName } from '../../src/k8s/layout.js';
 import { HMAC_SECRET, hmacKey, mint, postToken, randomSessionId, rawTestConfig } from '../support/core.js';
-import { CHART, ensureHelm, HELMS, KUBECTL, runTool } from '../support/helm.js';
+import { CHART, clusterTools, ensureHelm, HELMS } from '../support/helm.js';
 import { startKubeApiserver, type KubeApiserver } from '../support/kube-apiserver.js';
 import { serveCli, type Served } from '../support/process.js';
 
@@ -20,12 +20,7 @@ let k: KubeApiserver;
 let home: string;
 const served: Served[] = [];
 
-async function run(bin: string, args: string[], input?: string): Promise<string> {
-  const r = await runTool(bin, args, home, input);
-  if (r.status !== 0) throw new Error(`${bin} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return r.stdout;
-}
-const kubectl = (args: string[], input?: string) => run(KUBECTL, ['--kubeconfig', k.kubeconfigPath, ...args], input);
+const { run, kubectl } = clusterTools(() => home, () => k.kubeconfigPath);
 
 beforeAll(async () => {
   ensureHelm();

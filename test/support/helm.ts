@@ -43,3 +43,23 @@ export function runTool(bin: string, args: string[], home: string, input?: strin
     child.stdin.end(input ?? '');
   });
 }
+
+/**
+ * The CLIs a Kubernetes test drives against one cluster, failing with their stderr: `run` any of them,
+ * `kubectl`, `getJson` (kubectl get -o json) and `helm` with the cluster's kubeconfig. Getters, as the
+ * tests make their home directory and cluster in beforeAll.
+ */
+export function clusterTools(home: () => string, kubeconfig: () => string) {
+  const run = async (bin: string, args: string[], input?: string): Promise<string> => {
+    const r = await runTool(bin, args, home(), input);
+    if (r.status !== 0) throw new Error(`${bin} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
+    return r.stdout;
+  };
+  const kubectl = (args: string[], input?: string) => run(KUBECTL, ['--kubeconfig', kubeconfig(), ...args], input);
+  return {
+    run,
+    kubectl,
+    getJson: async (args: string[]): Promise<any> => JSON.parse(await kubectl(['get', ...args, '-o', 'json'])),
+    helm: (v: keyof typeof HELMS, args: string[]) => run(HELMS[v], [...args, '--kubeconfig', kubeconfig()]),
+  };
+}

@@ -7,10 +7,11 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './jupyterhub.js';
+import { jupyterProcess } from './notebook.js';
 import { ROOT } from './root.js';
 
 /** The venv (JLAB4_VENV overrides it, e.g. to try another JupyterLab 4 release). */
@@ -94,7 +95,7 @@ export async function startJupyterServer(opts: JupyterServerOptions): Promise<Ru
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const proc = jupyterProcess('jupyter-server', child, home, () => output);
   const origin = `http://127.0.0.1:${port}`;
   const get: RunningJupyterServer['get'] = async (path, authenticated = true) => {
     const r = await fetch(`${origin}${baseUrl}${path}`, { headers: authenticated ? { Authorization: `token ${token}` } : {}, redirect: 'manual' });
@@ -109,29 +110,8 @@ export async function startJupyterServer(opts: JupyterServerOptions): Promise<Ru
     const text = await r.text();
     return { status: r.status, json: text ? (JSON.parse(text) as unknown) : undefined };
   };
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(-child.pid!, 'SIGTERM');
-      await exited;
-    }
-    rmSync(home, { recursive: true, force: true });
-  };
-  const server: RunningJupyterServer = { origin, baseUrl, token, home, get, api, log: () => output, exitCode: () => child.exitCode, stop };
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) {
-      if (opts.expectExit) return server;
-      throw new Error(`jupyter-server exited during startup:\n${output}`);
-    }
-    try {
-      if ((await get('api/status')).status === 200) break;
-    } catch {
-      /* not yet */
-    }
-    if (i > 1200) {
-      await stop();
-      throw new Error(`jupyter-server did not come up:\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const server: RunningJupyterServer = { origin, baseUrl, token, home, get, api, log: () => output, exitCode: () => child.exitCode, stop: proc.stop };
+  if ((await proc.until(async () => (await get('api/status')).status)) === 'exited' && !opts.expectExit)
+    throw new Error(`jupyter-server exited during startup:\n${output}`);
   return server;
 }

@@ -2,7 +2,7 @@
  * The released jupyterlab-omnisci 3.0.0 on a classic notebook 6 server (scripts/deps/omnisci-extension.sh
  * installs the venv), started on a loopback port with a given Jupyter config dir and environment.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,12 +58,24 @@ export async function startNotebook(configDir: string, env: Record<string, strin
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const url = `http://127.0.0.1:${port}`;
   const get: RunningNotebook['get'] = async (path, authenticated = true) => {
     const r = await fetch(`${url}${path}`, { headers: authenticated ? { Authorization: `token ${token}` } : {}, redirect: 'manual' });
     return { status: r.status, text: await r.text() };
   };
+  const proc = jupyterProcess('jupyter-notebook', child, home, () => output);
+  if ((await proc.until(async () => (await get('/api/status')).status)) === 'exited')
+    throw new Error(`jupyter-notebook exited during startup:\n${output}`);
+  return { url, token, get, log: () => output, stop: proc.stop };
+}
+
+/**
+ * A Jupyter server started detached (its own process group) with a private `home`: `stop` ends the
+ * group and removes `home`; `until` polls `probe` every 100 ms and resolves 'up' once it answers 200,
+ * 'exited' when the process ended first, and throws (having stopped it) after two minutes.
+ */
+export function jupyterProcess(name: string, child: ChildProcess, home: string, output: () => string) {
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       process.kill(-child.pid!, 'SIGTERM');
@@ -71,18 +83,14 @@ export async function startNotebook(configDir: string, env: Record<string, strin
     }
     rmSync(home, { recursive: true, force: true });
   };
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`jupyter-notebook exited during startup:\n${output}`);
-    try {
-      if ((await get('/api/status')).status === 200) break;
-    } catch {
-      /* not yet */
+  const until = async (probe: () => Promise<number>): Promise<'up' | 'exited'> => {
+    for (let i = 0; i <= 1200; i++) {
+      if (child.exitCode !== null) return 'exited';
+      if ((await probe().catch(() => 0)) === 200) return 'up';
+      await new Promise((r) => setTimeout(r, 100));
     }
-    if (i > 1200) {
-      await stop();
-      throw new Error(`jupyter-notebook did not come up:\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { url, token, get, log: () => output, stop };
+    await stop();
+    throw new Error(`${name} did not come up:\n${output()}`);
+  };
+  return { stop, until };
 }
