@@ -167,7 +167,7 @@ async function z2jh(args: string[]): Promise<void> {
   if (!path) throw new UsageError('z2jh-values needs --config FILE');
   const config = loadConfigFile(path);
   const authenticator =
-    config.hub.loginMode === 'handoff' ? await readFile(new URL('../../helm/omnisci-handoff/files/authenticator.py', import.meta.url), 'utf8') : undefined;
+    config.hub.loginMode === 'handoff' || config.heavydb.enabled ? await readFile(new URL('../../helm/omnisci-handoff/files/authenticator.py', import.meta.url), 'utf8') : undefined;
   process.stdout.write(
     z2jhValuesYaml(config, {
       ...(v['service-name'] ? { serviceName: v['service-name'] } : {}),

@@ -13,8 +13,11 @@ import { createApp, type AppDeps } from './http/app.js';
 import { internalHandler } from './http/internal.js';
 import type { KubeApi } from './k8s/client.js';
 import { directLanding } from './landing/direct.js';
+import { createSessionCheck } from './heavydb/session.js';
+import { presentsToken, readApiToken } from './hub/service-token.js';
 import { createHubLanding } from './landing/hub.js';
 import { createLocalLanding } from './landing/local.js';
+import { sessionLoginRouter } from './landing/session-login.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createStore } from './store/index.js';
@@ -57,17 +60,28 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
   const verifier = createVerifier(config, await keySourcesFromConfig(config.token.keys, env), logger);
   // With a hub, make sure the user's server runs (progress page) before landing; local mode without
   // a hub ends on the service's own page of what the notebook would receive; else land directly.
-  const hub = config.hub.enabled ? createHubLanding(config, { env, logger }) : undefined;
+  const hub = config.hub.enabled ? createHubLanding(config, { store, env, logger }) : undefined;
   const local = !hub && isLocalOnly(config) ? createLocalLanding(config, store, { demoLink: Boolean(o.demoToken) }) : undefined;
+  // Header mode (stock HEAVY.AI): the authenticator hands over sessions that HeavyDB confirms.
+  const sessionLogin =
+    hub && config.heavydb.enabled
+      ? sessionLoginRouter({
+          config,
+          store,
+          metrics,
+          check: createSessionCheck(config),
+          authorized: presentsToken(readApiToken(config.hub, env)),
+          next: (user, result) => hub.next(user, result),
+        })
+      : undefined;
   const app = createApp({
     config,
     verifier,
     store,
-    landing: hub?.landing ?? local?.landing ?? directLanding(config.redirect),
+    landing: hub?.landing ?? local ?? directLanding(config.redirect),
     logger,
     metrics,
-    ...(hub ? { routers: [hub.router], scripts: hub.scripts, readiness: () => hub.readiness() } : {}),
-    ...(local ? { routers: [local.router] } : {}),
+    ...(sessionLogin ? { routers: [sessionLogin] } : {}),
     ...(o.demoToken ? { demoToken: o.demoToken } : {}),
   });
   return { app, store, logger, metrics, namespace: kube?.namespace };

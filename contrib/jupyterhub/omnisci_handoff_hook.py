@@ -73,6 +73,20 @@ CONFIG_FILE = "omnisci-handoff.json"
 SERVER_EXTENSION = "jupyterlab_omnisci.serverextension"
 COMPANION_EXTENSION = "omnisci_handoff_jupyter"  # the jupyter_server 2 + JupyterLab 4 companion (jupyter/)
 DEFAULT_ENV_NAMES = {"protocol": "OMNISCI_PROTOCOL", "host": "OMNISCI_HOST", "port": "OMNISCI_PORT"}
+# The service's SCRATCH_CONFIG (src/notebook/outputs.ts), byte for byte: with allow_hidden, both servers
+# prepare ~/.jupyterscratch for the HEAVY.AI web server's session file and heavyai_connect().
+SCRATCH_CONFIG = """# omnisci-handoff (notebook.allowHidden): the HEAVY.AI web server writes ~/.jupyterscratch/.omniscisession
+# through the contents API, which creates no directory; heavyai_connect() reads .heavyaisession there.
+import os
+
+_scratch = os.path.join(os.path.expanduser("~"), ".jupyterscratch")
+try:
+    os.makedirs(_scratch, mode=0o700, exist_ok=True)
+    if not os.path.lexists(os.path.join(_scratch, ".heavyaisession")):
+        os.symlink(".omniscisession", os.path.join(_scratch, ".heavyaisession"))
+except OSError as e:  # a read-only home must not stop the server
+    print(f"omnisci-handoff: cannot prepare {_scratch}: {e}")
+"""
 
 
 _TRUSTED_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -158,6 +172,8 @@ class OmnisciHandoffHook:
     store_dir:         the service's ``store.local.dir``.
     session_file_name: the service's ``notebook.sessionFileName``.
     env_names:         the service's ``notebook.env`` (names of the protocol/host/port env vars).
+    env_families:      the service's ``notebook.envFamilies`` (e.g. ["HEAVYAI"]: HEAVYAI_PROTOCOL/HOST/PORT too).
+    allow_hidden:      the service's ``notebook.allowHidden`` (ContentsManager.allow_hidden in the Jupyter config).
     config_dir:        where the per-user Jupyter config dirs are written (default ``<store_dir>-jupyter``),
                        never inside the store; its parent must belong to root or the hub's account.
     user_access:       the service's ``store.local.userAccess``: "none" (one account for all) or "group".
@@ -165,12 +181,24 @@ class OmnisciHandoffHook:
                        user name, as LocalProcessSpawner uses it).
     """
 
-    def __init__(self, store_dir, session_file_name="session", env_names=None, config_dir=None, user_access="none", unix_user=None):
+    def __init__(
+        self,
+        store_dir,
+        session_file_name="session",
+        env_names=None,
+        config_dir=None,
+        user_access="none",
+        unix_user=None,
+        env_families=(),
+        allow_hidden=False,
+    ):
         if user_access not in ("none", "group"):
             raise ValueError(f"user_access must be 'none' or 'group', not {user_access!r}")
         self.store_dir = os.path.abspath(store_dir)
         self.session_file_name = session_file_name
         self.env_names = {**DEFAULT_ENV_NAMES, **(env_names or {})}
+        self.env_families = list(env_families)
+        self.allow_hidden = allow_hidden
         self.config_dir = os.path.abspath(config_dir or self.store_dir.rstrip(os.sep) + "-jupyter")
         if os.path.commonpath([os.path.realpath(self.config_dir), os.path.realpath(self.store_dir)]) == os.path.realpath(self.store_dir):
             raise ValueError(f"config_dir {self.config_dir} is inside the store: the service's account could plant Jupyter config there")
@@ -201,7 +229,8 @@ class OmnisciHandoffHook:
         if record is None:
             return {}
         conn = record["connection"]
-        return {self.env_names[k]: str(conn[k]) for k in ("protocol", "host", "port")}
+        name_sets = [self.env_names] + [{k: f"{f}_{k.upper()}" for k in ("protocol", "host", "port")} for f in self.env_families]
+        return {names[k]: str(conn[k]) for names in name_sets for k in ("protocol", "host", "port")}
 
     def jupyter_config_files(self, name):
         """The same files as the service's jupyterConfigFiles(), for this user's session file."""
@@ -210,7 +239,8 @@ class OmnisciHandoffHook:
                 "OmniSciSessionManager": {
                     "session_file": self.session_file(name),
                     **{k: self.env_names[k] for k in ("protocol", "host", "port")},
-                }
+                },
+                **({"ContentsManager": {"allow_hidden": True}} if self.allow_hidden else {}),
             }
         )
         return {
@@ -220,6 +250,7 @@ class OmnisciHandoffHook:
             ),
             "jupyter_notebook_config.json": manager,
             "jupyter_server_config.json": manager,
+            **({"jupyter_notebook_config.py": SCRATCH_CONFIG, "jupyter_server_config.py": SCRATCH_CONFIG} if self.allow_hidden else {}),
         }
 
     def write_jupyter_config(self, name, gid=None):

@@ -116,6 +116,11 @@ export const RULES: readonly Rule[] = [
     ),
   ),
   rule('identity-callback', 'hub.oauthRedirectUri', (c) => (c.hub.identityCheck ? callbackProblem(c) : undefined)),
+  rule('heavydb-needs-hub', 'heavydb.enabled', (c) => when(c.heavydb.enabled && !c.hub.enabled, 'needs hub.enabled (the hub logs the browser in)')),
+  rule('heavydb-url', 'heavydb.url', (c) => when(c.heavydb.enabled && !c.heavydb.url, "is required when heavydb.enabled (HeavyDB's HTTP port, e.g. http://heavydb:6278/)")),
+  rule('heavydb-connection', 'omnisci.host', (c) =>
+    when(c.heavydb.enabled && !c.omnisci.host, 'is required when heavydb.enabled: no token names a host, so the notebook connects here'),
+  ),
   rule('session-file-name', 'notebook.sessionFileName', (c) =>
     when(
       c.store.backend === 'kubernetes' && (RESERVED_SECRET_KEYS as readonly string[]).includes(c.notebook.sessionFileName),

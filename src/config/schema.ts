@@ -84,6 +84,15 @@ export const configSchema = {
           default: 'omnisci-revoke+jwt',
         }),
         maxTokenBytes: int('Tokens longer than this are refused before parsing.', 256, 1048576, 16384),
+        allowedOrigins: {
+          type: 'array',
+          items: { type: 'string', pattern: '^https?://[^/?#]+$' },
+          default: [],
+          description:
+            'Origins (scheme://host[:port]) whose pages may POST a handoff to this service, i.e. Immerse. A browser POST from any other site is refused (cross_site_refused, a login CSRF defence; docs/jupyterhub.md). Empty: the origin of `issuer` when it is an http(s) URL.',
+        },
+        queryTransport: bool('Accept the token in the query (GET {base}handoff?token=…), where access logs and Referer headers may see it.', true),
+        fragmentTransport: bool('Serve the page that posts a token from the URL fragment (GET {base}handoff#token=…).', true),
         maxLifetimeSeconds: int('Largest allowed `exp - iat`.', 1, 86400, 300),
         clockToleranceSeconds: int('Clock skew tolerated on `exp`, `nbf` and `iat`.', 0, 600, 30),
         sessionPattern: str('Regular expression an OmniSci session id must match (HeavyDB: 32 alphanumerics).', {
@@ -149,6 +158,18 @@ export const configSchema = {
         default: 'session',
         pattern: '^[A-Za-z0-9._-]+$',
       }),
+      envFamilies: {
+        type: 'array',
+        items: ENV_NAME,
+        uniqueItems: true,
+        default: [],
+        description:
+          'Further env var families that get the connection, each as <FAMILY>_PROTOCOL, _HOST and _PORT: the stock notebook helpers read OMNISCI_* (omnisci_connect) and HEAVYAI_* (heavyai_connect). Names that notebook.env already sets are set once.',
+      },
+      allowHidden: bool(
+        "Set ContentsManager.allow_hidden, so that the HEAVY.AI web server's own contents-API write of ~/.jupyterscratch/.omniscisession succeeds on jupyter_server 2 (header mode, docs/heavyai.md).",
+        false,
+      ),
       env: obj('Env var names the extension reads (OmniSciSessionManager.protocol/host/port traits).', {
         protocol: { ...ENV_NAME, default: 'OMNISCI_PROTOCOL', description: 'Protocol env var name.' },
         host: { ...ENV_NAME, default: 'OMNISCI_HOST', description: 'Host env var name.' },
@@ -264,6 +285,10 @@ export const configSchema = {
       oauthRedirectUri: str(
         'OAuth redirect URI registered at the hub (identityCheck); it must lead to {base}oauth_callback. Default: JUPYTERHUB_OAUTH_CALLBACK_URL, else {base}oauth_callback.',
       ),
+      confirmLogin: bool(
+        'Login mode handoff: a browser this service does not know yet is shown a page naming the user before it is logged in to the hub (login CSRF defence; docs/jupyterhub.md). A browser known as another user always sees it.',
+        true,
+      ),
       identityMaxAgeSeconds: int(
         'How long a checked hub identity is remembered in a signed cookie, sparing later handoffs of the same user the OAuth round (0: check every handoff).',
         0,
@@ -271,6 +296,26 @@ export const configSchema = {
         300,
       ),
     }),
+    heavydb: obj(
+      'Header mode for stock HEAVY.AI (docs/heavyai.md): the shipped authenticator hands the X-OmniSci-SessionID header the HEAVY.AI web server sets on /hub/login to this service, which accepts the session only after HeavyDB confirms it (get_session_info) and never ends it (no disconnect).',
+      {
+        enabled: bool('Accept sessions from the authenticator (needs hub.enabled).', false),
+        url: str("HeavyDB's HTTP port (Thrift JSON over HTTP POST), e.g. http://heavydb:6278/.", { pattern: '^https?://' }),
+        caFile: str('PEM CA bundle trusted for an https:// url, besides the system CAs.'),
+        requestTimeoutMs: int('Timeout of one HeavyDB call.', 100, 60000, 5000),
+        retries: int('Retries of a HeavyDB call that failed to connect, timed out or got a 5xx.', 0, 5, 1),
+        cacheSeconds: int(
+          "How long HeavyDB's confirmation of a session is reused (0: ask every login). Only confirmations are cached; HeavyDB's idle timeout (60 min by default) is far longer.",
+          0,
+          300,
+          30,
+        ),
+        requireSuperuser: bool('Accept only sessions of HeavyDB superusers.', false),
+        requireRole: str('Accept only sessions whose user has this HeavyDB role (has_role; superusers pass), e.g. omnisci_jupyter, the role Immerse shows its Jupyter button to.', {
+          minLength: 1,
+        }),
+      },
+    ),
     log: obj('Logging.', {
       level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'Log level.' },
     }),

@@ -19,7 +19,7 @@ export interface Z2jhOptions {
   jupyterConfigMap?: string;
   /** Webhook-free mode: KubeSpawner mounts the Secret itself. Default: when config.webhook is off. */
   webhookFree?: boolean;
-  /** Source of helm/omnisci-handoff/files/authenticator.py; needed when hub.loginMode is handoff. */
+  /** Source of helm/omnisci-handoff/files/authenticator.py; needed when hub.loginMode is handoff or heavydb.enabled. */
   authenticatorSource?: string;
   /** Class the authenticator file defines. */
   authenticatorClass?: string;
@@ -43,7 +43,7 @@ function webhookFreeSingleuser(config: Config, configMap: string): Record<string
   // KubeSpawner 7 expands {username} to safe_slug(name): the store's Secret is <prefix>-<safe_slug(name)>.
   const secret = `${config.store.kubernetes.secretPrefix}-{username}`;
   // z2jh's extraEnv is a map of name to EnvVar (without the name).
-  const extraEnv = Object.fromEntries(connectionEnvFrom(secret, config.notebook.env).map(({ name, ...rest }) => [name, rest]));
+  const extraEnv = Object.fromEntries(connectionEnvFrom(secret, config.notebook).map(({ name, ...rest }) => [name, rest]));
   return {
     extraEnv: { ...extraEnv, [JUPYTER_CONFIG_PATH]: config.webhook.jupyterConfigDir },
     storage: {
@@ -56,7 +56,7 @@ function webhookFreeSingleuser(config: Config, configMap: string): Record<string
   };
 }
 
-function authenticatorHub(source: string, className: string, serviceName: string): Record<string, unknown> {
+function authenticatorHub(source: string, className: string, serviceName: string, headerLogin: boolean): Record<string, unknown> {
   return {
     extraFiles: {
       'omnisci-handoff-authenticator': {
@@ -72,6 +72,8 @@ function authenticatorHub(source: string, className: string, serviceName: string
         `c.JupyterHub.authenticator_class = ${className}`,
         // Its exchange URL comes from this service's registration (url + the hub's base_url).
         `c.${className}.service_name = ${JSON.stringify(serviceName)}`,
+        // Header mode: /hub/login takes the HEAVY.AI web server's session header (docs/heavyai.md).
+        ...(headerLogin ? [`c.${className}.header_login = True`] : []),
         '',
       ].join('\n'),
     },
@@ -84,9 +86,10 @@ export function z2jhValues(config: Config, opts: Z2jhOptions = {}): Record<strin
   const url = opts.serviceUrl ?? `http://omnisci-handoff:${config.listen.port}`;
   const podLabels = opts.podLabels ?? { 'app.kubernetes.io/name': 'omnisci-handoff' };
   const scopes = ['servers', ...(config.hub.createUsers ? ['admin:users'] : [])];
-  const handoffLogin = config.hub.loginMode === 'handoff';
+  const headerLogin = config.heavydb.enabled;
+  const handoffLogin = config.hub.loginMode === 'handoff' || headerLogin;
   if (handoffLogin && !opts.authenticatorSource)
-    throw new Error('hub.loginMode is handoff: the authenticator source (helm/omnisci-handoff/files/authenticator.py) is needed');
+    throw new Error('hub.loginMode is handoff or heavydb.enabled: the authenticator source (helm/omnisci-handoff/files/authenticator.py) is needed');
 
   const hub: Record<string, unknown> = {
     services: { [name]: { url, display: false, oauth_no_confirm: true } },
@@ -101,7 +104,7 @@ export function z2jhValues(config: Config, opts: Z2jhOptions = {}): Record<strin
         ? { user: { description: 'Standard user privileges, and the omnisci-handoff identity check', scopes: ['self', `access:services!service=${name}`] } }
         : {}),
     },
-    ...(handoffLogin ? authenticatorHub(opts.authenticatorSource!, opts.authenticatorClass ?? 'OmnisciHandoffAuthenticator', name) : {}),
+    ...(handoffLogin ? authenticatorHub(opts.authenticatorSource!, opts.authenticatorClass ?? 'OmnisciHandoffAuthenticator', name, headerLogin) : {}),
   };
   const toService = { podSelector: { matchLabels: podLabels } };
   const values: Record<string, unknown> = {

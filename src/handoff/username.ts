@@ -1,5 +1,5 @@
 /**
- * Maps a verified token to a JupyterHub user name. JupyterHub refuses empty names and names with
+ * Maps a verified identity (a token's claim, a HeavyDB session's user) to a JupyterHub user name. JupyterHub refuses empty names and names with
  * '/' (Authenticator.validate_username); we also refuse what would break URLs, headers or paths:
  * control characters, surrounding whitespace, '.' and '..', and names over 255 characters (the hub DB column).
  */
@@ -11,6 +11,11 @@ const MAX_LENGTH = 255;
 export function mapUsername(claims: Record<string, unknown>, user: Config['user']): string {
   const raw = claims[user.claim];
   if (typeof raw !== 'string' || raw === '') throw new HandoffError('bad_username', `claim ${user.claim} is missing or not a string`);
+  return mapName(raw, user);
+}
+
+/** The hub name for an identity's name (a token's claim, HeavyDB's TSessionInfo.user): the same rules for every source. */
+export function mapName(raw: string, user: Config['user']): string {
   let name = raw;
   if (user.stripEmailDomain) {
     const at = name.lastIndexOf('@');

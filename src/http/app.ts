@@ -1,20 +1,18 @@
 /**
- * The public HTTP service: handoff (POST form / GET query / GET fragment page), revoke, liveness.
- * Readiness and metrics are on the internal listener (./internal.ts).
- * Flow of a handoff: verify → landing.prepare (which may defer the rest to a later request) →
- * store.accept → landing.land; every outcome (`deferred` included) is one audit log line, one metric
- * sample and, on failure, one error response with a stable code.
+ * The public HTTP service: handoff (POST form / GET query / GET fragment page), revoke, liveness,
+ * and the landing's later steps. Readiness and metrics are on the internal listener (./internal.ts).
+ * A handoff runs through the pipeline (../pipeline.ts).
  */
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { pinoHttp } from 'pino-http';
 import type { Config } from '../config/types.js';
-import { errorFields, HandoffError, toHandoffError } from '../errors.js';
-import type { Handoff } from '../handoff/types.js';
+import { HandoffError } from '../errors.js';
 import type { Verifier } from '../handoff/verify.js';
-import type { Landing, Resume } from '../landing/index.js';
+import type { Landing } from '../landing/index.js';
 import { sanitizeUrl, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { createPipeline, fail } from '../pipeline.js';
 import type { SessionStore } from '../store/types.js';
 import { AUTOSUBMIT_SCRIPT, cspHash, FRAGMENT_SCRIPT, page, postForm, sendError, STYLE } from './pages.js';
 
@@ -25,14 +23,12 @@ export interface AppDeps {
   landing: Landing;
   logger: Logger;
   metrics: Metrics;
-  /** Extra routes mounted under the base path (e.g. the JupyterHub integration's progress pages). */
+  /** Extra routes mounted under the base path (e.g. the header mode's login). */
   routers?: Router[];
   /** Inline scripts of those routes' pages, allowed by hash in the CSP. */
   scripts?: string[];
   /** Local mode only: mints a fresh demo token for GET {base}dev/demo. */
   demoToken?: () => Promise<string>;
-  /** Readiness beyond the store (e.g. the hub); throws when not ready. */
-  readiness?: () => Promise<void>;
 }
 
 export interface App {
@@ -72,15 +68,30 @@ function securityHeaders(hubOrigin: string, scripts: string[]) {
   };
 }
 
+/** The origins allowed to post a handoff from another site: configured, else the issuer's when it is a URL. */
+function allowedOrigins(token: Config['token']): Set<string> {
+  if (token.allowedOrigins.length) return new Set(token.allowedOrigins.map((o) => new URL(o).origin));
+  try {
+    const u = new URL(token.issuer);
+    return new Set(u.protocol === 'https:' || u.protocol === 'http:' ? [u.origin] : []);
+  } catch {
+    return new Set();
+  }
+}
+
 /**
- * The one way a request fails: as a HandoffError, logged when it is the service's fault (code and
- * detail only: details are written to be safe, causes are not), answered unless already answered.
+ * Login CSRF: a browser POST of a handoff from a page of another site is refused unless that site
+ * is an allowed origin. Browsers mark every request with Sec-Fetch-Site (older ones: Origin on every
+ * POST); a request with neither comes from no browser, so no victim's browser can be made to send it.
  */
-function fail(req: Request, res: Response, e: unknown, what: string): HandoffError {
-  const err = toHandoffError(e);
-  if (err.status >= 500) req.log.error(errorFields(err), what);
-  if (!res.headersSent) sendError(req, res, err);
-  return err;
+function sameSiteOrAllowed(req: Request, allowed: Set<string>): boolean {
+  const site = req.get('sec-fetch-site');
+  if (site === 'same-origin') return true;
+  const origin = req.get('origin');
+  if (origin === undefined) return site === undefined;
+  if (allowed.has(origin)) return true;
+  // A browser without Fetch Metadata: this service's own page (the fragment page) has this request's host.
+  return site === undefined && URL.canParse(origin) && new URL(origin).host === req.get('host');
 }
 
 export function createApp(deps: AppDeps): App {
@@ -108,66 +119,27 @@ export function createApp(deps: AppDeps): App {
       autoLogging: { ignore: (req) => (req.url ?? '').endsWith('/healthz') },
     }),
   );
-  app.use(securityHeaders(new URL(config.redirect.hubPublicUrl).origin, deps.scripts ?? []));
+  app.use(securityHeaders(new URL(config.redirect.hubPublicUrl).origin, [...(landing.scripts ?? []), ...(deps.scripts ?? [])]));
 
   const r = express.Router();
   // A token is at most maxTokenBytes; leave room for the field name and encoding.
   const form = express.urlencoded({ extended: false, limit: config.token.maxTokenBytes * 2 + 1024, parameterLimit: 10 });
 
-  interface Audit {
-    outcome: string;
-    user?: string;
-    jti?: string;
-  }
+  const pipeline = createPipeline({ verifier, store, landing, metrics });
+  const origins = allowedOrigins(config.token);
 
-  /** Every handoff request, also one resuming a deferred handoff, ends in one audit line and one metric sample. */
-  async function audited(req: Request, res: Response, work: (a: Audit) => Promise<void>): Promise<void> {
-    const started = process.hrtime.bigint();
-    const a: Audit = { outcome: 'internal' };
-    try {
-      await work(a);
-    } catch (e) {
-      a.outcome = fail(req, res, e, 'handoff failed').code;
-    } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.handoffs.inc({ outcome: a.outcome });
-      metrics.handoffSeconds.observe({ outcome: a.outcome }, seconds);
-      req.log.info({ event: 'handoff', user: a.user, jti: a.jti, outcome: a.outcome, durationMs: Math.round(seconds * 1e4) / 10 }, 'handoff');
-    }
-  }
-
-  async function storeAndLand(h: Handoff, a: Audit, req: Request, res: Response): Promise<void> {
-    const result = await store.accept(h);
-    a.outcome = result.outcome;
-    await landing.land({ handoff: h, result, req, res });
-  }
-
-  /** How a deferred handoff goes on in a later request. Built here, so that it holds the handoff only, never the first request. */
-  const resumeFor =
-    (h: Handoff): Resume =>
-    (req, res, gate) =>
-      audited(req, res, async (a) => {
-        Object.assign(a, { user: h.user, jti: h.jti });
-        await gate();
-        await storeAndLand(h, a, req, res);
-      });
-
-  const handoff = (req: Request, res: Response, token: unknown) =>
-    audited(req, res, async (a) => {
-      const h = await verifier.verifyHandoff(token);
-      a.user = h.user;
-      a.jti = h.jti;
-      if ((await landing.prepare?.({ handoff: h, req, res, resume: resumeFor(h), reserve: () => store.reserve(h) })) === 'deferred') {
-        a.outcome = 'deferred';
-        return;
-      }
-      await storeAndLand(h, a, req, res);
-    });
-
-  r.post('/handoff', form, (req, res) => handoff(req, res, (req.body as Record<string, unknown> | undefined)?.token));
+  r.post('/handoff', form, (req, res) =>
+    pipeline.run(req, res, (req.body as Record<string, unknown> | undefined)?.token, () => {
+      if (!sameSiteOrAllowed(req, origins)) throw new HandoffError('cross_site_refused', `Origin ${req.get('origin') ?? '(none)'}`);
+    }),
+  );
   r.get('/handoff', (req, res) => {
     const token = req.query.token;
-    if (token !== undefined) return handoff(req, res, token);
+    const off = (setting: string) => () => {
+      throw new HandoffError('transport_disabled', `token.${setting} is off`);
+    };
+    if (token !== undefined) return pipeline.run(req, res, token, config.token.queryTransport ? undefined : off('queryTransport'));
+    if (!config.token.fragmentTransport) return pipeline.run(req, res, undefined, off('fragmentTransport'));
     // No query token: the token is in the fragment; this page posts it.
     res.type('html').send(page('Opening your notebook', postForm(`${base}handoff`, undefined, 'Opening your notebook…'), FRAGMENT_SCRIPT));
   });
@@ -202,6 +174,7 @@ export function createApp(deps: AppDeps): App {
   r.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  if (landing.routes) r.use(landing.routes(pipeline.resume));
   for (const extra of deps.routers ?? []) r.use(extra);
 
   app.use(base, r);
@@ -227,7 +200,7 @@ export function createApp(deps: AppDeps): App {
     async ready() {
       if (draining) throw new HandoffError('store_unavailable', 'shutting down');
       await store.check();
-      await deps.readiness?.();
+      await landing.readiness?.();
     },
   };
 }

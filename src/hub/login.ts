@@ -1,33 +1,23 @@
 /**
  * One-time hub login tokens (login mode `handoff`, JupyterHub's documented forced-login pattern):
- * 256 random bits, bound to one user, usable once, living at most loginTokenTtlSeconds (≤ 30 s).
- * Only their hashes are kept, so a memory dump holds no usable token.
+ * a sealed ticket bound to one user, living at most loginTokenTtlSeconds (≤ 30 s), spent in the
+ * session store when exchanged, so that it works once whichever replica the hub's exchange reaches.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import type { SessionStore } from '../store/types.js';
+import { useOnce, type Tickets } from './tickets.js';
 
-const hash = (t: string) => createHash('sha256').update(t).digest('base64url');
+export interface LoginTokens {
+  issue(user: string): string;
+  /** The user the token was issued for, when it is authentic, live and not used before. */
+  exchange(token: string): Promise<string | undefined>;
+}
 
-export class LoginTokens {
-  private readonly tokens = new Map<string, { user: string; expiresAt: number }>();
-
-  constructor(
-    private readonly ttlMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  issue(user: string): string {
-    const now = this.now();
-    for (const [h, t] of this.tokens) if (t.expiresAt <= now) this.tokens.delete(h);
-    const token = randomBytes(32).toString('base64url');
-    this.tokens.set(hash(token), { user, expiresAt: now + this.ttlMs });
-    return token;
-  }
-
-  /** The user the token was issued for; the token is gone afterwards, whatever the outcome. */
-  exchange(token: string): string | undefined {
-    const h = hash(token);
-    const t = this.tokens.get(h);
-    this.tokens.delete(h);
-    return t && t.expiresAt > this.now() ? t.user : undefined;
-  }
+export function createLoginTokens(tickets: Tickets, store: Pick<SessionStore, 'spend'>, ttlMs: number): LoginTokens {
+  return {
+    issue: (user) => tickets.issue('login', user, ttlMs, {}).ticket,
+    async exchange(token) {
+      const t = tickets.open('login', token);
+      return t && (await useOnce(store, 'login', t)) ? t.user : undefined;
+    },
+  };
 }

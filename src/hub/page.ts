@@ -60,3 +60,21 @@ export const PROGRESS_SCRIPT = `(function () {
   };
 })();
 `;
+
+/**
+ * The confirmation page of login mode `handoff` (login CSRF): names the user the browser is about to
+ * be logged in to the hub as, and, when it is known as someone else, that user too. Its button posts
+ * the parked handoff's ticket (sealed: it shows nothing) to {base}confirm.
+ */
+export function confirmPage(user: string, knownAs: string | undefined, action: string, ticket: string): string {
+  const other = knownAs
+    ? `<p id="other">This browser last opened notebooks as <b>${escapeHtml(knownAs)}</b>. Continuing logs it in to JupyterHub as <b>${escapeHtml(user)}</b> instead.</p>`
+    : '';
+  return page(
+    'Open your notebook?',
+    `<h1>Open the notebook as ${escapeHtml(user)}?</h1>
+<p>Immerse handed over an OmniSci session of <b id="user">${escapeHtml(user)}</b>. Continue only if you just opened the notebook from your own Immerse.</p>${other}
+<form method="post" action="${escapeHtml(action)}"><input type="hidden" name="ticket" value="${escapeHtml(ticket)}"><button type="submit" id="confirm">Continue as ${escapeHtml(user)}</button></form>
+<p class="muted">Did not open it yourself? Close this page: nothing has been stored.</p>`,
+  );
+}

@@ -1,11 +1,9 @@
 /**
- * Progress of handoffs waiting for a server. A browser follows its handoff by an opaque random id
- * (128 bits) that is bound to the hub user and to that browser (a path-scoped cookie holding a
- * second random value, stored here only as a hash): the id alone shows nothing and logs no one in.
- * One spawn task runs per user however many handoffs wait for it (a burst of handoffs of the same
- * user starts one server).
+ * A user's server getting ready, as this replica follows it: one spawn task per user however many
+ * progress pages (and handoffs) wait for it. Nothing here outlives the task: which page belongs to
+ * whom travels in the page's ticket (./tickets.ts), and the spawn's state is the hub's, so any
+ * replica can show any page.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { toHandoffError, type HandoffError } from '../errors.js';
 import type { SpawnUpdate } from './spawn.js';
 
@@ -28,9 +26,13 @@ export class SpawnTask {
   state: ProgressState = { phase: 'pending', progress: 0, message: 'Starting…', log: [] };
   private readonly listeners = new Set<Listener>();
   readonly done: Promise<void>;
+  /** Settles once the hub was asked to start (or stop) the server, or nothing needed asking, or the task ended. */
+  readonly requested: Promise<void>;
 
-  constructor(run: (onUpdate: (u: SpawnUpdate) => void) => Promise<void>, onError: (e: HandoffError) => void) {
-    this.done = run((u) => this.set({ phase: 'pending', progress: u.progress, message: u.message })).then(
+  constructor(run: (onUpdate: (u: SpawnUpdate) => void, onRequested: () => void) => Promise<void>, onError: (e: HandoffError) => void) {
+    let onRequested!: () => void;
+    this.requested = new Promise((resolve) => (onRequested = resolve));
+    this.done = run((u) => this.set({ phase: 'pending', progress: u.progress, message: u.message }), () => onRequested()).then(
       () => this.set({ phase: 'ready', progress: 100, message: 'Your server is ready.' }),
       (e: unknown) => {
         const err = toHandoffError(e);
@@ -38,6 +40,7 @@ export class SpawnTask {
         this.set({ phase: 'failed', progress: 100, message: err.message, error: { code: err.code, message: err.message } });
       },
     );
+    void this.done.then(onRequested);
   }
 
   get finished(): boolean {
@@ -56,29 +59,9 @@ export class SpawnTask {
   }
 }
 
-export interface ProgressEntry {
-  id: string;
-  user: string;
-  task: SpawnTask;
-  /** Shown with the ready state (e.g. "the connection change applies after a restart"). */
-  notice: string | undefined;
-  expiresAt: number;
-  bindingHash: Buffer;
-  /** Login mode `handoff`: the handoff's one hub login was issued (later visits get the lab URL). */
-  loginIssued?: boolean;
-}
-
-const sha256 = (s: string) => createHash('sha256').update(s).digest();
-const randomId = () => randomBytes(16).toString('base64url');
-
-export class ProgressRegistry {
-  private readonly entries = new Map<string, ProgressEntry>();
+/** The spawn tasks running on this replica, one per user. */
+export class SpawnTasks {
   private readonly running = new Map<string, SpawnTask>();
-
-  constructor(
-    private readonly ttlMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
 
   /** The running task for the user, or a new one from `start`. */
   taskFor(user: string, start: () => SpawnTask): SpawnTask {
@@ -90,37 +73,5 @@ export class ProgressRegistry {
       if (this.running.get(user) === task) this.running.delete(user);
     });
     return task;
-  }
-
-  /** A new entry and the browser binding secret for its cookie. */
-  create(user: string, task: SpawnTask, notice?: string): { entry: ProgressEntry; binding: string } {
-    this.sweep();
-    const binding = randomBytes(32).toString('base64url');
-    const entry: ProgressEntry = {
-      id: randomId(),
-      user,
-      task,
-      notice,
-      expiresAt: this.now() + this.ttlMs,
-      bindingHash: sha256(binding),
-    };
-    this.entries.set(entry.id, entry);
-    return { entry, binding };
-  }
-
-  /** The entry when the id exists, is live and the browser presents its binding. */
-  get(id: string, binding: string | undefined): ProgressEntry | undefined {
-    const entry = this.entries.get(id);
-    if (!entry || binding === undefined) return undefined;
-    if (entry.expiresAt <= this.now()) {
-      this.entries.delete(id);
-      return undefined;
-    }
-    return timingSafeEqual(sha256(binding), entry.bindingHash) ? entry : undefined;
-  }
-
-  private sweep(): void {
-    const now = this.now();
-    for (const [id, e] of this.entries) if (e.expiresAt <= now) this.entries.delete(id);
   }
 }

@@ -7,7 +7,7 @@
  */
 import { HandoffError } from '../errors.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { HubClient } from './client.js';
+import type { HubClient, HubUser } from './client.js';
 
 export interface SpawnUpdate {
   /** 0–100 */
@@ -23,6 +23,15 @@ export interface SpawnRequest {
   restart: boolean;
   timeoutMs: number;
   onUpdate(u: SpawnUpdate): void;
+  /**
+   * Follow what another replica started: a failure the hub still reports is this spawn's failure,
+   * not a reason to start again (only the progress page's retry starts after a failure).
+   */
+  follow?: boolean;
+  /** The user model just read by the caller: spares the first read. */
+  model?: HubUser;
+  /** Called once the hub has been asked (start or stop answered) or nothing needs asking. */
+  onRequested?(): void;
 }
 
 const POLL_MS = 500;
@@ -32,6 +41,12 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<v
   let restart = req.restart;
   // Once a spawn was requested or followed, finding the server stopped again means it failed.
   let spawnSeen = false;
+  let model = req.model;
+  let requested = req.onRequested;
+  const asked = () => {
+    requested?.();
+    requested = undefined;
+  };
   const update = (progress: number, message: string) => req.onUpdate({ progress, message });
 
   const wait = async (ms: number) => {
@@ -56,29 +71,38 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<v
 
   for (;;) {
     if (deadline.aborted) throw timeout(req);
-    const model = await hub.getUser(req.user);
+    model ??= await hub.getUser(req.user);
     if (!model) throw new HandoffError('hub_user_unknown', `user ${req.user} disappeared from the hub`);
     const s = model.servers[req.server];
+    model = undefined;
     if (s?.pending === 'stop') {
+      asked();
       update(5, 'Waiting for your previous server to stop…');
       await wait(POLL_MS);
       continue;
     }
     if (s?.pending) {
+      asked();
       update(10, 'Your server is starting…');
       if ((await follow()) === 'ended') await wait(POLL_MS);
       continue;
     }
     if (s?.ready) {
-      if (!restart) return;
+      if (!restart) return asked();
       restart = false;
       update(5, 'Restarting your server so that it uses the new OmniSci connection…');
       await hub.stopServer(req.user, req.server);
+      asked();
       continue;
     }
-    if (spawnSeen) throw await failure(hub, req, deadline);
+    if (spawnSeen) throw (await lastFailure(hub, req, deadline)) ?? new HandoffError('hub_spawn_failed', 'the server stopped while starting');
+    if (req.follow) {
+      const failed = await lastFailure(hub, req, deadline);
+      if (failed) throw failed;
+    }
     update(5, 'Requesting your server…');
     const out = await hub.startServer(req.user, req.server, req.userOptions);
+    asked();
     switch (out.kind) {
       case 'throttled': {
         const waitS = Math.min(out.retryAfterSeconds, 60);
@@ -87,7 +111,7 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<v
         break;
       }
       case 'failed':
-        throw await failure(hub, req, deadline);
+        throw (await lastFailure(hub, req, deadline)) ?? new HandoffError('hub_spawn_failed', 'the server stopped while starting');
       case 'started':
       case 'pending':
         spawnSeen = true;
@@ -99,12 +123,12 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<v
   }
 }
 
-/** The hub's own words for a failed spawn (its progress stream reports the failure once). */
-async function failure(hub: HubClient, req: SpawnRequest, deadline: AbortSignal): Promise<HandoffError> {
+/** The hub's own words for the last spawn's failure: its progress stream repeats it until the next start. */
+async function lastFailure(hub: HubClient, req: SpawnRequest, deadline: AbortSignal): Promise<HandoffError | undefined> {
   for await (const e of hub.progress(req.user, req.server, deadline)) {
-    if (e.failed && e.message) return new HandoffError('hub_spawn_failed', e.message, { message: e.message });
+    if (e.failed) return new HandoffError('hub_spawn_failed', e.message, { message: e.message || 'Your notebook server failed to start.' });
   }
-  return new HandoffError('hub_spawn_failed', 'the server stopped while starting');
+  return undefined;
 }
 
 function timeout(req: SpawnRequest): HandoffError {

@@ -12,11 +12,11 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
-import express, { type Router } from 'express';
+import express from 'express';
 import type { Config } from '../config/types.js';
 import { cookie, setCookie } from '../http/cookie.js';
 import { escapeHtml, page } from '../http/pages.js';
-import { connectionEnv, JUPYTER_CONFIG_PATH, jupyterConfigFiles, sessionFileContent } from '../notebook/outputs.js';
+import { JUPYTER_CONFIG_PATH, jupyterConfigFiles, notebookEnv, sessionFileContent } from '../notebook/outputs.js';
 import { userDir } from '../store/local.js';
 import type { AcceptOutcome, SessionRecord, SessionStore } from '../store/types.js';
 import { labUrl, type Landing } from './index.js';
@@ -29,11 +29,6 @@ export interface LocalLandingOptions {
   demoLink?: boolean;
 }
 
-export interface LocalLanding {
-  landing: Landing;
-  /** `{base}local/:id`; mount under the base path. */
-  router: Router;
-}
 
 interface Entry {
   user: string;
@@ -69,7 +64,7 @@ export function localPage(config: Config, store: SessionStore, record: SessionRe
   const file = sessionFileOf(config, store, user);
   const content = sessionFileContent(record, nb.sessionFormat);
   const shown = record.session ? content.split(record.session).join(maskSession(record.session)) : content;
-  const env = Object.entries(connectionEnv(record.connection, nb.env)).map(([k, v]) => `${k}=${v}`).join('\n');
+  const env = Object.entries(notebookEnv(record.connection, nb)).map(([k, v]) => `${k}=${v}`).join('\n');
   const files = Object.entries(jupyterConfigFiles(nb, file.path))
     .map(([path, text]) => `<details><summary><code>${escapeHtml(path)}</code></summary>${pre(text)}</details>`)
     .join('\n');
@@ -111,7 +106,7 @@ const gone = () =>
     '<h1>This page has expired</h1><p>It belongs to another browser, or it is older than 30 minutes. Open the handoff link again.</p>',
   );
 
-export function createLocalLanding(config: Config, store: SessionStore, o: LocalLandingOptions = {}, now: () => number = Date.now): LocalLanding {
+export function createLocalLanding(config: Config, store: SessionStore, o: LocalLandingOptions = {}, now: () => number = Date.now): Landing {
   const base = config.listen.basePath;
   const entries = new Map<string, Entry>();
 
@@ -122,7 +117,9 @@ export function createLocalLanding(config: Config, store: SessionStore, o: Local
     while (entries.size >= MAX_ENTRIES) entries.delete(entries.keys().next().value as string);
   };
 
+  const router = express.Router();
   const landing: Landing = {
+    routes: () => router,
     async land({ handoff, result, req, res }) {
       sweep();
       const id = randomBytes(16).toString('base64url');
@@ -134,7 +131,6 @@ export function createLocalLanding(config: Config, store: SessionStore, o: Local
     },
   };
 
-  const router = express.Router();
   router.get('/local/:id', async (req, res, next) => {
     const id = String(req.params.id ?? '');
     const entry = entries.get(id);
@@ -154,5 +150,5 @@ export function createLocalLanding(config: Config, store: SessionStore, o: Local
       next(e);
     }
   });
-  return { landing, router };
+  return landing;
 }

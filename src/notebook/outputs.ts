@@ -26,6 +26,16 @@ export function connectionEnv(connection: Connection, names: Config['notebook'][
   };
 }
 
+/** Every set of connection env var names: notebook.env, then <FAMILY>_PROTOCOL/_HOST/_PORT of each notebook.envFamilies entry. */
+export function envNameSets(nb: Config['notebook']): Config['notebook']['env'][] {
+  return [nb.env, ...nb.envFamilies.map((f) => ({ protocol: `${f}_PROTOCOL`, host: `${f}_HOST`, port: `${f}_PORT` }))];
+}
+
+/** The connection env of a single-user server: every name of envNameSets (a name in two sets once). */
+export function notebookEnv(connection: Connection, nb: Config['notebook']): Record<string, string> {
+  return Object.assign({}, ...envNameSets(nb).map((names) => connectionEnv(connection, names))) as Record<string, string>;
+}
+
 function sessionFilePath(nb: Config['notebook']): string {
   return posix.join(nb.sessionDir, nb.sessionFileName);
 }
@@ -39,6 +49,9 @@ function jupyterConfig(nb: Config['notebook'], sessionFile = sessionFilePath(nb)
       host: nb.env.host,
       port: nb.env.port,
     },
+    // jupyter_server >= 2 refuses contents-API writes to hidden paths; the HEAVY.AI web server writes
+    // ~/.jupyterscratch/.omniscisession, which omnisci_connect() reads (docs/heavyai.md).
+    ...(nb.allowHidden ? { ContentsManager: { allow_hidden: true } } : {}),
   };
 }
 
@@ -50,6 +63,24 @@ export const JUPYTER_CONFIG_FILE = 'omnisci-handoff.json';
 export const SERVER_EXTENSION = 'jupyterlab_omnisci.serverextension';
 /** This repository's jupyter_server 2 + JupyterLab 4 companion (jupyter/), the same contract on current Jupyter. */
 export const COMPANION_EXTENSION = 'omnisci_handoff_jupyter';
+
+/**
+ * With notebook.allowHidden, run by both servers at start (a Jupyter `.py` config file): the HEAVY.AI
+ * web server PUTs ~/.jupyterscratch/.omniscisession through the contents API, which creates no
+ * directory, and heavyai_connect() reads .heavyaisession next to it (omnisci_connect(), .omniscisession).
+ */
+export const SCRATCH_CONFIG = `# omnisci-handoff (notebook.allowHidden): the HEAVY.AI web server writes ~/.jupyterscratch/.omniscisession
+# through the contents API, which creates no directory; heavyai_connect() reads .heavyaisession there.
+import os
+
+_scratch = os.path.join(os.path.expanduser("~"), ".jupyterscratch")
+try:
+    os.makedirs(_scratch, mode=0o700, exist_ok=True)
+    if not os.path.lexists(os.path.join(_scratch, ".heavyaisession")):
+        os.symlink(".omniscisession", os.path.join(_scratch, ".heavyaisession"))
+except OSError as e:  # a read-only home must not stop the server
+    print(f"omnisci-handoff: cannot prepare {_scratch}: {e}")
+`;
 
 /**
  * Files keyed by path relative to a Jupyter config directory, for the classic notebook server (what
@@ -69,5 +100,6 @@ export function jupyterConfigFiles(nb: Config['notebook'], sessionFile = session
     }),
     'jupyter_notebook_config.json': manager,
     'jupyter_server_config.json': manager,
+    ...(nb.allowHidden ? { 'jupyter_notebook_config.py': SCRATCH_CONFIG, 'jupyter_server_config.py': SCRATCH_CONFIG } : {}),
   };
 }

@@ -8,13 +8,20 @@ import type { V1EnvVar, V1Volume } from '@kubernetes/client-node';
 import type { Config } from '../config/types.js';
 import { SECRET_KEYS } from '../k8s/layout.js';
 import { jupyterConfigMapItems } from './configmap.js';
+import { envNameSets } from './outputs.js';
 
-/** OMNISCI_PROTOCOL/HOST/PORT (names from notebook.env) as optional references to the Secret's keys: a missing Secret does not block the pod. */
-export function connectionEnvFrom(secretName: string, names: Config['notebook']['env']): V1EnvVar[] {
-  return (['protocol', 'host', 'port'] as const).map((key) => ({
-    name: names[key],
-    valueFrom: { secretKeyRef: { name: secretName, key: SECRET_KEYS[key], optional: true } },
-  }));
+/**
+ * OMNISCI_PROTOCOL/HOST/PORT (names from notebook.env, then those of notebook.envFamilies) as optional
+ * references to the Secret's keys, each name once: a missing Secret does not block the pod.
+ */
+export function connectionEnvFrom(secretName: string, nb: Config['notebook']): V1EnvVar[] {
+  const env = envNameSets(nb).flatMap((names) =>
+    (['protocol', 'host', 'port'] as const).map((key) => ({
+      name: names[key],
+      valueFrom: { secretKeyRef: { name: secretName, key: SECRET_KEYS[key], optional: true } },
+    })),
+  );
+  return env.filter((e, i) => env.findIndex((o) => o.name === e.name) === i);
 }
 
 /** The Secret as a whole-directory volume (kubelet refreshes those, never subPath mounts) holding only the session file: the state key stays out of the pod. */

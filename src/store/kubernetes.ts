@@ -20,10 +20,10 @@ import { connectKubernetes, isStatus, type KubeApi } from '../k8s/client.js';
 import { MANAGED_SELECTOR, secretName } from '../k8s/layout.js';
 import { refreshUserPods } from '../k8s/refresh.js';
 import type { Logger } from '../log.js';
-import { applyHandoff, applyOptions, applyReserve, applyRevoke } from './record.js';
+import { applyHandoff, applyOptions, applySpend, applyRevoke } from './record.js';
 import { recordOf, secretFor, stateOf } from './secret.js';
 import { scheduleSweeps, sweepSecrets } from './sweep.js';
-import type { AcceptResult, SessionRecord, SessionStore } from './types.js';
+import type { AcceptResult, SessionRecord, SessionStore, Spend } from './types.js';
 
 export interface KubernetesStore extends SessionStore {
   /** Deletes this service's Secrets older than store.kubernetes.gcMaxAgeDays; resolves how many. */
@@ -101,8 +101,8 @@ export function createKubernetesStore(config: Config, o: { kube?: KubeApi; logge
       return recordOf(stateOf(await read(secretName(k8s.secretPrefix, user))));
     },
 
-    async reserve(handoff: Handoff): Promise<void> {
-      await update(handoff.user, (current) => ({ record: applyReserve(current, handoff, applyOptions(config, Date.now())), result: undefined }));
+    async spend(s: Spend): Promise<void> {
+      await update(s.user, (current) => ({ record: applySpend(current, s, applyOptions(config, Date.now())), result: undefined }));
     },
 
     async revoke(revocation: Revocation): Promise<boolean> {

@@ -26,9 +26,9 @@ import { describeCause, HandoffError } from '../errors.js';
 import type { Handoff, Revocation } from '../handoff/types.js';
 import { safeSlug } from '../k8s/slug.js';
 import { sessionFileContent } from '../notebook/outputs.js';
-import { applyHandoff, applyOptions, applyReserve, applyRevoke } from './record.js';
+import { applyHandoff, applyOptions, applySpend, applyRevoke } from './record.js';
 import { replaceAll } from './replace.js';
-import type { AcceptResult, SessionRecord, SessionStore } from './types.js';
+import type { AcceptResult, SessionRecord, SessionStore, Spend } from './types.js';
 
 export const STATE_FILE = 'state.json';
 
@@ -127,14 +127,13 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
   /**
    * The session file first, the record last: should the record's rename never happen, the record
    * still says the jti is unspent, so the same token can be tried again and lands whole.
+   * `recordOnly`: the session is unchanged (a spent id), its file is left alone.
    */
-  async function write(record: SessionRecord, retried = false): Promise<void> {
+  async function write(record: SessionRecord, recordOnly = false, retried = false): Promise<void> {
     const dir = userDir(root, record.user);
+    const sessionFile = { path: join(dir, nb.sessionFileName), content: sessionFileContent(record, nb.sessionFormat), mode: shared ? 0o640 : 0o600 };
     try {
-      await replaceAll([
-        { path: join(dir, nb.sessionFileName), content: sessionFileContent(record, nb.sessionFormat), mode: shared ? 0o640 : 0o600 },
-        { path: join(dir, STATE_FILE), content: `${JSON.stringify(record)}\n`, mode: 0o600 },
-      ]);
+      await replaceAll([...(recordOnly ? [] : [sessionFile]), { path: join(dir, STATE_FILE), content: `${JSON.stringify(record)}\n`, mode: 0o600 }]);
       records.set(record.user, record);
     } catch (e) {
       // Whatever is on disk now is the truth: forget the cached copy.
@@ -144,7 +143,7 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
         top = undefined;
         await ensureTop();
         await mkdir(dir, { recursive: true, mode: 0o700 });
-        return write(record, true);
+        return write(record, recordOnly, true);
       }
       throw e;
     }
@@ -173,12 +172,14 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
       }
     },
 
-    reserve(h: Handoff): Promise<void> {
-      return queue.run(h.user, async () => {
+    spend(s: Spend): Promise<void> {
+      return queue.run(s.user, async () => {
         try {
-          await write(applyReserve(await read(h.user), h, applyOptions(config, clock())));
+          const current = await read(s.user);
+          // A user's first record writes its (empty) session file too, so that the file always exists beside it.
+          await write(applySpend(current, s, applyOptions(config, clock())), current !== undefined);
         } catch (e) {
-          throw storeError(e, 'local store reserve failed');
+          throw storeError(e, 'local store spend failed');
         }
       });
     },

@@ -1,7 +1,7 @@
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
 import type { Handoff, Revocation } from '../handoff/types.js';
-import type { AcceptResult, SeenJti, SessionRecord } from './types.js';
+import type { AcceptResult, SeenJti, SessionRecord, Spend } from './types.js';
 
 export interface ApplyOptions {
   /** Upper bound of remembered token ids per user. */
@@ -73,9 +73,9 @@ export function applyRevoke(
   return { record: { ...base, session: '', query: '', iat: r.iat, jtis, updatedAt: o.now * 1000 }, revoked: Boolean(current?.session) };
 }
 
-/** A reservation (see SessionStore.reserve): the jti spent ahead of its handoff, nothing else changed. */
-export function applyReserve(current: SessionRecord | undefined, h: Handoff, o: ApplyOptions): SessionRecord {
-  checkReplay(current, h.jti, o.now);
-  const base = current ?? emptyRecord(h.user);
-  return { ...base, jtis: remember(base.jtis, h.jti, h.exp + o.clockTolerance, o, true), updatedAt: o.now * 1000 };
+/** A single-use id spent (see SessionStore.spend), nothing else changed; a reservation is later taken by its own handoff. */
+export function applySpend(current: SessionRecord | undefined, s: Spend, o: ApplyOptions): SessionRecord {
+  checkReplay(current, s.id, o.now);
+  const base = current ?? emptyRecord(s.user);
+  return { ...base, jtis: remember(base.jtis, s.id, s.exp + o.clockTolerance, o, s.reservation === true), updatedAt: o.now * 1000 };
 }

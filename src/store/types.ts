@@ -5,7 +5,7 @@ export interface SeenJti {
   jti: string;
   /** Seconds since the epoch after which the token can no longer be replayed (its exp + clock tolerance). */
   until: number;
-  /** Spent by `reserve` ahead of its handoff, which `accept` then takes once. */
+  /** Spent by `spend` as a reservation ahead of its handoff, which `accept` then takes once. */
   reserved?: true;
 }
 
@@ -21,6 +21,14 @@ export interface SessionRecord {
   jtis: SeenJti[];
   /** Milliseconds since the epoch of the last write. */
   updatedAt: number;
+}
+
+/** A single-use id of a user, remembered until `exp` (seconds since the epoch) plus the clock tolerance. */
+export interface Spend {
+  user: string;
+  id: string;
+  exp: number;
+  reservation?: boolean;
 }
 
 /** `stored`: the handoff's session is now the user's; `superseded`: a newer session was already stored and stays. */
@@ -43,11 +51,12 @@ export interface SessionStore {
   accept(handoff: Handoff): Promise<AcceptResult>;
   get(user: string): Promise<SessionRecord | undefined>;
   /**
-   * Spends the handoff's jti before anything is issued for it (a deferred handoff: the hub sign-in of
-   * the identity check); its own `accept` later takes the reservation, once. Throws `token_replayed`
-   * like accept. Stores no session.
+   * Spends a single-use id in the user's record, so that every replica sees it spent: a handoff's
+   * jti before anything is issued for it (a `reservation`, which its own `accept` later takes, once),
+   * a hub login token, a progress page's one hub login. Throws `token_replayed` when already spent.
+   * Stores no session.
    */
-  reserve(handoff: Handoff): Promise<void>;
+  spend(spend: Spend): Promise<void>;
   /**
    * Empties the user's session, keeping the ordering watermark so older handoffs cannot restore it.
    * Resolves true when a session was there to revoke. Throws `token_replayed` like accept.

@@ -81,7 +81,7 @@ export function podPatch(pod: V1Pod, spec: InjectionSpec): { outcome: PodOutcome
   const env: V1EnvVar[] = Array.isArray(container.env) ? container.env : [];
   const has = (name: string) => env.some((e) => e?.name === name);
   const newEnv: V1EnvVar[] = [];
-  for (const e of connectionEnvFrom(secret, spec.nb.env)) if (!has(e.name) && !newEnv.some((n) => n.name === e.name)) newEnv.push(e);
+  for (const e of connectionEnvFrom(secret, spec.nb)) if (!has(e.name) && !newEnv.some((n) => n.name === e.name)) newEnv.push(e);
   const jcpIndex = env.findIndex((e) => e?.name === JUPYTER_CONFIG_PATH);
   const jcp = env[jcpIndex];
   if (!jcp) newEnv.push({ name: JUPYTER_CONFIG_PATH, value: spec.jupyterConfigDir });

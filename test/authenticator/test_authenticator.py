@@ -1,7 +1,8 @@
 """Tests of helm/omnisci-handoff/files/authenticator.py: a real tornado request reaches authenticate(),
 which talks HTTP to a stand-in of omnisci-handoff's login-token exchange (same protocol: token auth,
-single-use tokens, 404 for unknown ones). The end-to-end pairing with the real service and a real hub
-is covered by test/integration/hub.test.ts."""
+single-use tokens, 404 for unknown ones) and of its header-mode session login (the session header and
+`sql` in, `name` and `next` or an error with its code out). The end-to-end pairing with the real
+service and a real hub is covered by test/integration/hub.test.ts and heavyai-header.test.ts."""
 import json
 import sys
 import threading
@@ -20,21 +21,38 @@ API_TOKEN = "service-api-token"
 
 
 class Exchange:
-    """Serves POST /services/omnisci-handoff/login-token/exchange like omnisci-handoff does."""
+    """Serves POST …/login-token/exchange and …/session-login like omnisci-handoff does."""
 
     def __init__(self):
         self.tokens = {}
+        #: Header mode: session -> user; "down" answers like HeavyDB being unreachable.
+        self.sessions = {}
         self.calls = []
+        self.bodies = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.calls.append((self.path, self.headers.get("Authorization")))
+                outer.bodies.append(body)
                 if self.headers.get("Authorization") != f"token {API_TOKEN}":
                     return self._reply(403, {"error": "forbidden"})
+                if self.path.endswith("/session-login"):
+                    return self._session_login(body)
                 name = outer.tokens.pop(body.get("token"), None)
                 self._reply(200, {"name": name}) if name else self._reply(404, {"error": "login_token_invalid"})
+
+            def _session_login(self, body):
+                session = body.get("session")
+                if not session:
+                    return self._reply(401, {"error": "heavydb_session_missing", "message": "No HEAVY.AI session came with this login."})
+                if session == "down":
+                    return self._reply(503, {"error": "heavydb_unavailable", "message": "HEAVY.AI could not be reached."})
+                name = outer.sessions.get(session)
+                if not name:
+                    return self._reply(401, {"error": "heavydb_session_invalid", "message": "Your HEAVY.AI session is unknown or has expired."})
+                self._reply(200, {"name": name, "next": f"/jupyter/services/omnisci-handoff/progress/{name}-ticket"})
 
             def _reply(self, code, obj):
                 data = json.dumps(obj).encode()
@@ -61,8 +79,10 @@ class Login(RequestHandler):
             user = await self.settings["authenticator"].authenticate(self, None)
         except HTTPError as e:
             self.set_status(e.status_code)
-            return self.write({"error": e.log_message})
-        self.write(user)
+            for k, v in (getattr(e, "headers", None) or {}).items():
+                self.set_header(k, v)
+            return self.write({"error": getattr(e, "jupyterhub_message", e.log_message), "html": getattr(e, "jupyterhub_html_message", "")})
+        self.write({**user, **({"next": self.omnisci_next} if hasattr(self, "omnisci_next") else {})})
 
 
 class AuthenticatorTest(AsyncHTTPTestCase):
@@ -84,8 +104,9 @@ class AuthenticatorTest(AsyncHTTPTestCase):
         self.authenticator = OmnisciHandoffAuthenticator(config=self.config())
         return Application([(r"/hub/login", Login)], authenticator=self.authenticator)
 
-    def login(self, query):
-        response = self.fetch(f"/hub/login{query}")
+    def login(self, query, headers=None):
+        response = self.fetch(f"/hub/login{query}", headers=headers)
+        self.last_headers = response.headers
         return response.code, json.loads(response.body)
 
     def test_defaults_come_from_the_service_registration(self):
@@ -99,6 +120,11 @@ class AuthenticatorTest(AsyncHTTPTestCase):
         assert self.exchange.calls == [("/services/omnisci-handoff/login-token/exchange", f"token {API_TOKEN}")]
         code, body = self.login("?login_token=t1")
         assert code == 403 and "already used" in body["error"]
+
+    def test_the_session_header_is_ignored_unless_header_login(self):
+        code, body = self.login("?newnotebook=true", {"X-OmniSci-SessionID": "s1"})
+        assert code == 403 and "Immerse" in body["error"]
+        assert self.exchange.calls == []
 
     def test_no_token_is_refused_with_the_hint(self):
         code, body = self.login("")
@@ -148,3 +174,53 @@ class CustomNameAndBaseUrlTest(AuthenticatorTest):
         self.exchange.tokens["t1"] = "alice"
         assert self.login("?login_token=t1") == (200, {"name": "alice"})
         assert self.exchange.calls == [("/jhub/services/notebooks/login-token/exchange", f"token {API_TOKEN}")]
+
+
+class HeaderLoginTest(AuthenticatorTest):
+    """Header mode: the HEAVY.AI web server's X-OmniSci-SessionID on /hub/login, checked by omnisci-handoff."""
+
+    def config(self):
+        c = super().config()
+        c.OmnisciHandoffAuthenticator.header_login = True
+        return c
+
+    def test_defaults_come_from_the_service_registration(self):
+        super().test_defaults_come_from_the_service_registration()
+        assert self.authenticator.session_login_url == f"{self.exchange.url}/services/omnisci-handoff/session-login"
+        from authenticator import HandoffLoginHandler
+
+        assert self.authenticator.get_handlers(None) == [("/login", HandoffLoginHandler)]
+
+    def test_the_session_header_is_ignored_unless_header_login(self):
+        pass  # header_login is on here
+
+    def test_no_token_is_refused_with_the_hint(self):
+        # In header mode the service says why, with its code.
+        code, body = self.login("?newnotebook=true")
+        assert code == 401 and body["error"].endswith("(code heavydb_session_missing)")
+
+    def test_the_session_and_sql_log_the_user_in_and_name_the_next_url(self):
+        self.exchange.sessions["s1"] = "alice"
+        code, body = self.login("?newnotebook=true&sql=SELECT%201", {"X-OmniSci-SessionID": "s1"})
+        assert (code, body) == (200, {"name": "alice", "next": "/jupyter/services/omnisci-handoff/progress/alice-ticket"})
+        assert self.exchange.calls == [("/services/omnisci-handoff/session-login", f"token {API_TOKEN}")]
+        assert self.exchange.bodies == [{"session": "s1", "sql": "SELECT 1"}]
+
+    def test_an_unknown_session_is_the_services_401_with_its_code(self):
+        code, body = self.login("?newnotebook=true", {"X-OmniSci-SessionID": "forged"})
+        assert code == 401 and body["error"].endswith("(code heavydb_session_invalid)")
+
+    def test_heavydb_down_asks_to_retry(self):
+        code, body = self.login("?newnotebook=true", {"X-OmniSci-SessionID": "down"})
+        assert code == 503 and body["error"].endswith("(code heavydb_unavailable)")
+        assert self.last_headers["Retry-After"] == "5"
+        assert 'href="">Try again' in body["html"]
+
+    def test_the_header_wins_over_a_login_token(self):
+        self.exchange.sessions["s2"] = "bob"
+        self.exchange.tokens["t9"] = "mallory"
+        code, body = self.login("?login_token=t9", {"X-OmniSci-SessionID": "s2"})
+        assert code == 200 and body["name"] == "bob"
+        assert self.exchange.tokens == {"t9": "mallory"}
+
+    # test_a_token_logs_its_user_in_once (inherited): a login token without the header still logs in.

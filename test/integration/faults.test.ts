@@ -449,25 +449,25 @@ withHub('JupyterHub faults (hub.enabled, a real JupyterHub behind a fault proxy)
     answered.push({ where: 'hub: same token after hub hang', status: 303 });
   });
 
-  test('the hub goes away between storing and landing: 502, the session stored whole; healed: a fresh token lands', async () => {
+  test('the hub goes away between storing and landing: the landing needs no call of its own (one user read per handoff), the session stored whole', async () => {
     const first = await token('ida');
     expect((await new NoJsBrowser().postHandoff(svc.url, first.t)).url).toBe(labOf('ida'));
     const second = await token('ida');
     const start = proxy.requests;
-    // prepare's user lookup passes; the landing's lookups (and their retry) find the hub gone.
+    // prepare's user lookup passes; any later call finds the hub gone. The server runs, and the landing
+    // uses prepare's read of it: on to the lab (the browser's own request there is the hub's business).
     proxy.decide = (_req, n) => (n <= start + 1 ? 'pass' : 'reset');
     const a = await post('hub lost after the store', second.t);
-    expect([a.status, a.error]).toEqual([502, 'hub_unavailable']);
+    expect(a.status).toBe(303);
+    expect(proxy.requests).toBe(start + 1);
     // What the service does: the store ran before the landing, so the new session is in place, whole.
     expect(storedSession('ida')).toBe(second.session);
     const state = JSON.parse(readFileSync(join(svc.config.store.local.dir, 'users', safeSlug('ida'), 'state.json'), 'utf8')) as { session: string };
     expect(state.session).toBe(second.session);
     proxy.heal();
-    // The same token again: its jti is recorded, so it is refused as a replay (not a 5xx); see the findings.
+    // The same token again: its jti is recorded, so it is refused as a replay (not a 5xx).
     const again = await post('same token after hub lost post-store', second.t);
-    console.log(`same token after the hub came back: ${again.status} ${again.error ?? ''}`);
-    expect([303, 409]).toContain(again.status);
-    if (again.status === 409) expect(again.error).toBe('token_replayed');
+    expect([again.status, again.error]).toEqual([409, 'token_replayed']);
     const fresh = await token('ida');
     const end = await new NoJsBrowser().postHandoff(svc.url, fresh.t);
     expect(end.url).toBe(labOf('ida'));

@@ -105,6 +105,15 @@ const VALUE_SETS: Record<string, object> = {
     tokenKeys: { publicKeys: { secretName: '' } },
     jupyterhub: { baseUrl: '/jhub' },
   },
+  // Header mode for stock HEAVY.AI (docs/heavyai.md), with its notebook settings.
+  heavydbHeader: {
+    config: {
+      heavydb: { enabled: true, url: 'http://heavydb:6278/', requireRole: 'omnisci_jupyter' },
+      omnisci: { protocol: 'http', host: 'heavydb', port: 6278 },
+      notebook: { envFamilies: ['HEAVYAI'], allowHidden: true },
+    },
+    jupyterhub: { baseUrl: '/jupyter/' },
+  },
 };
 
 test('the validator rejects unknown fields, wrong types and missing required fields', async () => {
@@ -303,6 +312,12 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     'identity-needs-hub': { values: { config: { hub: { enabled: false, identityCheck: true } } }, chart: /identityCheck needs config\.hub\.enabled/ },
     'identity-client-id': { na: "the chart's base path /services/<name>/ gives the hub's client id service-<name>" },
     'identity-callback': { na: "the chart's base path gives the default redirect URI {base}oauth_callback" },
+    'heavydb-needs-hub': {
+      values: { config: { hub: { enabled: false }, heavydb: { enabled: true, url: 'http://heavydb:6278/' }, omnisci: { host: 'heavydb' } } },
+      chart: /heavydb\.enabled needs config\.hub\.enabled/,
+    },
+    'heavydb-url': { values: { config: { heavydb: { enabled: true }, omnisci: { host: 'heavydb' } } }, chart: /heavydb\.url is required/ },
+    'heavydb-connection': { values: { config: { heavydb: { enabled: true, url: 'http://heavydb:6278/' }, omnisci: { host: '' } } }, chart: /omnisci\.host is required/ },
     'session-file-name': { values: { config: { notebook: { sessionFileName: 'state' } } }, chart: /sessionFileName must not be one of/ },
     'env-names-distinct': { values: { config: { notebook: { env: { host: 'OMNISCI_PORT' } } } }, chart: /env var names must differ/ },
     'mount-paths-distinct': { values: { config: { notebook: { sessionDir: '/etc/omnisci-handoff/jupyter/' } } }, chart: /jupyterConfigDir must differ/ },

@@ -28,9 +28,16 @@ let immerse: Server;
 let browser: Browser;
 
 beforeAll(async () => {
-  const port = await freePort();
+  const [port, immersePort] = [await freePort(), await freePort()];
   hub = await startHub({ serviceScopes: SERVICE_SCOPES_CREATE, serviceUrl: `http://127.0.0.1:${port}`, slowSeconds: 2 });
-  svc = await startHubService({ hub, port, basePath: '/services/omnisci-handoff/', hubConfig: { createUsers: true } });
+  // Immerse's origin is the one allowed to post handoffs cross-site (token.allowedOrigins).
+  svc = await startHubService({
+    hub,
+    port,
+    basePath: '/services/omnisci-handoff/',
+    hubConfig: { createUsers: true },
+    tokenConfig: { allowedOrigins: [`http://localhost:${immersePort}`] },
+  });
   const key = hmacKey('HS256');
   // Immerse stand-in: a page with an "open in notebook" form carrying a freshly minted token.
   immerse = createServer((_req, res) => {
@@ -40,7 +47,7 @@ beforeAll(async () => {
 <input type="hidden" name="token" value="${token}"><button id="open">Open in notebook</button></form>`);
     });
   });
-  await new Promise<void>((r) => immerse.listen(0, 'localhost', () => r()));
+  await new Promise<void>((r) => immerse.listen(immersePort, 'localhost', () => r()));
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
 });
 

@@ -62,7 +62,8 @@ describe('hub identity check', () => {
     const paths = browser.hops.map((h) => new URL(h.url).pathname);
     expect(paths).toEqual(expect.arrayContaining(['/hub/login', '/hub/api/oauth2/authorize', `${PREFIX}oauth_callback`]));
     expect((await createLocalStore(svc.config).get('ida'))?.session).toBe(session);
-    expect(browser.cookies.has('ohid')).toBe(true);
+    expect(browser.cookies.has('ohu')).toBe(true);
+    expect(browser.confirmations).toBe(1);
 
     // Nothing secret in the URLs the service built (the callback URL is the hub's, carrying the code).
     const callback = browser.hops.find((h) => h.url.includes(`${PREFIX}oauth_callback`))!.url;
@@ -83,17 +84,19 @@ describe('hub identity check', () => {
     expect(((await replay.json()) as { error: string }).error).toBe('identity_state_invalid');
   });
 
-  test('the next handoff of the same user is confirmed by the signed identity cookie, without an OAuth round', async () => {
+  test('the next handoff of the same user is confirmed by the sealed identity cookie, without an OAuth round or a confirmation', async () => {
     const from = browser.hops.length;
     const end = await browser.postHandoff(svc.url, await mint(key, { subject: 'ida' }));
     expect(end.url).toBe(labOf('ida'));
     expect(browser.hops.slice(from).some((h) => h.url.includes('/oauth2/authorize'))).toBe(false);
+    expect(browser.confirmations).toBe(1);
 
-    // A forged cookie (another name, same MAC) is not trusted: the hub is asked, and says ida.
+    // A tampered cookie is not trusted: the hub is asked, and says ida.
     const forged = new NoJsBrowser();
     for (const [k, v] of browser.cookies) forged.cookies.set(k, v);
-    const [, expires, mac] = forged.cookies.get('ohid')!.split('.');
-    forged.cookies.set('ohid', `${Buffer.from('jack').toString('base64url')}.${expires}.${mac}`);
+    const known = forged.cookies.get('ohu')!;
+    const i = known.length >> 1;
+    forged.cookies.set('ohu', `${known.slice(0, i)}${known[i] === 'A' ? 'B' : 'A'}${known.slice(i + 1)}`);
     const refused = await forged.postHandoff(svc.url, await mint(key, { subject: 'jack' }));
     expect(refused.status).toBe(403);
     expect(refused.text).toContain('identity_mismatch');
@@ -104,11 +107,11 @@ describe('hub identity check', () => {
     expect(end.status).toBe(403);
     expect(end.text).toContain('identity_mismatch');
     expect(end.text).toContain('You are logged in to JupyterHub as ida, but Immerse handed over jack.');
-    // No session stored: only the spent token's id (its reservation) is recorded for jack.
+    // No session stored: only the spent token's id (its reservation) and the used tickets are recorded for jack.
     const jack = await createLocalStore(svc.config).get('jack');
     expect(jack?.session).toBe('');
     expect(jack?.jtis.length).toBeGreaterThan(0);
-    expect(jack?.jtis.every((j) => j.reserved)).toBe(true);
+    expect(jack?.jtis.every((j) => j.reserved || /^(parked|login):/.test(j.jti))).toBe(true);
     // The browser is still ida at the hub: the unused login token for jack did not log it in.
     expect(await (await browser.request(`${hub.publicUrl}/hub/home`)).text()).toContain('ida');
     expect(svc.logs.lines.join('\n')).toMatch(/"user":"jack".*"outcome":"identity_mismatch"/);
@@ -134,7 +137,9 @@ describe('hub identity check', () => {
     const first = await browser.postToken(sso.url, await mint(key, { subject: 'sam' }));
     const authorize = new URL(first.headers.get('location')!, sso.url);
     const state = authorize.searchParams.get('state')!;
-    expect(state).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    // The state is the parked handoff, sealed: it names nothing readable.
+    expect(state).toMatch(/^[A-Za-z0-9_-]{200,}$/);
+    expect(Buffer.from(state, 'base64url').toString('latin1')).not.toMatch(/sam|session/);
     // Someone who learnt the state (not the code: the hub gives that to the browser only).
     const stranger = await new NoJsBrowser().request(`${hub.publicUrl}${SSO_PREFIX}oauth_callback?state=${state}&code=guessed`, {
       headers: { accept: 'application/json' },
@@ -146,28 +151,29 @@ describe('hub identity check', () => {
     expect(end.status).toBe(403);
     expect(end.text).toContain('identity_mismatch');
   });
-  test("a user's repeated handoffs cannot pile up while they wait for the sign-in: the 4 newest wait, older ones are gone", async () => {
+  test('handoffs waiting for the sign-in keep nothing in the service: each state resumes once, whichever arrives', async () => {
     const b = new NoJsBrowser();
     const parked: Response[] = [];
     for (let i = 0; i < 6; i++) parked.push(await b.postToken(sso.url, await mint(key, { subject: 'sam' })));
     expect(parked.every((r) => r.status === 303 && new URL(r.headers.get('location')!).pathname === '/hub/api/oauth2/authorize')).toBe(true);
     const callbackOf = (r: Response) => `${hub.publicUrl}${SSO_PREFIX}oauth_callback?state=${new URL(r.headers.get('location')!).searchParams.get('state')}&code=x`;
-    // The oldest two were made room for: their state is unknown even to the browser holding their cookies.
-    for (const old of parked.slice(0, 2)) {
-      const res = await b.request(callbackOf(old), { headers: { accept: 'application/json' } });
-      expect(((await res.json()) as { error: string }).error).toBe('identity_state_invalid');
-    }
-    // A newer one is still there (the hub then rejects the made-up code: the state itself was accepted).
-    const res = await b.request(callbackOf(parked[5]!), { headers: { accept: 'application/json' } });
-    expect(((await res.json()) as { error: string }).error).toBe('hub_rejected');
+    // The oldest is still good (nothing was evicted to make room: nothing is kept); the hub then rejects the made-up code.
+    const first = await b.request(callbackOf(parked[0]!), { headers: { accept: 'application/json' } });
+    expect(((await first.json()) as { error: string }).error).toBe('hub_rejected');
+    // Its state was used: again, it is refused before the hub is asked.
+    const again = await b.request(callbackOf(parked[0]!), { headers: { accept: 'application/json' } });
+    expect(((await again.json()) as { error: string }).error).toBe('identity_state_invalid');
+    const last = await b.request(callbackOf(parked[5]!), { headers: { accept: 'application/json' } });
+    expect(((await last.json()) as { error: string }).error).toBe('hub_rejected');
   });
   test('a used handoff token gets no hub login and parks nothing: it is spent before the sign-in starts', async () => {
     // Login mode handoff, a browser the hub does not know: the sign-in would log it in with a login token.
     const token = await mint(key, { subject: 'kim' });
     const b = new NoJsBrowser();
     const first = await b.postToken(svc.url, token);
-    expect(first.status).toBe(303);
-    expect(new URL(first.headers.get('location')!).searchParams.get('login_token')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // A browser the service does not know: first the confirmation page, the token already spent.
+    expect(first.status).toBe(200);
+    expect(await first.clone().text()).toContain('id="confirm"');
     // The same token again, from any browser: refused at once, with no login token issued.
     for (const again of [b, new NoJsBrowser()]) {
       const res = await again.postToken(svc.url, token);

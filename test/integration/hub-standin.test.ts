@@ -696,7 +696,7 @@ describe('the stand-in answers like a real JupyterHub 5', () => {
 describe("the service's HubClient and ensureServer against the stand-in", () => {
   let hub: HubStandin;
   const client = (token = hub.serviceToken, retries = 2) => new HubClient({ apiUrl: hub.apiUrl, token, requestTimeoutMs: 2000, retries });
-  const ensure = (user: string, o: { userOptions?: Record<string, unknown>; timeoutMs?: number } = {}) => {
+  const ensure = (user: string, o: { userOptions?: Record<string, unknown>; timeoutMs?: number; follow?: boolean } = {}) => {
     const updates: SpawnUpdate[] = [];
     const done = ensureServer(client(), {
       user,
@@ -705,6 +705,7 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
       restart: false,
       timeoutMs: o.timeoutMs ?? 20_000,
       onUpdate: (u) => updates.push(u),
+      follow: o.follow ?? false,
     });
     return { done, updates };
   };
@@ -754,6 +755,25 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
     hub.setUser('fail-late', { spawnMs: 300, fail: 'image pull failed' });
     await expect(ensure('fail-late').done).rejects.toMatchObject({ code: 'hub_spawn_failed', message: 'Spawn failed: image pull failed' });
     expect(calls('fail-late')).toContain('POST /users/fail-late/server 202');
+  });
+
+  test("following another replica's spawn (follow): a pending spawn is followed, a failure the hub still reports is shown and not restarted, a clean stop is started", async () => {
+    hub.setUser('fol-pend', { spawnMs: 400 });
+    expect((await call(hubTarget(hub), hub.adminToken, 'POST', '/users/fol-pend/server', { body: {} })).status).toBe(202);
+    await ensure('fol-pend', { follow: true }).done;
+    expect(hub.count('POST', '/users/fol-pend/server')).toBe(1);
+
+    hub.setUser('fol-fail', { fail: 'no quota left' });
+    expect((await call(hubTarget(hub), hub.adminToken, 'POST', '/users/fol-fail/server', { body: {} })).status).toBe(500);
+    await expect(ensure('fol-fail', { follow: true }).done).rejects.toMatchObject({ code: 'hub_spawn_failed', message: 'Spawn failed: no quota left' });
+    expect(hub.count('POST', '/users/fol-fail/server')).toBe(1);
+    // Without follow (the page's "Try again"), the same state means: start again.
+    await expect(ensure('fol-fail').done).rejects.toMatchObject({ code: 'hub_spawn_failed' });
+    expect(hub.count('POST', '/users/fol-fail/server')).toBe(2);
+
+    hub.setUser('fol-idle', { spawnMs: 0 });
+    await ensure('fol-idle', { follow: true }).done;
+    expect(hub.server('fol-idle')).toMatchObject({ ready: true, spawns: 1 });
   });
 
   test('a spawn slower than the spawn timeout: hub_spawn_timeout', async () => {

@@ -72,6 +72,8 @@ describe('handoff to a real JupyterHub', () => {
     const end = await b.postHandoff(svc.url, await mint(key, { subject: 'newbie' }));
     expect(end.status).toBe(200);
     expect(end.url).toBe(labOf(hub, 'newbie'));
+    // A browser the service does not know yet confirmed the sign-in first (login CSRF defence).
+    expect(b.confirmations).toBe(1);
     expect(end.text).toContain('<p id=path>/user/newbie/lab?omnisci&reset</p>');
     expect((await server('newbie'))?.ready).toBe(true);
     // The hub login happened: the hub knows this browser as newbie.
@@ -94,8 +96,9 @@ describe('handoff to a real JupyterHub', () => {
     }
   });
 
-  test('a second handoff while the server runs redirects straight on', async () => {
+  test('a second handoff while the server runs redirects a browser known as the user straight on, without asking again', async () => {
     const b = new NoJsBrowser();
+    expect((await b.postHandoff(svc.url, await mint(key, { subject: 'newbie' }))).url).toBe(labOf(hub, 'newbie'));
     const res = await b.postToken(svc.url, await mint(key, { subject: 'newbie' }));
     expect(res.status).toBe(303);
     const location = new URL(res.headers.get('location')!);
@@ -103,6 +106,7 @@ describe('handoff to a real JupyterHub', () => {
     expect(location.searchParams.get('next')).toBe('/user/newbie/lab?omnisci&reset');
     const end = await b.follow(res, `${svc.url}handoff`);
     expect(end.url).toBe(labOf(hub, 'newbie'));
+    expect(b.confirmations).toBe(1);
   });
 
   test('sso mode with the servers scope alone: an existing user is started and sent straight to the lab', async () => {

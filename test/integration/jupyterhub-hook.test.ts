@@ -8,7 +8,7 @@ import { describe, expect, jest, test } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { connectionEnv, jupyterConfigFiles } from '../../src/notebook/outputs.js';
+import { jupyterConfigFiles, notebookEnv } from '../../src/notebook/outputs.js';
 import { createLocalStore, userDir } from '../../src/store/local.js';
 import { safeSlug } from '../../src/k8s/slug.js';
 import { randomSessionId, tempDir, testConfig } from '../support/core.js';
@@ -40,11 +40,12 @@ describe.each([false, true])('hook vs service (KubeSpawner hidden: %s)', (block)
     expect(python('print(json.dumps([h.safe_slug(n) for n in args]))', names, block)).toEqual(names.map((n) => safeSlug(n)));
   });
 
-  test('reads what the real local store wrote: same directory, env vars and Jupyter config files', async () => {
+  // The second: header mode's notebook settings (both stock env families, allow_hidden).
+  test.each([{}, { envFamilies: ['OMNISCI', 'HEAVYAI'], allowHidden: true }])('reads what the real local store wrote: same directory, env vars and Jupyter config files (%j)', async (extra) => {
     const dir = tempDir('oh-hook-');
     const config = testConfig({
       store: { local: { dir } },
-      notebook: { sessionFileName: 'omnisci-session', env: { protocol: 'OMNISCI_PROTOCOL', host: 'DB_HOST', port: 'OMNISCI_PORT' } },
+      notebook: { sessionFileName: 'omnisci-session', env: { protocol: 'OMNISCI_PROTOCOL', host: 'DB_HOST', port: 'OMNISCI_PORT' }, ...extra },
     });
     const store = createLocalStore(config);
     const user = 'Nina.Example@corp';
@@ -54,14 +55,14 @@ describe.each([false, true])('hook vs service (KubeSpawner hidden: %s)', (block)
     await store.close();
     const sessionFile = join(userDir(dir, user), 'omnisci-session');
     const got = python(
-      `hook = h.OmnisciHandoffHook(args['dir'], session_file_name='omnisci-session', env_names=args['env'])
+      `hook = h.OmnisciHandoffHook(args['dir'], session_file_name='omnisci-session', env_names=args['env'], env_families=args['families'], allow_hidden=args['hidden'])
 print(json.dumps({'file': hook.session_file(args['user']), 'env': hook.connection_env(args['user']), 'files': hook.jupyter_config_files(args['user'])}))`,
-      { dir, user, env: config.notebook.env },
+      { dir, user, env: config.notebook.env, families: config.notebook.envFamilies, hidden: config.notebook.allowHidden },
       block,
     );
     expect(got).toEqual({
       file: sessionFile,
-      env: connectionEnv(connection, config.notebook.env),
+      env: notebookEnv(connection, config.notebook),
       files: jupyterConfigFiles(config.notebook, sessionFile),
     });
   });

@@ -12,17 +12,26 @@
  *   reaches pods at their IPs). KubeSpawner uses the admin kubeconfig for commands in the node.
  * - Everything the test sends goes through loopback forwards into the node (the Service's ClusterIP,
  *   the proxy, the hub API); stop() of the node removes every process, container and file.
+ *
+ * The tests run in order on one cluster, each `helm upgrade` changing what the next needs:
+ *   1. install; 2. a handoff spawns alice's server (webhook); 3. later handoffs reach her running
+ *   server, fast refresh on and off (figures); 5. a burst of handoffs for 20 users while a service
+ *   pod is deleted, with the PodDisruptionBudget holding (hub off: nothing spawns); 6. the
+ *   webhook-free mode (`omnisci-handoff z2jh-values`, webhook off) spawns bob's server.
+ * Figures are printed as `FIGURE <name>: <value>` lines (docs/testing-kubernetes.md quotes them).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { get as httpGet } from 'node:http';
+import { get as httpGet, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { MANAGED_SELECTOR, POD_REFRESH_ANNOTATION, secretName } from '../../src/k8s/layout.js';
 import { AUDIENCE, HMAC_SECRET, ISSUER, TYP, hmacKey, mint, postToken, randomSessionId } from '../support/core.js';
 import { CHART, HELMS, ensureHelm, runTool } from '../support/helm.js';
 import { HUB_VENV, hubInstalled } from '../support/jupyterhub.js';
-import { missingPrerequisites, NODE_IP, startK8sNode, type K8sNode } from '../support/k8s-node.js';
+import { KUBECTL, missingPrerequisites, NODE_IP, NODE_NAME, startK8sNode, type K8sNode } from '../support/k8s-node.js';
 import { ROOT } from '../support/root.js';
 import { BASE_IMAGES, build, ensureBaseImages, podman, podmanOk } from '../system/podman.js';
 
@@ -36,6 +45,16 @@ const HUB_PORT = 8081;
 const PROXY_PORT = 8000;
 const USER = 'alice';
 const connection = { protocol: 'https', host: 'heavy.db.test', port: 6278 } as const;
+/** The kubelet's syncFrequency (startK8sNode's default, the kubelet's own): the bound for a Secret volume update. */
+const SYNC_SECONDS = 60;
+/** A Secret update reaches a running pod by the next sync: syncFrequency plus up to 50 % jitter (pod_workers.go), plus margin. */
+const SYNC_BOUND_MS = (SYNC_SECONDS * 1.5 + 15) * 1000;
+const SESSION_FILE_EXPECTED = (session: string, query: string) => ({
+  session,
+  query,
+  connection: { protocol: connection.protocol, host: connection.host, port: String(connection.port) },
+  environment: { protocol: 'OMNISCI_PROTOCOL', host: 'OMNISCI_HOST', port: 'OMNISCI_PORT' },
+});
 
 async function whyNot(): Promise<string | undefined> {
   const node = missingPrerequisites();
@@ -58,9 +77,19 @@ let tmp: string;
 let hub: ChildProcess | undefined;
 const hubTokens = { service: randomBytes(24).toString('hex'), admin: randomBytes(24).toString('hex') };
 let hubApi: string; // http://127.0.0.1:<forward>/hub/api
+let lab: string; // alice's lab URL, where every handoff of hers lands
+let aliceSession: SessionReader;
+let secretWatch: { stop(): Promise<void> } | undefined;
 let proxyUrl: string; // http://127.0.0.1:<forward>
 const times: Record<string, number> = {};
 const seconds = (t0: number) => Math.round((Date.now() - t0) / 100) / 10;
+const figure = (name: string, value: string) => console.log(`FIGURE ${name}: ${value}`);
+const signing = hmacKey('HS256');
+/** The chart values of `helm install`; each upgrade is these plus its own config changes. */
+let chartValues: { config: Record<string, any> } & Record<string, unknown>;
+let serviceIP: string;
+/** The service through a loopback forward to its Service's ClusterIP, with its base path. */
+let service: string;
 
 async function kubectl(args: string[], input?: string): Promise<string> {
   const r = await node.kubectl(args, input);
@@ -115,6 +144,96 @@ function getFresh(port: string, path: string, cookie: string): Promise<{ status:
   });
 }
 
+/** Reads a user's `/omnisci/session` through the hub's proxy with a token of that user (the real extension answers). */
+type SessionReader = (() => Promise<{ status: number; body: string }>) & { token: string };
+async function sessionReader(user: string): Promise<SessionReader> {
+  const tok = await hubAdmin('POST', `/users/${user}/tokens`, { scopes: [`access:servers!user=${user}`] });
+  expect(tok.status).toBe(201);
+  const token = tok.json.token as string;
+  const read = async () => {
+    const r = await fetch(`${proxyUrl}/user/${user}/omnisci/session`, { headers: { Authorization: `token ${token}` }, redirect: 'manual' });
+    return { status: r.status, body: await r.text() };
+  };
+  return Object.assign(read, { token });
+}
+const servedSession = async (read: SessionReader) => {
+  const r = await read();
+  return r.status === 200 ? (JSON.parse(r.body) as { session: string; query: string }) : undefined;
+};
+
+/** A POST of the handoff form on a new loopback connection (so kube-proxy picks a replica for each). */
+function postFresh(port: number, path: string, token: string): Promise<{ status: number; location?: string; body: string }> {
+  const body = new URLSearchParams({ token }).toString();
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({
+      host: '127.0.0.1', port, path, method: 'POST', agent: false, timeout: 20_000,
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body), Connection: 'close' },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ...(res.headers.location ? { location: res.headers.location } : {}), body: text }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`POST ${path}: timeout`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const deepMerge = (a: Record<string, any>, b: Record<string, any>): Record<string, any> => {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b))
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && a[k] && typeof a[k] === 'object' ? deepMerge(a[k], v) : v;
+  return out;
+};
+
+/**
+ * `helm upgrade` with the install's values plus `config` (merged into chartValues.config), then waits
+ * for the rollout (maxSurge 1, maxUnavailable 0): 2 Ready replicas of the new config, none terminating.
+ * Returns its seconds.
+ */
+async function helmUpgrade(name: string, config: Record<string, unknown>): Promise<number> {
+  const file = join(tmp, `values-${name}.json`);
+  writeFileSync(file, JSON.stringify({ ...chartValues, config: deepMerge(chartValues.config, config) }));
+  const t0 = Date.now();
+  const r = await runTool(HELMS.v4, ['upgrade', RELEASE, CHART, '--kubeconfig', node.kubeconfigPath, '--namespace', 'default', '-f', file], join(tmp, 'helm'));
+  expect(r).toMatchObject({ status: 0 });
+  await kubectl(['rollout', 'status', `deployment/${FULLNAME}`, '--timeout=180s']);
+  await waitFor('2 Ready replicas and nothing terminating', async () => {
+    const ps = await pods('app.kubernetes.io/name=omnisci-handoff');
+    return ps.length === 2 && ps.every(ready) ? true : undefined;
+  }, 120_000, 250, async () => `${await kubectl(['get', 'pods,events'])}\n${await serviceLogs()}`);
+  const s = seconds(t0);
+  console.log(`helm upgrade (${name}): rolled out in ${s}s`);
+  return s;
+}
+
+/**
+ * `kubectl get secrets --watch` of the store's Secrets: one line per version, `name resourceVersion
+ * <session file, base64> <state, base64>`, from the current ones on.
+ */
+function watchSecrets(): { lines: string[]; stop(): Promise<void> } {
+  const child = spawn(KUBECTL, [`--kubeconfig=${node.kubeconfigPath}`, 'get', 'secrets', '-l', MANAGED_SELECTOR, '--watch',
+    '-o', 'jsonpath={.metadata.name}{" "}{.metadata.resourceVersion}{" "}{.data.session}{" "}{.data.state}{"\\n"}'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let rest = '';
+  child.stdout.on('data', (d: Buffer) => {
+    const parts = (rest + d.toString()).split('\n');
+    rest = parts.pop()!;
+    lines.push(...parts.filter(Boolean));
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    lines,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+      if (stderr.trim()) console.warn(`kubectl watch: ${stderr.trim()}`);
+    },
+  };
+}
+
 /** podman save of a built image into `tmp`, for loadImage. */
 async function saveImage(image: string, file: string): Promise<string> {
   const out = join(tmp, file);
@@ -122,10 +241,11 @@ async function saveImage(image: string, file: string): Promise<string> {
   return out;
 }
 
-/** The hub (KubeSpawner, dummy authenticator) and its proxy as processes in the node's network namespace. */
-async function startHubInNode(): Promise<void> {
+/** The hub (KubeSpawner, dummy authenticator) and its proxy as processes in the node's network namespace; `extra` is appended to its config. */
+async function startHubInNode(extra = '', o: { restart?: boolean } = {}): Promise<void> {
   const dir = join(tmp, 'hub');
-  rmSync(dir, { recursive: true, force: true });
+  // A restart keeps the database and cookie secret: the running servers stay the hub's.
+  if (!o.restart) rmSync(dir, { recursive: true, force: true });
   const py = (v: unknown) => JSON.stringify(v);
   const config = `
 c = get_config()
@@ -160,7 +280,7 @@ c.JupyterHub.load_roles = [
     {'name': 'omnisci-handoff-role', 'scopes': ['servers'], 'services': [${py(SERVICE_NAME)}]},
     {'name': 'test-admin-role', 'scopes': ['admin:users', 'admin:servers', 'list:users', 'tokens'], 'services': ['test-admin']},
 ]
-`;
+${extra}`;
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'jupyterhub_config.py'), config);
   const log = openSync(join(dir, 'hub.log'), 'a');
@@ -217,6 +337,7 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
   }, 30 * 60_000);
 
   afterAll(async () => {
+    await secretWatch?.stop().catch(() => undefined);
     let t0 = Date.now();
     await stopHub().catch(() => undefined);
     times.hubStopSeconds = seconds(t0);
@@ -228,8 +349,6 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
     if (node) expect(existsSync(node.dir)).toBe(false);
   }, 120_000);
 
-  let serviceIP: string;
-
   test('helm install: 2 replicas of the service image become Ready (probes on 8471) and the API server calls the webhook through its Service', async () => {
     // What z2jh and the admin provide: the hub Secret with the service's API token, the HMAC key.
     await apply(
@@ -237,7 +356,7 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
       { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'oh-hmac', namespace: 'default' }, stringData: { 'hmac-secret': HMAC_SECRET } },
     );
     const [repository, tag] = SERVICE_IMAGE.split(/:(?=[^:]+$)/) as [string, string];
-    const values = {
+    chartValues = {
       replicaCount: 2,
       image: { repository, tag, pullPolicy: 'Never' },
       tokenKeys: { publicKeys: { secretName: '' }, hmacSecret: { secretName: 'oh-hmac', key: 'hmac-secret' } },
@@ -249,7 +368,7 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
         hub: { apiUrl: `http://${NODE_IP}:${HUB_PORT}/hub/api` },
       },
     };
-    writeFileSync(join(tmp, 'values.json'), JSON.stringify(values));
+    writeFileSync(join(tmp, 'values.json'), JSON.stringify(chartValues));
     const t0 = Date.now();
     const r = await runTool(HELMS.v4, ['install', RELEASE, CHART, '--kubeconfig', node.kubeconfigPath, '--namespace', 'default', '-f', join(tmp, 'values.json')], join(tmp, 'helm'));
     expect(r).toMatchObject({ status: 0 });
@@ -291,9 +410,8 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
   test('a handoff through the service: KubeSpawner spawns the single-user pod, the webhook injects, and jupyterlab-omnisci serves the session through the hub proxy', async () => {
     expect(serviceIP).toBeDefined();
     expect((await hubAdmin('POST', `/users/${USER}`)).status).toBe(201);
-    const service = `http://127.0.0.1:${(await node.forward(`${serviceIP}:8470`)).port}${BASE_PATH}`;
+    service = `http://127.0.0.1:${(await node.forward(`${serviceIP}:8470`)).port}${BASE_PATH}`;
     const session = randomSessionId();
-    const signing = hmacKey('HS256');
     const t0 = Date.now();
     const res = await postToken(service, await mint(signing, { subject: USER, omnisci: { session, query: 'SELECT 42', ...connection } }));
     expect(res.status).toBe(303);
@@ -314,7 +432,7 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
     // the other replica, which answers 404: counted, and retried until the right one answers.
     // Each request on a new connection, so that kube-proxy picks a replica for each (fetch keeps one alive).
     const answers: Record<number, number> = {};
-    const lab = await waitFor('the progress page to send the browser to the lab', async () => {
+    lab = await waitFor('the progress page to send the browser to the lab', async () => {
       const r = await getFresh(new URL(service).port, `${progress}/go`, binding);
       answers[r.status] = (answers[r.status] ?? 0) + 1;
       return r.status === 303 && !r.location?.includes('/progress/') ? r.location : undefined;
@@ -345,23 +463,13 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
     expect(env.JUPYTER_CONFIG_PATH?.split(':')).toContain('/etc/omnisci-handoff/jupyter');
 
     // The real jupyterlab-omnisci, through the hub's proxy, with a token of the user.
-    const tok = await hubAdmin('POST', `/users/${USER}/tokens`, { scopes: [`access:servers!user=${USER}`] });
-    expect(tok.status).toBe(201);
-    const getSession = async () => {
-      const r = await fetch(`${proxyUrl}/user/${USER}/omnisci/session`, { headers: { Authorization: `token ${tok.json.token}` }, redirect: 'manual' });
-      return { status: r.status, body: await r.text() };
-    };
+    const getSession = (aliceSession = await sessionReader(USER));
     const first = await getSession();
     expect(first.status).toBe(200);
-    const labPage = await fetch(`${proxyUrl}${new URL(lab).pathname}${new URL(lab).search}`, { headers: { Authorization: `token ${tok.json.token}` }, redirect: 'manual' });
+    const labPage = await fetch(`${proxyUrl}${new URL(lab).pathname}${new URL(lab).search}`, { headers: { Authorization: `token ${getSession.token}` }, redirect: 'manual' });
     expect(labPage.status).toBe(200);
     expect(await labPage.text()).toMatch(/JupyterLab/);
-    expect(JSON.parse(first.body)).toEqual({
-      session,
-      query: 'SELECT 42',
-      connection: { protocol: connection.protocol, host: connection.host, port: String(connection.port) },
-      environment: { protocol: 'OMNISCI_PROTOCOL', host: 'OMNISCI_HOST', port: 'OMNISCI_PORT' },
-    });
+    expect(JSON.parse(first.body)).toEqual(SESSION_FILE_EXPECTED(session, 'SELECT 42'));
 
     // A second handoff to the running server: the Secret volume updates without a restart (the
     // store annotates the pod, so the kubelet remounts now rather than on its next sync).
@@ -379,4 +487,309 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
     expect(JSON.parse((await getSession()).body).query).toBe('SELECT 43');
     console.log(`handoff → server ready ${times.spawnSeconds}s; second handoff seen by the running extension in ${times.secondHandoffSeconds}s`);
   }, 420_000);
+
+  test('scenario 3: handoffs to the running server reach its /omnisci/session within the kubelet sync bound, with fast refresh on (pod annotated) and off (figures)', async () => {
+    expect(aliceSession).toBeDefined();
+    const alicePod = async () => {
+      const [p] = (await pods(`component=singleuser-server,hub.jupyter.org/username=${USER}`)).filter(ready);
+      if (!p) throw new Error('alice has no Ready pod');
+      return p;
+    };
+    const podName = (await alicePod()).metadata.name;
+    let lastAnnotated = Date.now(); // scenario 2's handoff annotated the pod just before
+    /** A handoff to alice's running server; the seconds until the extension in the pod serves it. */
+    const handoff = async (label: string) => {
+      const before = (await alicePod()).metadata.annotations?.[POD_REFRESH_ANNOTATION];
+      const session = randomSessionId();
+      const query = `SELECT '${label}'`;
+      const sinceAnnotation = (Date.now() - lastAnnotated) / 1000;
+      const t0 = Date.now();
+      const res = await postToken(service, await mint(signing, { subject: USER, omnisci: { session, query, ...connection } }));
+      expect(res.status).toBe(303);
+      expect(res.headers.get('location')).toBe(lab);
+      await waitFor(`the new session in the running pod (${label})`, async () => ((await servedSession(aliceSession))?.session === session ? true : undefined),
+        SYNC_BOUND_MS, 100, async () => serviceLogs());
+      const secs = (Date.now() - t0) / 1000;
+      expect(await servedSession(aliceSession)).toEqual(SESSION_FILE_EXPECTED(session, query));
+      const after = await alicePod();
+      // Still the same server: nothing restarted it.
+      expect(after.metadata.name).toBe(podName);
+      const annotated = after.metadata.annotations?.[POD_REFRESH_ANNOTATION] !== before;
+      if (annotated) lastAnnotated = t0;
+      return { secs, annotated, sinceAnnotation };
+    };
+
+    // Fast refresh on (the chart's default): the store annotates the pod after each write.
+    const on: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await handoff(`refresh on ${i}`);
+      expect(r.annotated).toBe(true);
+      on.push(r.secs);
+    }
+
+    // Fast refresh off: no annotation (the chart's Role then has no pod verbs at all); the volume
+    // follows on the kubelet's next periodic sync of the pod.
+    times.upgradeRefreshOffSeconds = await helmUpgrade('refresh-off', { store: { kubernetes: { fastRefresh: false } } });
+    const role = JSON.parse(await kubectl(['get', 'role', FULLNAME, '-o', 'json'])) as { rules: { resources?: string[] }[] };
+    expect(role.rules.flatMap((r) => r.resources ?? [])).not.toContain('pods');
+    const off = await handoff('refresh off');
+    expect(off.annotated).toBe(false);
+
+    const fmt = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(', ');
+    figure('refresh on', `${fmt([Math.max(...on)])} s (max of ${on.length}: ${fmt(on)} s)`);
+    figure('refresh off', `${off.secs.toFixed(1)} s (the pod's last sync was triggered ${off.sinceAnnotation.toFixed(0)} s before the handoff; ` +
+      `bound: syncFrequency ${SYNC_SECONDS} s + 50 % jitter)`);
+  }, 420_000);
+
+  test('scenario 5: a service pod deleted in the middle of a burst of 40 handoffs for 20 users: the Deployment replaces it, the PodDisruptionBudget refuses a second eviction, no handoff is lost or mixed up', async () => {
+    // Hub integration off: the handoffs only store the session and send the browser to the lab, so
+    // nothing spawns (20 servers on 2 cores would measure the spawns, not the service).
+    times.upgradeHubOffSeconds = await helmUpgrade('hub-off', { hub: { enabled: false } });
+    const pdb = () => kubectl(['get', 'pdb', FULLNAME, '-o', 'json']).then((o) => JSON.parse(o) as {
+      metadata: { generation: number }; spec: { maxUnavailable: number; selector: { matchLabels: Record<string, string> } };
+      status?: { observedGeneration?: number; disruptionsAllowed: number; currentHealthy: number; desiredHealthy: number; expectedPods: number };
+    });
+    const before = await pdb();
+    expect(before.spec.maxUnavailable).toBe(1);
+    expect(before.spec.selector.matchLabels).toMatchObject({ 'app.kubernetes.io/name': 'omnisci-handoff' });
+    await waitFor('the PDB to allow one disruption', async () => {
+      const st = (await pdb()).status;
+      return st?.disruptionsAllowed === 1 && st.currentHealthy === 2 ? true : undefined;
+    }, 60_000);
+    const servicePods = async () => pods('app.kubernetes.io/name=omnisci-handoff');
+    const [victim, survivor] = (await servicePods()).map((p) => p.metadata.name) as [string, string];
+    const port = Number(new URL(service).port);
+
+    // 20 users, two tokens each; the second one newer (iat) — for odd users it is sent first, so the
+    // older one arrives later and must not win. Every session is unique, so a mix-up shows.
+    const now = Math.floor(Date.now() / 1000);
+    const users = Array.from({ length: 20 }, (_, i) => `burst-${String(i).padStart(2, '0')}`);
+    interface Shot { user: string; iat: number; jti: string; session: string; token: string; answers: string[]; ok?: boolean }
+    const shots = new Map<string, Shot[]>();
+    for (const [i, user] of users.entries()) {
+      const pair: Shot[] = [];
+      for (const iat of [now - 30, now - 15]) {
+        const session = randomSessionId();
+        const jti = `burst-${i}-${iat}-${randomBytes(4).toString('hex')}`;
+        const token = await mint(signing, { subject: user, iat, jti, lifetimeSeconds: 280, omnisci: { session, query: `SELECT ${i}`, ...connection } });
+        pair.push({ user, iat, jti, session, token, answers: [] });
+      }
+      shots.set(user, i % 2 ? [pair[1]!, pair[0]!] : pair); // in the order they are sent
+    }
+    // Four waves of 10: user group g (5 users) sends its first token in wave g and its second in
+    // wave g + 1 (group 3: waves 3 and 0), so every wave mixes first and second tokens.
+    const waves: Shot[][] = [[], [], [], []];
+    for (const [i, user] of users.entries()) {
+      const g = Math.floor(i / 5);
+      const [first, second] = shots.get(user)! as [Shot, Shot];
+      const [a, b] = g === 3 ? [0, 3] : [g, g + 1];
+      waves[a]!.push(first);
+      waves[b]!.push(second);
+    }
+    const expectedLab = (user: string) => `http://${NODE_IP}:${PROXY_PORT}/user/${user}/lab?omnisci&reset`;
+    const send = async (shot: Shot) => {
+      const t0 = Date.now();
+      try {
+        const r = await postFresh(port, `${BASE_PATH}handoff`, shot.token);
+        shot.answers.push(`${r.status}${r.status >= 400 ? ` ${r.body.slice(0, 120)}` : ''}`);
+        shot.ok = r.status === 303 && r.location === expectedLab(shot.user);
+      } catch (e) {
+        shot.answers.push(`error ${(e as Error).message}`);
+        shot.ok = false;
+      }
+      latencies.push(Date.now() - t0);
+    };
+    const latencies: number[] = [];
+
+    // Every version of every session Secret while it runs: a user's Secret must only ever hold that user's sessions.
+    const watch = (secretWatch = watchSecrets());
+    await waitFor('the Secret watch to list the existing Secrets', async () => (watch.lines.length > 0 ? true : undefined), 30_000, 100);
+
+    const t0 = Date.now();
+    const t: Record<string, number> = {};
+    // Cordoned first, so that the replacement stays Pending until the PDB has been tried (uncordon below).
+    await kubectl(['cordon', NODE_NAME]);
+    try {
+      // Wave 0 in flight while the pod is deleted; wave 1 staggered over the pod's shutdown.
+      const w0 = Promise.all(waves[0]!.map(send));
+      await kubectl(['delete', 'pod', victim, '--wait=false']);
+      t.deleted = Date.now();
+      const w1 = Promise.all(waves[1]!.map((shot, k) => new Promise((r) => setTimeout(r, k * 150)).then(() => send(shot))));
+      await Promise.all([w0, w1]);
+
+      // One replica missing (the victim gone, its replacement Pending): the PDB allows no disruption,
+      // and a drain of the node (eviction of the survivor) is refused while wave 2 goes to the survivor.
+      await waitFor('the victim to be gone', async () => ((await servicePods()).some((p) => p.metadata.name === victim) ? undefined : true), 60_000, 250);
+      const held = await waitFor('the PDB to allow no disruption', async () => {
+        const p = await pdb();
+        return p.status?.observedGeneration === p.metadata.generation && p.status.disruptionsAllowed === 0 && p.status.currentHealthy === 1 ? p.status : undefined;
+      }, 60_000, 250);
+      expect(held).toMatchObject({ expectedPods: 2, desiredHealthy: 1 });
+      const pending = (await servicePods()).filter((p) => p.metadata.name !== survivor);
+      expect(pending).toHaveLength(1);
+      expect(ready(pending[0]!)).toBe(false);
+      const w2 = Promise.all(waves[2]!.map(send));
+      const drain = await node.kubectl(['drain', NODE_NAME, '--pod-selector=app.kubernetes.io/name=omnisci-handoff', '--delete-emptydir-data', '--timeout=8s']);
+      await w2;
+      expect(drain.code).not.toBe(0);
+      expect(drain.stderr).toMatch(/Cannot evict pod as it would violate the pod's disruption budget/);
+      const survivorNow = (await servicePods()).find((p) => p.metadata.name === survivor);
+      expect(survivorNow && ready(survivorNow)).toBe(true);
+      t.drainRefused = Date.now();
+    } finally {
+      await kubectl(['uncordon', NODE_NAME]);
+    }
+    // The Deployment's replacement runs and the Service routes to it; then wave 3.
+    const replaced = await waitFor('the replacement to be Ready', async () => {
+      const ps = await servicePods();
+      return ps.length === 2 && ps.every(ready) && !ps.some((p) => p.metadata.name === victim) ? ps : undefined;
+    }, 120_000, 250, async () => kubectl(['get', 'pods,events']));
+    t.replaced = Date.now();
+    const replacement = replaced.find((p) => p.metadata.name !== survivor)!;
+    await waitFor('the Service to route to the replacement', async () => {
+      const slices = JSON.parse(await kubectl(['get', 'endpointslices', '-l', `kubernetes.io/service-name=${FULLNAME}`, '-o', 'json'])).items as
+        { endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[] }[];
+      const addrs = slices.flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses));
+      return addrs.includes(replacement.status.podIP!) && addrs.length === 2 ? true : undefined;
+    }, 30_000, 250);
+    await Promise.all(waves[3]!.map(send));
+    await waitFor('the PDB to allow one disruption again', async () => ((await pdb()).status?.disruptionsAllowed === 1 ? true : undefined), 60_000, 250);
+    const burstSeconds = seconds(t0);
+
+    // A failed request is retried, as a browser would re-post the form: the same token then succeeds.
+    const failed = [...shots.values()].flat().filter((s) => !s.ok);
+    for (const shot of failed) {
+      await waitFor(`a retry of ${shot.user}'s handoff to succeed`, async () => {
+        await send(shot);
+        return shot.ok ? true : undefined;
+      }, 30_000, 1000);
+    }
+
+    // Nothing lost or mixed up: each user's Secret holds that user's newest session, and both tokens are recorded.
+    const prefix = (chartValues.config.store?.kubernetes?.secretPrefix as string | undefined) ?? 'omnisci-session';
+    const finalVersions = new Map<string, string>();
+    for (const user of users) {
+      const secret = JSON.parse(await kubectl(['get', 'secret', secretName(prefix, user), '-o', 'json'])) as
+        { metadata: { resourceVersion: string }; data: Record<string, string> };
+      finalVersions.set(secretName(prefix, user), secret.metadata.resourceVersion);
+      const newest = shots.get(user)!.reduce((a, b) => (b.iat > a.iat ? b : a));
+      const file = JSON.parse(Buffer.from(secret.data.session!, 'base64').toString('utf8'));
+      const state = JSON.parse(Buffer.from(secret.data.state!, 'base64').toString('utf8')) as { user: string; session: string; iat: number; jtis: { jti: string }[] };
+      expect({ user, file, state: { user: state.user, session: state.session, iat: state.iat } })
+        .toEqual({ user, file: { session: newest.session, query: expect.any(String) }, state: { user, session: newest.session, iat: newest.iat } });
+      expect(state.jtis.map((j) => j.jti)).toEqual(expect.arrayContaining(shots.get(user)!.map((s) => s.jti)));
+    }
+    await waitFor('the watch to see every final version', async () =>
+      ([...finalVersions].every(([name, rv]) => watch.lines.some((l) => l.startsWith(`${name} ${rv} `))) ? true : undefined), 30_000, 100);
+    await watch.stop();
+    let versions = 0;
+    const sessionsOf = new Map([...shots].map(([user, ss]) => [secretName(prefix, user), { user, sessions: new Set(ss.map((s) => s.session)) }]));
+    for (const line of watch.lines) {
+      const [name, , file, state] = line.split(' ');
+      const owner = sessionsOf.get(name!);
+      if (!owner) continue; // alice's, from the tests before
+      versions++;
+      const f = JSON.parse(Buffer.from(file!, 'base64').toString('utf8')) as { session: string };
+      const st = JSON.parse(Buffer.from(state!, 'base64').toString('utf8')) as { user: string; session: string };
+      expect({ name, user: st.user, file: owner.sessions.has(f.session), state: owner.sessions.has(st.session) }).toEqual({ name, user: owner.user, file: true, state: true });
+    }
+    expect(versions).toBeGreaterThanOrEqual(users.length);
+
+    const answers: Record<string, number> = {};
+    for (const s of [...shots.values()].flat()) for (const a of s.answers) answers[a.replace(/^error .*/, 'error')] = (answers[a.replace(/^error .*/, 'error')] ?? 0) + 1;
+    const sorted = latencies.sort((a, b) => a - b);
+    figure('burst', `40 handoffs for 20 users in ${burstSeconds} s with a service pod deleted; answers ${JSON.stringify(answers)}; ` +
+      `${failed.length} failed and succeeded on retry; latency median ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms`);
+    figure('burst pod replacement', `victim gone and PDB holding (drain refused) ${((t.drainRefused! - t.deleted!) / 1000).toFixed(1)} s after the delete; ` +
+      `replacement Ready ${((t.replaced! - t.drainRefused!) / 1000).toFixed(1)} s after uncordon`);
+    console.log(`Secret versions seen by the watch during the burst: ${versions} (of ${users.length} users' Secrets)`);
+  }, 420_000);
+
+  test('scenario 6: webhook-free mode — with the webhook off, the values of `omnisci-handoff z2jh-values` make KubeSpawner mount the Secret itself, and jupyterlab-omnisci serves the session as in scenario 2', async () => {
+    const user = 'bob';
+    // The chart with the webhook off (and the hub integration back on).
+    times.upgradeWebhookOffSeconds = await helmUpgrade('webhook-off', { webhook: { enabled: false } });
+    const hooks = JSON.parse(await kubectl(['get', 'mutatingwebhookconfigurations', '-o', 'json'])).items as { metadata: { name: string } }[];
+    expect(hooks.map((h) => h.metadata.name).filter((n) => n.includes(FULLNAME))).toEqual([]);
+
+    // The z2jh values from the CLI, for the config the chart rendered (its ConfigMap), as an admin would run it.
+    const configFile = join(tmp, 'service-config.yaml');
+    writeFileSync(configFile, await kubectl(['get', 'configmap', FULLNAME, '-o', 'jsonpath={.data.config\\.yaml}']));
+    const cli = await runTool(join(ROOT, 'node_modules/node/bin/node'),
+      [join(ROOT, 'dist/src/cli.js'), 'z2jh-values', '--config', configFile, '--service-url', `http://${serviceIP}:8470`], join(tmp, 'helm'));
+    expect(cli).toMatchObject({ status: 0, stderr: '' });
+    writeFileSync(join(tmp, 'z2jh-values.yaml'), cli.stdout);
+    const z2jh = parseYaml(cli.stdout) as { hub: Record<string, any>; singleuser: Record<string, any> };
+    expect(z2jh.singleuser.extraEnv.OMNISCI_HOST.valueFrom.secretKeyRef.name).toBe('omnisci-session-{username}');
+    expect(z2jh.singleuser.storage.extraVolumes.map((v: { name: string }) => v.name)).toEqual(['omnisci-session', 'omnisci-jupyter-config']);
+    const configMap = z2jh.singleuser.storage.extraVolumes[1].configMap.name as string;
+    await kubectl(['get', 'configmap', configMap]); // the chart made it, also with the webhook off
+
+    // The hub restarted with them, mapped onto KubeSpawner as zero-to-jupyterhub's jupyterhub_config.py
+    // does (singleuser.extraEnv → environment, storage.extraVolumes/-Mounts → volumes/volume_mounts,
+    // hub.services and hub.loadRoles → services and load_roles). No cluster DNS: the service URL is its ClusterIP.
+    const valuesJson = join(tmp, 'z2jh-values.json');
+    writeFileSync(valuesJson, JSON.stringify(z2jh));
+    await stopHub();
+    const t0 = Date.now();
+    await startHubInNode(`
+import json
+with open(${JSON.stringify(valuesJson)}) as f:
+    z2jh = json.load(f)
+c.KubeSpawner.environment = z2jh['singleuser']['extraEnv']
+c.KubeSpawner.volumes = list(z2jh['singleuser']['storage']['extraVolumes'])
+c.KubeSpawner.volume_mounts = list(z2jh['singleuser']['storage']['extraVolumeMounts'])
+for s in c.JupyterHub.services:
+    s.update(z2jh['hub']['services'].get(s['name'], {}))
+c.JupyterHub.load_roles = [r for r in c.JupyterHub.load_roles if r['name'] == 'test-admin-role'] + [
+    dict(name=name, **role) for name, role in z2jh['hub']['loadRoles'].items()
+]
+`, { restart: true });
+    times.hubRestartSeconds = seconds(t0);
+
+    // A handoff through the hub's proxy (its route to the service comes from hub.services.url).
+    expect((await hubAdmin('POST', `/users/${user}`)).status).toBe(201);
+    const session = randomSessionId();
+    const t1 = Date.now();
+    const res = await postToken(`${proxyUrl}${BASE_PATH}`, await mint(signing, { subject: user, omnisci: { session, query: 'SELECT 6', ...connection } }));
+    expect(res.status).toBe(303);
+    expect(res.headers.get('location')).toMatch(new RegExp(`^${BASE_PATH}progress/[^/]+$`));
+    await waitFor(`${user}'s server to be ready`, async () => ((await hubAdmin('GET', `/users/${user}`)).json?.servers?.['']?.ready ? true : undefined),
+      240_000, 500, async () => `${await kubectl(['get', 'pods,events'])}\n${hubLog()}\n${await serviceLogs()}`);
+    times.webhookFreeSpawnSeconds = seconds(t1);
+
+    // KubeSpawner mounted the user's Secret ({username} expanded to the store's name); the webhook added nothing.
+    const [pod] = (await pods(`component=singleuser-server,hub.jupyter.org/username=${user}`)).filter(ready);
+    expect(pod).toBeDefined();
+    expect(pod!.metadata.annotations?.['omnisci-handoff/secret']).toBeUndefined();
+    const volumes = Object.fromEntries((pod!.spec.volumes ?? []).map((v) => [v.name, v]));
+    expect(volumes['omnisci-handoff-session']).toBeUndefined();
+    expect(volumes['omnisci-handoff-jupyter']).toBeUndefined();
+    expect(volumes['omnisci-session']?.secret?.secretName).toBe(`omnisci-session-${user}`);
+    expect(volumes['omnisci-jupyter-config']?.configMap?.name).toBe(configMap);
+    const nb = pod!.spec.containers.find((c) => c.name === 'notebook')!;
+    expect(nb.volumeMounts).toEqual(expect.arrayContaining([
+      expect.objectContaining({ name: 'omnisci-session', mountPath: '/var/run/omnisci-handoff' }),
+      expect.objectContaining({ name: 'omnisci-jupyter-config', mountPath: '/etc/omnisci-handoff/jupyter' }),
+    ]));
+    const secret = JSON.parse(await kubectl(['get', 'secret', `omnisci-session-${user}`, '-o', 'json'])).data as Record<string, string>;
+    const decoded = (k: string) => Buffer.from(secret[k]!, 'base64').toString('utf8');
+    const env = Object.fromEntries((await kubectl(['exec', pod!.metadata.name, '-c', 'notebook', '--', 'env'])).trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    expect(env).toMatchObject({ OMNISCI_PROTOCOL: connection.protocol, OMNISCI_HOST: connection.host, OMNISCI_PORT: String(connection.port) });
+    expect([decoded('protocol'), decoded('host'), decoded('port')]).toEqual([env.OMNISCI_PROTOCOL, env.OMNISCI_HOST, env.OMNISCI_PORT]);
+    expect(env.JUPYTER_CONFIG_PATH?.split(':')).toContain('/etc/omnisci-handoff/jupyter');
+
+    // The real jupyterlab-omnisci through the hub's proxy: the same answer as scenario 2, and a second handoff arrives.
+    const read = await sessionReader(user);
+    expect(await servedSession(read)).toEqual(SESSION_FILE_EXPECTED(session, 'SELECT 6'));
+    const session2 = randomSessionId();
+    const t2 = Date.now();
+    const res2 = await postToken(`${proxyUrl}${BASE_PATH}`, await mint(signing, { subject: user, omnisci: { session: session2, query: 'SELECT 66', ...connection } }));
+    expect(res2.status).toBe(303);
+    expect(res2.headers.get('location')).toBe(`http://${NODE_IP}:${PROXY_PORT}/user/${user}/lab?omnisci&reset`);
+    await waitFor('the second session in the pod', async () => ((await servedSession(read))?.session === session2 ? true : undefined), SYNC_BOUND_MS, 100);
+    const second = seconds(t2);
+    expect(await servedSession(read)).toEqual(SESSION_FILE_EXPECTED(session2, 'SELECT 66'));
+    figure('webhook-free', `handoff → server ready ${times.webhookFreeSpawnSeconds} s; second handoff served ${second} s later (fast refresh on); hub restart ${times.hubRestartSeconds} s`);
+  }, 600_000);
 });

@@ -9,9 +9,12 @@ import { AUDIENCE, HMAC_SECRET, ISSUER, startTestService, TYP, tempDir, type Log
 import type { RunningHub } from './jupyterhub.js';
 
 export interface HubServiceOptions {
-  hub: RunningHub;
+  /** A real hub (startHub) or the API stand-in (startHubStandin). */
+  hub: Pick<RunningHub, 'publicUrl' | 'apiUrl' | 'serviceToken'>;
   /** hub.* settings (apiUrl defaults to the hub's). */
   hubConfig?: Record<string, unknown>;
+  /** token.* settings over the defaults. */
+  tokenConfig?: Record<string, unknown>;
   /** Base path, e.g. /services/omnisci-handoff/ when the hub proxies to the service. */
   basePath?: string;
   port?: number;
@@ -19,6 +22,10 @@ export interface HubServiceOptions {
   apiToken?: string;
   /** store.local.dir (default: a fresh temporary directory). */
   storeDir?: string;
+  /** redirect.hubPublicUrl (default: the hub's own public URL), e.g. a reverse proxy in front of the hub. */
+  hubPublicUrl?: string;
+  /** Further config sections, replacing the defaults' (e.g. heavydb, notebook, omnisci). */
+  sections?: Record<string, unknown>;
 }
 
 export interface HubService {
@@ -37,19 +44,20 @@ export async function startHubService(o: HubServiceOptions): Promise<HubService>
   const config = resolveConfig(
     {
       listen: { host: '127.0.0.1', port: o.port ?? 0, basePath, internal: { port: 0 } },
-      token: { issuer: ISSUER, audience: AUDIENCE, type: TYP, algorithms: ['HS256'], keys: { hmacSecretEnv: 'TEST_HMAC' } },
+      token: { issuer: ISSUER, audience: AUDIENCE, type: TYP, algorithms: ['HS256'], keys: { hmacSecretEnv: 'TEST_HMAC' }, ...o.tokenConfig },
       omnisci: { protocol: 'https', host: 'omnisci.test', port: 443, allowedHosts: ['omnisci.test'], allowedPorts: [6274, 6278] },
-      redirect: { hubPublicUrl: o.hub.publicUrl },
+      redirect: { hubPublicUrl: o.hubPublicUrl ?? o.hub.publicUrl },
       store: { local: { dir: o.storeDir ?? tempDir('oh-hubstore-') } },
       hub: { enabled: true, apiUrl: o.hub.apiUrl, spawnTimeoutSeconds: 60, requestTimeoutMs: 5000, ...o.hubConfig },
       log: { level: 'info' },
+      ...o.sections,
     },
     env,
   );
   const service = await startTestService(config, { env });
   const proxied = basePath !== '/';
   return {
-    url: proxied ? `${o.hub.publicUrl}${basePath}` : `http://127.0.0.1:${service.port}/`,
+    url: proxied ? `${new URL(o.hub.publicUrl).origin}${basePath}` : `http://127.0.0.1:${service.port}/`,
     internalUrl: service.internalUrl,
     config,
     logs: service.logs,
@@ -66,6 +74,9 @@ export interface Hop {
 export class NoJsBrowser {
   readonly cookies = new Map<string, string>();
   readonly hops: Hop[] = [];
+  /** Click "Continue as …" on a sign-in confirmation page (login mode handoff), as its user would; each one is counted. */
+  autoConfirm = true;
+  confirmations = 0;
 
   private header(): Record<string, string> {
     return this.cookies.size ? { cookie: [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ') } : {};
@@ -97,6 +108,17 @@ export class NoJsBrowser {
         continue;
       }
       const text = await res.text();
+      const confirm = /<form method="post" action="([^"]+)"><input type="hidden" name="ticket" value="([^"]+)"><button type="submit" id="confirm">/.exec(text);
+      if (res.status === 200 && confirm && this.autoConfirm) {
+        this.confirmations++;
+        url = new URL(confirm[1]!.replaceAll('&#47;', '/'), url).toString();
+        res = await this.request(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
+          body: new URLSearchParams({ ticket: confirm[2]! }).toString(),
+        });
+        continue;
+      }
       if (res.status === 200 && text.includes('http-equiv="refresh"') && reloads++ < maxReloads) {
         await new Promise((r) => setTimeout(r, 200));
         res = await this.request(url);

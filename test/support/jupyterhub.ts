@@ -44,10 +44,12 @@ export interface HubOptions {
   slowSpawnTimeout?: number;
   /** Users created at startup. */
   users?: string[];
+  /** `c.JupyterHub.base_url`, e.g. /jupyter/ (default /). */
+  baseUrl?: string;
 }
 
 export interface RunningHub {
-  /** Public URL of the proxy, e.g. http://127.0.0.1:40123 (no trailing slash). */
+  /** Public URL of the proxy with the hub's base_url, e.g. http://127.0.0.1:40123 or http://127.0.0.1:40123/jupyter (no trailing slash). */
   publicUrl: string;
   /** REST API base, e.g. http://127.0.0.1:40125/hub/api (no trailing slash). */
   apiUrl: string;
@@ -99,6 +101,7 @@ sys.path.insert(0, ${py(SUPPORT)})
 c = get_config()
 c.JupyterHub.ip = '127.0.0.1'
 c.JupyterHub.port = ${port}
+c.JupyterHub.base_url = ${py(opts.baseUrl ?? '/')}
 c.JupyterHub.hub_ip = '127.0.0.1'
 c.JupyterHub.hub_port = ${hubPort}
 c.JupyterHub.db_url = ${py(`sqlite:///${join(dir, 'jupyterhub.sqlite')}`)}
@@ -142,7 +145,7 @@ ${opts.extraConfig ?? ''}
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
-  const publicUrl = `http://127.0.0.1:${port}`;
+  const publicUrl = `http://127.0.0.1:${port}${(opts.baseUrl ?? '/').replace(/\/$/, '')}`;
   const apiUrl = `${publicUrl}/hub/api`;
 
   const admin: RunningHub['admin'] = async (method, path, body) => {

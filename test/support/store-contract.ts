@@ -128,19 +128,23 @@ export function storeContract(name: string, make: () => Promise<ContractTarget>)
       expect((await s.get(user))?.session).toBe('');
     });
 
-    test('reserve spends a jti ahead of its handoff: used tokens are refused, the handoff itself takes it once, no session is stored by it', async () => {
+    test('spend: a reservation spends a jti ahead of its handoff (used tokens are refused, the handoff itself takes it once), a plain id is spent once; no session is stored by it', async () => {
       const s = store();
       const user = newUser();
       const h = handoff(user);
-      await s.reserve(h);
+      const reserve = (x: typeof h) => s.spend({ user, id: x.jti, exp: x.exp, reservation: true });
+      await reserve(h);
       expect((await s.get(user))?.session).toBe('');
-      expect((await rejection(s.reserve(h))).code).toBe('token_replayed');
+      expect((await rejection(reserve(h))).code).toBe('token_replayed');
+      const ticket = { user, id: 'login:n1', exp: now() + 30 };
+      await s.spend(ticket);
+      expect((await rejection(s.spend(ticket))).code).toBe('token_replayed');
       expect((await s.accept(h)).outcome).toBe('stored');
       expect(JSON.parse((await t.sessionFile(user)) ?? 'null')).toEqual({ session: h.session, query: h.query });
       expect((await rejection(s.accept(h))).code).toBe('token_replayed');
       const used = handoff(user);
       await s.accept(used);
-      expect((await rejection(s.reserve(used))).code).toBe('token_replayed');
+      expect((await rejection(reserve(used))).code).toBe('token_replayed');
     });
 
     test('concurrent handoffs of one user (over replicas where the backend has them): each jti once, the newest iat wins', async () => {

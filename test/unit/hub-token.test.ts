@@ -10,7 +10,7 @@ test('a hub API token with characters a token cannot have is refused up front, w
   const config = testConfig({ hub: { enabled: true, apiUrl: 'http://127.0.0.1:1/hub/api', apiTokenFile: file } });
   let err: unknown;
   try {
-    createHubLanding(config);
+    createHubLanding(config, { store: { spend: async () => undefined } });
   } catch (e) {
     err = e;
   }

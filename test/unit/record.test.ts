@@ -1,7 +1,7 @@
 /** The store's pure update rules (src/store/record.ts), as tables: every backend applies exactly these. */
 import { describe, expect, test } from '@jest/globals';
 import type { Handoff, Revocation } from '../../src/handoff/types.js';
-import { applyHandoff, applyReserve, applyRevoke, type ApplyOptions } from '../../src/store/record.js';
+import { applyHandoff, applySpend, applyRevoke, type ApplyOptions } from '../../src/store/record.js';
 import type { SessionRecord } from '../../src/store/types.js';
 
 const NOW = 1_800_000_000;
@@ -96,30 +96,33 @@ describe('applyRevoke', () => {
   });
 });
 
-describe('applyReserve', () => {
+const reservation = (jti: string) => ({ user: 'u', id: jti, exp: NOW + 300, reservation: true });
+
+describe('applySpend', () => {
   test('spends the jti ahead of its handoff and changes nothing else; nothing stored yet gives an empty record', () => {
     const current = rec(NOW - 10, [['x', NOW + 100]]);
-    const r = applyReserve(current, h('a', NOW), o);
+    const r = applySpend(current, reservation('a'), o);
     expect(r).toMatchObject({ session: 'old', iat: NOW - 10, connection: conn });
     expect(r.jtis).toEqual(expect.arrayContaining([{ jti: 'a', until: NOW + 300 + o.clockTolerance, reserved: true }, { jti: 'x', until: NOW + 100 }]));
-    expect(applyReserve(undefined, h('a', NOW), o)).toMatchObject({ user: 'u', session: '', iat: 0 });
+    expect(applySpend(undefined, reservation('a'), o)).toMatchObject({ user: 'u', session: '', iat: 0 });
   });
 
   test.each([
-    ['a reserved jti cannot be reserved again', (r: SessionRecord) => applyReserve(r, h('a', NOW), o)],
+    ['a reserved jti cannot be reserved again', (r: SessionRecord) => applySpend(r, reservation('a'), o)],
     ['a reserved jti is no revocation either', (r: SessionRecord) => applyRevoke(r, rev('a', NOW), o)],
   ] as const)('%s', (_case, again) => {
-    const reserved = applyReserve(rec(NOW - 10, []), h('a', NOW), o);
+    const reserved = applySpend(rec(NOW - 10, []), reservation('a'), o);
     expect(() => again(reserved)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
   });
 
   test('its own handoff takes the reservation once; the same jti after that is a replay', () => {
-    const reserved = applyReserve(rec(NOW - 10, []), h('a', NOW), o);
+    const reserved = applySpend(rec(NOW - 10, []), reservation('a'), o);
     const taken = applyHandoff(reserved, h('a', NOW), o);
     expect(taken).toMatchObject({ outcome: 'stored', record: { session: 's-a' } });
     expect(taken.record.jtis.filter((j) => j.jti === 'a')).toEqual([{ jti: 'a', until: NOW + 300 + o.clockTolerance }]);
     expect(() => applyHandoff(taken.record, h('a', NOW), o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
-    // A spent (not reserved) jti cannot be reserved.
-    expect(() => applyReserve(taken.record, h('a', NOW), o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+    // A spent (not reserved) jti cannot be reserved, nor spent again as a plain id.
+    expect(() => applySpend(taken.record, reservation('a'), o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+    expect(() => applySpend(taken.record, { user: 'u', id: 'a', exp: NOW + 30 }, o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
   });
 });

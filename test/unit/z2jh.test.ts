@@ -77,3 +77,13 @@ test('handoff login mode installs the shipped authenticator', () => {
   expect(named.hub.extraConfig['omnisci-handoff']).toContain('c.OmnisciHandoffAuthenticator.service_name = "notebooks"');
   expect(Object.keys(named.hub.services)).toEqual(['notebooks']);
 });
+
+test('header mode (heavydb.enabled) installs the authenticator with header_login, also in login mode sso', () => {
+  const c = config({ hub: { loginMode: 'sso' }, heavydb: { enabled: true, url: 'http://heavydb:6278/' }, omnisci: { host: 'heavydb' } });
+  expect(() => z2jhValues(c)).toThrow(/authenticator/);
+  const v = parseYaml(z2jhValuesYaml(c, { authenticatorSource: 'class OmnisciHandoffAuthenticator: pass\n' })) as any;
+  expect(v.hub.extraConfig['omnisci-handoff']).toContain('c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator');
+  expect(v.hub.extraConfig['omnisci-handoff']).toContain('c.OmnisciHandoffAuthenticator.header_login = True');
+  const handoffOnly = parseYaml(z2jhValuesYaml(config({ hub: { loginMode: 'handoff' } }), { authenticatorSource: 'x' })) as any;
+  expect(handoffOnly.hub.extraConfig['omnisci-handoff']).not.toContain('header_login');
+});

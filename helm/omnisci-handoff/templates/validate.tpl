@@ -78,6 +78,17 @@ service's own rules (src/config/rules.ts); test/integration/helm.test.ts runs ea
 {{- if and $c.hub.createUsers (not $c.hub.enabled) }}
 {{- fail "config.hub.createUsers needs config.hub.enabled" }}
 {{- end }}
+{{- if $c.heavydb.enabled }}
+{{- if not $c.hub.enabled }}
+{{- fail "config.heavydb.enabled needs config.hub.enabled" }}
+{{- end }}
+{{- if not $c.heavydb.url }}
+{{- fail "config.heavydb.url is required when config.heavydb.enabled (HeavyDB's HTTP port, e.g. http://heavydb:6278/)" }}
+{{- end }}
+{{- if not $c.omnisci.host }}
+{{- fail "config.omnisci.host is required when config.heavydb.enabled (where the notebook connects)" }}
+{{- end }}
+{{- end }}
 {{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
 {{- fail "serviceAccount.name is required when serviceAccount.create is false" }}
 {{- end }}

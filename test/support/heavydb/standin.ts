@@ -4,7 +4,8 @@
  * the vendor's generated code (pyheavydb's heavydb.thrift.Heavy), on a free loopback port.
  *
  * The test decides which sessions exist (user, database, roles, superuser), expires them, and reads
- * every call the server received (e.g. to assert that `disconnect` never came). Python: the
+ * every call the server received. `disconnect` is never legitimate here (a handed-over session is the
+ * user's live Immerse session): `stop()` fails when one came, so a test that forgets to look still fails. Python: the
  * .cache/venv-jlab4 venv (scripts/deps/jupyterlab4.sh installs pyheavydb and thrift there), or
  * HEAVYDB_STANDIN_PYTHON.
  */
@@ -51,6 +52,7 @@ export interface HeavyDbStandIn {
   post(body: string): Promise<{ status: number; text: string }>;
   /** The process's stderr/stdout so far. */
   log(): string;
+  /** Stops the stand-in; rejects when anything called `disconnect`. */
   stop(): Promise<void>;
 }
 
@@ -98,10 +100,11 @@ export async function startHeavyDb(opts: { sessions?: Record<string, StandInSess
     },
     log: () => output,
     stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const disconnects = (await standIn.calls()).filter((c) => c.method === 'disconnect').length;
+      child.kill('SIGTERM');
+      await exited;
+      if (disconnects) throw new Error(`the HeavyDB stand-in got ${disconnects} disconnect call(s): a handed-over session must never be ended`);
     },
   };
   for (const [id, session] of Object.entries(opts.sessions ?? {})) await standIn.addSession(id, session);

@@ -1,0 +1,27 @@
+/**
+ * The service's hub API token: read once, and the check that a request from the hub's authenticator
+ * presents it (`Authorization: token …`): the channel of the login-token exchange and of header mode's
+ * session login. Compared as SHA-256 digests in constant time.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Request } from 'express';
+import type { Config } from '../config/types.js';
+import { HandoffError } from '../errors.js';
+
+export function readApiToken(hub: Config['hub'], env: NodeJS.ProcessEnv): string {
+  const token = hub.apiTokenFile ? readFileSync(hub.apiTokenFile, 'utf8').trim() : env.JUPYTERHUB_API_TOKEN;
+  if (!token) throw new HandoffError('hub_unauthorized', 'no hub API token: set hub.apiTokenFile or JUPYTERHUB_API_TOKEN');
+  // Checked here, as an HTTP client would otherwise quote an invalid header value in its error.
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new HandoffError('hub_unauthorized', 'the hub API token has characters a token cannot have');
+  return token;
+}
+
+/** Whether a request carries `token` as `Authorization: token …` (or `Bearer …`). */
+export function presentsToken(token: string): (req: Request) => boolean {
+  const digest = createHash('sha256').update(token).digest();
+  return (req) => {
+    const presented = /^(?:token|bearer)\s+(.+)$/i.exec(req.get('authorization') ?? '')?.[1] ?? '';
+    return timingSafeEqual(createHash('sha256').update(presented).digest(), digest);
+  };
+}

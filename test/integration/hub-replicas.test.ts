@@ -1,0 +1,379 @@
+/**
+ * Replicas (issue #11): `serve` processes (the built CLI) on the Kubernetes store of a real
+ * kube-apiserver, running as the chart's ServiceAccount, behind a per-request round-robin proxy
+ * (test/support/round-robin.ts) standing in for the chart's Service. A real JupyterHub 5 knows that
+ * proxy as the service's url, so both the browsers' requests (through the hub's proxy, at
+ * /services/omnisci-handoff/) and the shipped authenticator's login-token exchange spread over the
+ * replicas: consecutive requests never reach the same one. Nothing but the hub API token and the
+ * Secrets is shared.
+ *
+ * Each flow — login mode `handoff` (with the confirmation page), `handoff` + identityCheck, `sso`,
+ * `sso` + identityCheck — runs once in Chromium and in bulk in cookie-keeping clients without
+ * JavaScript, and must land on the user's lab with the handed-over session in the user's Secret,
+ * while every replica answered some of its requests and tickets issued by one replica were used on
+ * another (a progress page, a parked handoff, a hub login token, an OAuth state). Then one of three
+ * replicas is killed (SIGKILL) in the middle of a burst of handoffs.
+ *
+ * The replicas restart between flows with the flow's config; the hub, the store and the proxy stay.
+ */
+import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import type { Browser, BrowserContext } from 'playwright-core';
+import { randomSessionId } from '../../src/handoff/mint.js';
+import { launchChromium } from '../support/browser.js';
+import { hmacKey, mint } from '../support/core.js';
+import { NoJsBrowser } from '../support/hub-service.js';
+import { originsOf, startKubeStore, startReplicas, type KubeStore } from '../support/hub-replicas.js';
+import { freePort, SERVICE_SCOPES_CREATE, startHub, type RunningHub } from '../support/jupyterhub.js';
+import type { Served } from '../support/process.js';
+import { ROOT } from '../support/root.js';
+import { startRoundRobin, type Forwarded, type RoundRobin } from '../support/round-robin.js';
+
+jest.setTimeout(180_000);
+const key = hmacKey('HS256');
+const PREFIX = '/services/omnisci-handoff/';
+const REPLICAS = 3;
+
+let kube: KubeStore;
+let rr: RoundRobin;
+let hub: RunningHub;
+let chromium: Browser;
+let immerse: Server;
+let immersePort: number;
+let served: Served[] = [];
+
+const svcUrl = () => `${hub.publicUrl}${PREFIX}`;
+const labOf = (user: string) => `${hub.publicUrl}/user/${user}/lab?omnisci&reset`;
+
+beforeAll(async () => {
+  kube = await startKubeStore({ chartRbac: true });
+  rr = await startRoundRobin([], { keepBodies: true });
+  immersePort = await freePort();
+  const py = JSON.stringify;
+  hub = await startHub({
+    serviceScopes: SERVICE_SCOPES_CREATE,
+    // The hub reaches the service (its proxy routes, the authenticator's exchange) through the "Service".
+    serviceUrl: rr.url,
+    slowSeconds: 1,
+    extraConfig: `
+sys.path.insert(0, ${py(join(ROOT, 'helm/omnisci-handoff/files'))})
+from authenticator import OmnisciHandoffAuthenticator
+c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator
+c.JupyterHub.load_roles.append({'name': 'user', 'scopes': ['self', 'access:services!service=omnisci-handoff']})
+`,
+  });
+  // Immerse stand-in for Chromium: a page whose form posts a freshly minted token for ?user with ?session.
+  immerse = createServer((req, res) => {
+    const q = new URL(req.url ?? '/', 'http://x').searchParams;
+    void mint(key, { subject: q.get('user') ?? 'nobody', omnisci: { session: q.get('session') ?? randomSessionId() } }).then((token) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<!doctype html><title>Immerse</title><form method="post" action="${svcUrl()}handoff">
+<input type="hidden" name="token" value="${token}"><button id="open">Open in notebook</button></form>`);
+    });
+  });
+  await new Promise<void>((r) => immerse.listen(immersePort, 'localhost', () => r()));
+  chromium = await launchChromium();
+}, 300_000);
+
+afterAll(async () => {
+  await chromium?.close();
+  immerse?.close();
+  for (const s of served) await s.stop();
+  await hub?.stop();
+  await rr?.close();
+  await kube?.stop();
+}, 60_000);
+
+/** Replaces the replicas by `REPLICAS` (or `n`) new ones with this hub config; the proxy's counts start over. */
+async function replicas(hubConfig: Record<string, unknown>, n = REPLICAS): Promise<void> {
+  for (const s of served) await s.stop();
+  served = await startReplicas({
+    hub,
+    kube,
+    replicas: n,
+    basePath: PREFIX,
+    hubConfig,
+    tokenConfig: { allowedOrigins: [`http://localhost:${immersePort}`] },
+  });
+  rr.reset(originsOf(served));
+}
+
+const stored = async (user: string) => (await kube.store.get(user))?.session;
+
+/** What the proxy saw from `from` on. */
+const since = (from: number): Forwarded[] => rr.log.filter((e) => e.seq >= from);
+
+/** Fully URL-decoded, so that a ticket nested in a `next` parameter is found too. */
+function decoded(s: string): string {
+  for (let prev = ''; prev !== s; ) {
+    prev = s;
+    try {
+      s = decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  }
+  return s;
+}
+
+/**
+ * Tickets used in `log` with the replica that issued each (whose answer carried it in a redirect) and
+ * the one that took it: progress pages, OAuth states, hub login tokens (exchanged by the hub).
+ */
+function ticketHops(log: Forwarded[]): { kind: string; issuedBy: number; usedBy: number }[] {
+  const out: { kind: string; issuedBy: number; usedBy: number }[] = [];
+  for (const e of log) {
+    const path = new URL(e.url, 'http://x');
+    let kind: string | undefined;
+    let ticket: string | undefined | null;
+    if (path.pathname.endsWith('/login-token/exchange') && e.body) [kind, ticket] = ['login', (JSON.parse(e.body) as { token?: string }).token];
+    else if (path.pathname.endsWith('/oauth_callback')) [kind, ticket] = ['oauth-state', path.searchParams.get('state')];
+    else if (/\/progress\/[^/]+$/.test(path.pathname)) [kind, ticket] = ['progress', path.pathname.split('/').pop()];
+    if (!kind || !ticket || e.upstream < 0) continue;
+    const issuer = log.find((x) => x.seq < e.seq && x.location !== undefined && decoded(x.location).includes(ticket));
+    if (issuer && issuer.upstream >= 0) out.push({ kind, issuedBy: issuer.upstream, usedBy: e.upstream });
+  }
+  return out;
+}
+
+/** Every replica answered some of `log`'s requests. */
+function expectAllReplicasAnswered(log: Forwarded[]): void {
+  const by = new Set(log.filter((e) => e.upstream >= 0).map((e) => e.upstream));
+  expect([...by].sort()).toEqual(served.map((_, i) => i));
+}
+
+/** Some ticket of each kind was used on another replica than the one that issued it. */
+function expectCrossReplicaTickets(log: Forwarded[], kinds: string[]): void {
+  const hops = ticketHops(log);
+  for (const kind of kinds) expect({ kind, crossed: hops.some((h) => h.kind === kind && h.issuedBy !== h.usedBy) }).toEqual({ kind, crossed: true });
+}
+
+/** A parked handoff (confirmation page) resumed on another replica: the POST confirm's replica differs from its POST handoff's (sequential flows). */
+function expectConfirmCrossed(log: Forwarded[]): void {
+  const posts = log.filter((e) => e.method === 'POST' && /\/(handoff|confirm)$/.test(new URL(e.url, 'http://x').pathname));
+  const pairs = posts.flatMap((e, i) => (e.url.endsWith('/confirm') && posts[i - 1]?.url.endsWith('/handoff') ? [[posts[i - 1]!.upstream, e.upstream]] : []));
+  expect(pairs.length).toBeGreaterThan(0);
+  expect(pairs.some(([a, b]) => a !== b)).toBe(true);
+}
+
+/** Chromium: Immerse's form → (confirmation) → progress page (SSE) → (hub login / authorize) → the lab. */
+async function chromeHandoff(context: BrowserContext, user: string, session: string, o: { confirm: boolean }): Promise<string[]> {
+  const page = await context.newPage();
+  const seen: string[] = [];
+  page.on('framenavigated', (f) => {
+    if (f === page.mainFrame()) seen.push(f.url());
+  });
+  await page.goto(`http://localhost:${immersePort}/?user=${user}&session=${session}`);
+  await page.click('#open');
+  if (o.confirm) {
+    await page.waitForSelector('#confirm');
+    expect(await page.textContent('#confirm')).toBe(`Continue as ${user}`);
+    await page.click('#confirm');
+  }
+  await page.waitForURL((u) => u.pathname === `/user/${user}/lab`, { timeout: 90_000 });
+  expect(page.url()).toBe(labOf(user));
+  expect(await page.textContent('#path')).toBe(`/user/${user}/lab?omnisci&reset`);
+  await page.close();
+  return seen;
+}
+
+/** `n` handoffs for distinct users at once, each in its own cookie-keeping client; all must land. */
+async function bulk(users: string[], browsers = users.map(() => new NoJsBrowser())): Promise<void> {
+  const sessions = users.map(() => randomSessionId());
+  const ends = await Promise.all(users.map(async (u, i) => browsers[i]!.postHandoff(svcUrl(), await mint(key, { subject: u, omnisci: { session: sessions[i]! } }))));
+  expect(ends.map((e) => e.url)).toEqual(users.map(labOf));
+  expect(browsers.flatMap((b) => b.hops.filter((h) => h.status >= 500))).toEqual([]);
+  for (let i = 0; i < users.length; i++) expect(await stored(users[i]!)).toBe(sessions[i]);
+}
+
+describe('login mode handoff: confirmation page, hub login token', () => {
+  beforeAll(() => replicas({ loginMode: 'handoff' }), 60_000);
+
+  test('Chromium: confirmation, progress page and hub login land on the lab; every replica answered, each ticket crossed replicas', async () => {
+    const from = rr.received();
+    const context = await chromium.newContext();
+    const session = randomSessionId();
+    const seen = await chromeHandoff(context, 'slow-rr-chrome', session, { confirm: true });
+    await context.close();
+    expect(await stored('slow-rr-chrome')).toBe(session);
+    const log = since(from);
+    expectAllReplicasAnswered(log);
+    expectConfirmCrossed(log);
+    expectCrossReplicaTickets(log, ['progress', 'login']);
+    // The hub's authenticator exchanged the login token through the "Service".
+    expect(log.some((e) => e.url.endsWith('/login-token/exchange') && e.status === 200)).toBe(true);
+    expect(seen.some((u) => u.includes('/progress/'))).toBe(true);
+    expect(seen.every((u) => !u.includes(session))).toBe(true);
+  });
+
+  test('in bulk (8 users at once, no JavaScript): every browser lands with its session', async () => {
+    const from = rr.received();
+    const users = Array.from({ length: 8 }, (_, i) => `slow-rr-h${i}`);
+    const browsers = users.map(() => new NoJsBrowser());
+    await bulk(users, browsers);
+    expect(browsers.every((b) => b.confirmations === 1)).toBe(true);
+    const log = since(from);
+    expectAllReplicasAnswered(log);
+    expectCrossReplicaTickets(log, ['progress', 'login']);
+    expect(rr.failed).toBe(0);
+  });
+});
+
+describe('one replica killed in the middle of a burst', () => {
+  beforeAll(() => replicas({ loginMode: 'handoff' }), 60_000);
+
+  test('30 handoffs for 15 users, one of 3 replicas SIGKILLed: no session lost, nobody on another user\'s lab, a failed browser retrying lands', async () => {
+    const users = Array.from({ length: 15 }, (_, i) => `slow-kill${i}`);
+    const now = Math.floor(Date.now() / 1000);
+    interface Attempt { user: string; iat: number; jti: string; session: string; token: string }
+    const attempt = async (user: string, iat: number): Promise<Attempt> => {
+      const a = { user, iat, jti: randomUUID(), session: randomSessionId() };
+      return { ...a, token: await mint(key, { subject: user, iat, jti: a.jti, lifetimeSeconds: 300, omnisci: { session: a.session } }) };
+    };
+    // Two handoffs per user with distinct iat (the newer must win wherever it lands).
+    const first = await Promise.all(users.flatMap((u) => [attempt(u, now - 20), attempt(u, now - 19)]));
+    const from = rr.received();
+    const victim = 1;
+    let killedAt = -1;
+    // Mid-burst: after the handoffs and most confirmations, while progress pages and login exchanges run.
+    const killer = rr.waitForRequests(from + 70).then(() => {
+      served[victim]!.child.kill('SIGKILL');
+      killedAt = rr.received();
+    });
+    const run = async (a: Attempt, b = new NoJsBrowser()) => {
+      const end = await b.postHandoff(svcUrl(), a.token).catch((e: unknown) => ({ url: '', status: -1, text: String(e) }));
+      return { a, b, end };
+    };
+    const results = await Promise.all(first.map((a) => run(a)));
+    await Promise.race([killer, new Promise((_, reject) => setTimeout(() => reject(new Error(`the burst made only ${rr.received() - from} requests`)), 1000))]);
+    expect(killedAt).toBeGreaterThan(from);
+    const log = since(from);
+    // The victim did answer part of the burst, and was skipped once dead.
+    expect(log.some((e) => e.upstream === victim && e.seq < killedAt)).toBe(true);
+    expect(rr.refused[victim]).toBeGreaterThan(0);
+    expect(log.filter((e) => e.seq > killedAt + 5 && e.upstream === victim)).toEqual([]);
+
+    const otherLab = (r: (typeof results)[number]) =>
+      r.b.hops.filter((h) => /\/user\/[^/]+\/lab/.test(h.url) && !h.url.startsWith(`${hub.publicUrl}/user/${r.a.user}/`));
+    const failed: typeof results = [];
+    for (const r of results) {
+      // Nobody ever lands on (or is sent to) another user's lab.
+      expect(otherLab(r)).toEqual([]);
+      const saw5xx = r.end.status < 0 || r.b.hops.some((h) => h.status >= 500);
+      if (r.end.url === labOf(r.a.user)) continue;
+      // A browser that got no 5xx on the way landed; one that did ended on an error page.
+      expect({ user: r.a.user, saw5xx, end: r.end.url, status: r.end.status }).toMatchObject({ saw5xx: true });
+      failed.push(r);
+    }
+    console.log(
+      `kill burst: ${results.length - failed.length}/${results.length} landed at once, ${failed.length} retried; ` +
+        `requests per replica ${JSON.stringify(rr.counts)}, refused ${JSON.stringify(rr.refused)}, proxy 502s ${rr.failed}`,
+    );
+    // A failed browser opens the notebook again from Immerse: a fresh token, the same browser; it lands.
+    // Distinct iat per user (the newer must win), all newer than the burst's.
+    const retryAt = Math.floor(Date.now() / 1000);
+    const nth = (r: (typeof failed)[number]) => failed.filter((f) => f.a.user === r.a.user).indexOf(r);
+    const retries = await Promise.all(failed.map(async (r) => run(await attempt(r.a.user, retryAt - 1 + nth(r)), r.b)));
+    for (const r of retries) {
+      expect(r.end.url).toBe(labOf(r.a.user));
+      expect(otherLab(r)).toEqual([]);
+    }
+
+    // Every user's Secret holds the newest handoff of that user (every newest one landed), and every
+    // handoff that landed is recorded (accepted, not merely reserved): none was lost.
+    const landed = [...results, ...retries].filter((r) => r.end.url === labOf(r.a.user)).map((r) => r.a);
+    const all = [...first, ...retries.map((r) => r.a)];
+    for (const u of users) {
+      const newest = all.filter((a) => a.user === u).reduce((m, a) => (a.iat > m.iat ? a : m));
+      expect(landed).toContainEqual(newest);
+      const record = await kube.store.get(u);
+      expect({ user: u, session: record?.session, iat: record?.iat }).toEqual({ user: u, session: newest.session, iat: newest.iat });
+      for (const a of landed.filter((x) => x.user === u)) expect(record?.jtis.find((j) => j.jti === a.jti && !j.reserved)).toBeDefined();
+    }
+  });
+});
+
+describe('login mode handoff + identityCheck: OAuth state and login tokens across replicas', () => {
+  let loggedIn: BrowserContext;
+  const bulkBrowsers = Array.from({ length: 4 }, () => new NoJsBrowser());
+  beforeAll(() => replicas({ loginMode: 'handoff', identityCheck: true }), 60_000);
+  afterAll(() => loggedIn?.close());
+
+  test('Chromium: confirmation, hub login on the way to authorize, callback on another replica, lab', async () => {
+    const from = rr.received();
+    loggedIn = await chromium.newContext();
+    const session = randomSessionId();
+    await chromeHandoff(loggedIn, 'slow-rr-ic', session, { confirm: true });
+    expect(await stored('slow-rr-ic')).toBe(session);
+    const log = since(from);
+    expectAllReplicasAnswered(log);
+    expectConfirmCrossed(log);
+    expectCrossReplicaTickets(log, ['oauth-state', 'login', 'progress']);
+  });
+
+  test('in bulk (4 users at once, no JavaScript): every browser lands', async () => {
+    const from = rr.received();
+    await bulk(['slow-rr-ic0', 'slow-rr-ic1', 'slow-rr-ic2', 'slow-rr-ic3'], bulkBrowsers);
+    const log = since(from);
+    expectAllReplicasAnswered(log);
+    expectCrossReplicaTickets(log, ['oauth-state', 'login']);
+  });
+
+  describe('login mode sso', () => {
+    beforeAll(() => replicas({ loginMode: 'sso' }), 60_000);
+
+    test('Chromium: progress page on the replicas, lab', async () => {
+      const from = rr.received();
+      const context = await chromium.newContext();
+      const session = randomSessionId();
+      const seen = await chromeHandoff(context, 'slow-rr-sso', session, { confirm: false });
+      await context.close();
+      expect(await stored('slow-rr-sso')).toBe(session);
+      expect(seen.some((u) => u.includes('/progress/'))).toBe(true);
+      const log = since(from);
+      // handoff, progress page, its events and its final hop: more requests than replicas.
+      expectAllReplicasAnswered(log);
+      expectCrossReplicaTickets(log, ['progress']);
+    });
+
+    test('in bulk (8 users at once, no JavaScript): every browser lands', async () => {
+      const from = rr.received();
+      await bulk(Array.from({ length: 8 }, (_, i) => `slow-rr-s${i}`));
+      expectAllReplicasAnswered(since(from));
+      expectCrossReplicaTickets(since(from), ['progress']);
+    });
+  });
+
+  describe('login mode sso + identityCheck (browsers logged in to the hub by the flows above)', () => {
+    // identityMaxAgeSeconds 0: the identity cookie the flows above left never spares the OAuth round.
+    beforeAll(() => replicas({ loginMode: 'sso', identityCheck: true, identityMaxAgeSeconds: 0 }), 60_000);
+
+    test('Chromium logged in as the handed-over user lands (authorize, callback on another replica); as another user it is refused', async () => {
+      const from = rr.received();
+      const session = randomSessionId();
+      await chromeHandoff(loggedIn, 'slow-rr-ic', session, { confirm: false });
+      expect(await stored('slow-rr-ic')).toBe(session);
+      const log = since(from);
+      expectAllReplicasAnswered(log);
+      expectCrossReplicaTickets(log, ['oauth-state']);
+
+      const page = await loggedIn.newPage();
+      await page.goto(`http://localhost:${immersePort}/?user=slow-rr-other`);
+      await page.click('#open');
+      await page.waitForURL((u) => u.pathname.endsWith('/oauth_callback'));
+      expect(await page.textContent('body')).toContain('You are logged in to JupyterHub as slow-rr-ic, but Immerse handed over slow-rr-other.');
+      await page.close();
+      expect((await kube.store.get('slow-rr-other'))?.session ?? '').toBe('');
+    });
+
+    test('in bulk (the 4 logged-in clients at once): every browser lands', async () => {
+      const from = rr.received();
+      await bulk(['slow-rr-ic0', 'slow-rr-ic1', 'slow-rr-ic2', 'slow-rr-ic3'], bulkBrowsers);
+      const log = since(from);
+      expectAllReplicasAnswered(log);
+      expectCrossReplicaTickets(log, ['oauth-state']);
+    });
+  });
+});

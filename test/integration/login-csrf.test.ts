@@ -1,0 +1,147 @@
+/**
+ * Issue 11, findings 4 and 6, against the JupyterHub API stand-in (test/support/hub-standin.ts):
+ * the login CSRF defences — a cross-site POST of a handoff is refused unless it comes from an allowed
+ * origin; in login mode `handoff` a browser the service does not know as the handed-over user sees
+ * a confirmation page naming that user first; the query and fragment transports can be turned off —
+ * and one read of the hub's user model per handoff.
+ */
+import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import { createLocalStore } from '../../src/store/local.js';
+import { hmacKey, mint, postToken } from '../support/core.js';
+import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
+import { startHubStandin, type HubStandin } from '../support/hub-standin.js';
+
+jest.setTimeout(60_000);
+const key = hmacKey('HS256');
+let hub: HubStandin;
+let svc: HubService;
+let lax: HubService;
+let strict: HubService;
+
+beforeAll(async () => {
+  hub = await startHubStandin({ serviceScopes: ['admin:users', 'admin:servers'] });
+  svc = await startHubService({ hub, hubConfig: { createUsers: true, loginMode: 'handoff' } });
+  // An admin who turned the confirmation off; allowed origins configured explicitly.
+  lax = await startHubService({
+    hub,
+    hubConfig: { createUsers: true, loginMode: 'handoff', confirmLogin: false },
+    tokenConfig: { allowedOrigins: ['https://immerse.example:8443'] },
+  });
+  strict = await startHubService({ hub, hubConfig: { createUsers: true }, tokenConfig: { queryTransport: false, fragmentTransport: false } });
+});
+
+afterAll(async () => {
+  await Promise.all([svc, lax, strict].map((s) => s?.close()));
+  await hub?.stop();
+});
+
+const errorOf = async (res: Response) => ((await res.json()) as { error: string }).error;
+/** The stored session ('' while only a spent jti is recorded). */
+const stored = async (s: HubService, user: string) => (await createLocalStore(s.config).get(user))?.session || undefined;
+
+describe('cross-site POST of a handoff', () => {
+  test.each([
+    ['another site (Origin and Sec-Fetch-Site)', { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' }],
+    ['another site, no Fetch Metadata (older browsers)', { origin: 'https://evil.example' }],
+    ['an opaque origin (sandboxed frame, data: URL)', { origin: 'null', 'sec-fetch-site': 'cross-site' }],
+    ['a browser that sends Sec-Fetch-Site alone', { 'sec-fetch-site': 'cross-site' }],
+  ])('from %s: 403 cross_site_refused, nothing stored, the hub never asked, the token still good', async (_case, headers) => {
+    hub.resetRequests();
+    const token = await mint(key, { subject: 'csrf-victim' });
+    const res = await postToken(svc.url, token, { accept: 'application/json', ...headers });
+    expect(res.status).toBe(403);
+    expect(await errorOf(res)).toBe('cross_site_refused');
+    expect(hub.requests).toHaveLength(0);
+    expect(await stored(svc, 'csrf-victim')).toBeUndefined();
+    expect(svc.logs.lines.join('\n')).toContain('"outcome":"cross_site_refused"');
+  });
+
+  test.each([
+    ["the issuer's origin (token.issuer is a URL)", 'svc', { origin: 'https://immerse.test', 'sec-fetch-site': 'cross-site' }],
+    ['a configured allowed origin', 'lax', { origin: 'https://immerse.example:8443', 'sec-fetch-site': 'cross-site' }],
+    ["the service's own page (the fragment page posts same-origin)", 'svc', { 'sec-fetch-site': 'same-origin', origin: 'http://127.0.0.1:1' }],
+    ['a non-browser client (neither header)', 'svc', {}],
+  ] as const)('from %s: accepted', async (_case, which, headers) => {
+    const s = which === 'svc' ? svc : lax;
+    const res = await postToken(s.url, await mint(key, { subject: 'csrf-ok' }), { accept: 'application/json', ...headers });
+    // Accepted: on to the hub (303), or, in login mode handoff, the confirmation page of a browser it does not know yet.
+    const answer = res.status === 200 && (await res.text()).includes('id="confirm"') ? 'confirmation page' : res.status;
+    expect(answer).toBe(which === 'svc' ? 'confirmation page' : 303);
+  });
+});
+
+describe('login mode handoff: the confirmation page', () => {
+  test('a browser the service does not know sees a page naming the user; nothing is issued until it confirms, the token is spent', async () => {
+    const b = new NoJsBrowser();
+    b.autoConfirm = false;
+    const token = await mint(key, { subject: 'carla' });
+    const page = await b.postToken(svc.url, token);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain('Open the notebook as carla?');
+    expect(html).not.toContain('login_token');
+    expect(await stored(svc, 'carla')).toBeUndefined();
+    // Spent before the page: the same token cannot start a second sign-in anywhere.
+    expect((await postToken(svc.url, token, { accept: 'application/json' })).status).toBe(409);
+
+    const ticket = /name="ticket" value="([^"]+)"/.exec(html)![1]!;
+    const confirm = (browser: NoJsBrowser, headers: Record<string, string>) =>
+      browser.request(`${svc.url}confirm`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...headers },
+        body: new URLSearchParams({ ticket }).toString(),
+      });
+    // Another browser (it lacks this one's binding cookie), or a cross-site form in this one: refused.
+    expect(await errorOf(await confirm(new NoJsBrowser(), { 'sec-fetch-site': 'same-origin' }))).toBe('identity_state_invalid');
+    expect(await errorOf(await confirm(b, { 'sec-fetch-site': 'cross-site' }))).toBe('identity_state_invalid');
+    // Its own button: stored, and on to the hub login.
+    const go = await confirm(b, { 'sec-fetch-site': 'same-origin' });
+    expect(go.status).toBe(303);
+    expect(new URL(go.headers.get('location')!, svc.url).pathname).toMatch(/\/hub\/login$|\/progress\//);
+    expect(await stored(svc, 'carla')).toBeDefined();
+    // Once.
+    expect(await errorOf(await confirm(b, { 'sec-fetch-site': 'same-origin' }))).toBe('identity_state_invalid');
+
+    // Known now: the next handoff of carla in this browser goes straight on.
+    const next = await b.postToken(svc.url, await mint(key, { subject: 'carla' }));
+    expect(next.status).toBe(303);
+  });
+
+  test('a browser known as another user is asked even when the admin turned confirmation off; one known as nobody is not', async () => {
+    const b = new NoJsBrowser();
+    b.autoConfirm = false;
+    const first = await b.postToken(lax.url, await mint(key, { subject: 'dora' }));
+    expect(first.status).toBe(303);
+    const other = await b.postToken(lax.url, await mint(key, { subject: 'mallory' }));
+    expect(other.status).toBe(200);
+    const html = await other.text();
+    expect(html).toContain('Open the notebook as mallory?');
+    expect(html).toContain('This browser last opened notebooks as <b>dora</b>');
+    expect(await stored(lax, 'mallory')).toBeUndefined();
+  });
+});
+
+describe('transports', () => {
+  test('with the query and fragment transports off, only a POST is taken: 400 transport_disabled otherwise', async () => {
+    const token = await mint(key, { subject: 'tess' });
+    const query = await fetch(`${strict.url}handoff?token=${token}`, { headers: { accept: 'application/json' }, redirect: 'manual' });
+    expect([query.status, await errorOf(query)]).toEqual([400, 'transport_disabled']);
+    const fragment = await fetch(`${strict.url}handoff`, { headers: { accept: 'application/json' }, redirect: 'manual' });
+    expect([fragment.status, await errorOf(fragment)]).toEqual([400, 'transport_disabled']);
+    expect(await stored(strict, 'tess')).toBeUndefined();
+    const post = await postToken(strict.url, token);
+    expect(post.status).toBe(303);
+    expect(await stored(strict, 'tess')).toBeDefined();
+  });
+});
+
+test('one read of the hub user model per handoff (finding 6): prepare reads it, land and the spawn use that read', async () => {
+  const b = new NoJsBrowser();
+  expect((await b.postHandoff(strict.url, await mint(key, { subject: 'una' }))).url).toContain('/user/una/lab');
+  hub.resetRequests();
+  // The server runs now: the whole handoff asks the hub for the user once.
+  const res = await postToken(strict.url, await mint(key, { subject: 'una' }));
+  expect(res.status).toBe(303);
+  expect(hub.count('GET', '/users/una')).toBe(1);
+  expect(hub.requests).toHaveLength(1);
+});
