@@ -19,11 +19,16 @@ export interface Pipeline {
   resume: Resume;
 }
 
-interface Audit {
+export interface Audit {
   outcome: string;
   user?: string;
   jti?: string;
+  /** How the session came, when not as a handoff token (e.g. `heavydb-session`). */
+  via?: string;
 }
+
+/** Runs `work` as one handoff request: one audit log line, one metric sample, a failure answered with its code. */
+export type Audited = (req: Request, res: Response, work: (a: Audit) => Promise<void>) => Promise<void>;
 
 /**
  * The one way a request fails: as a HandoffError, logged when it is the service's fault (code and
@@ -36,10 +41,8 @@ export function fail(req: Request, res: Response, e: unknown, what: string): Han
   return err;
 }
 
-export function createPipeline(deps: { verifier: Verifier; store: SessionStore; landing: Landing; metrics: Metrics }): Pipeline {
-  const { verifier, store, landing, metrics } = deps;
-
-  async function audited(req: Request, res: Response, work: (a: Audit) => Promise<void>): Promise<void> {
+export function auditor(metrics: Metrics): Audited {
+  return async (req, res, work) => {
     const started = process.hrtime.bigint();
     const a: Audit = { outcome: 'internal' };
     try {
@@ -50,9 +53,14 @@ export function createPipeline(deps: { verifier: Verifier; store: SessionStore; 
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.handoffs.inc({ outcome: a.outcome });
       metrics.handoffSeconds.observe({ outcome: a.outcome }, seconds);
-      req.log.info({ event: 'handoff', user: a.user, jti: a.jti, outcome: a.outcome, durationMs: Math.round(seconds * 1e4) / 10 }, 'handoff');
+      req.log.info({ event: 'handoff', via: a.via, user: a.user, jti: a.jti, outcome: a.outcome, durationMs: Math.round(seconds * 1e4) / 10 }, 'handoff');
     }
-  }
+  };
+}
+
+export function createPipeline(deps: { verifier: Verifier; store: SessionStore; landing: Landing; metrics: Metrics }): Pipeline {
+  const { verifier, store, landing } = deps;
+  const audited = auditor(deps.metrics);
 
   function contextOf(handoff: Handoff, req: Request, res: Response, reserved: boolean, confirmed: boolean): HandoffContext {
     return {

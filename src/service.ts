@@ -17,7 +17,7 @@ import { createSessionCheck } from './heavydb/session.js';
 import { presentsToken, readApiToken } from './hub/service-token.js';
 import { createHubLanding } from './landing/hub.js';
 import { createLocalLanding } from './landing/local.js';
-import { sessionLoginRouter } from './landing/session-login.js';
+import { sessionLoginRouter } from './session-login.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createStore } from './store/index.js';

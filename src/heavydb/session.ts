@@ -11,6 +11,8 @@ import { mapName } from '../handoff/username.js';
 import { HeavyDbClient, HeavyDbRefusal, type SessionInfo } from './client.js';
 
 export interface CheckedSession {
+  /** The session id HeavyDB confirmed. */
+  session: string;
   /** The hub user name (user.* rules applied to TSessionInfo.user). */
   user: string;
   database: string;
@@ -59,7 +61,7 @@ export function createSessionCheck(config: Config, client?: Pick<HeavyDbClient, 
       if (hit && hit.until > now) return hit.value;
       cache.delete(key);
       const info = await refused(() => heavydb.sessionInfo(session));
-      const value = { user: mapName(info.user, config.user), database: info.database };
+      const value = { session, user: mapName(info.user, config.user), database: info.database };
       await authorize(session, info);
       if (hd.cacheSeconds > 0) {
         if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value!);

@@ -19,7 +19,7 @@ import { SpawnTask, SpawnTasks } from '../hub/progress.js';
 import { presentsToken, readApiToken } from '../hub/service-token.js';
 import { ensureServer } from '../hub/spawn.js';
 import { createTickets, useOnce, type Ticket } from '../hub/tickets.js';
-import { page, sendError } from '../http/pages.js';
+import { page } from '../http/pages.js';
 import type { Logger } from '../log.js';
 import type { AcceptResult, SessionStore } from '../store/types.js';
 import { labUrl, type Landing } from './index.js';
@@ -35,7 +35,8 @@ export interface HubLanding {
   landing: Landing;
   /**
    * Where a browser goes once `result` was stored for `user`, when the hub login is not this
-   * service's to make: the lab when the server runs, else a progress page (any replica, no cookie).
+   * service's to make: the lab URL when the server runs, else the path of a progress page (any
+   * replica, no cookie) under the base path.
    */
   next(user: string, result: AcceptResult): Promise<string>;
 }
@@ -76,7 +77,17 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
       () =>
         new SpawnTask(
           (onUpdate, onRequested) =>
-            ensureServer(client, { user, server, userOptions: hubConfig.userOptions, restart: o.restart ?? false, timeoutMs, onUpdate, onRequested, follow: o.follow ?? false, ...(o.model ? { model: o.model } : {}) }),
+            ensureServer(client, {
+              user,
+              server,
+              userOptions: hubConfig.userOptions,
+              restart: o.restart ?? false,
+              follow: o.follow ?? false,
+              ...(o.model ? { model: o.model } : {}),
+              timeoutMs,
+              onUpdate,
+              onRequested,
+            }),
           (err) => log?.warn({ user, ...errorFields(err) }, 'server did not start'),
         ),
     );
@@ -113,19 +124,23 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
     return `${base}progress/${tickets.issue('progress', user, progressTtlMs, body).ticket}`;
   }
 
+  /** The hub's model of the user; a missing user is created (hub.createUsers) or refused. */
+  async function hubUserOf(user: string): Promise<HubUser | undefined> {
+    const model = await client.getUser(user);
+    if (model) return model;
+    if (!hubConfig.createUsers) throw new HandoffError('hub_user_unknown', `no hub user ${user}`);
+    await client.createUser(user);
+    log?.info({ user }, 'hub user created');
+    return undefined;
+  }
+
   const landing: Landing = {
     scripts: [PROGRESS_SCRIPT],
     readiness: () => client.userOf(undefined, { once: true }).then(() => undefined),
 
     async prepare(ctx) {
       if (handoffLogin && (await signIn.confirm(ctx)) === 'deferred') return 'deferred';
-      const user = ctx.handoff.user;
-      ctx.hubUser = await client.getUser(user);
-      if (!ctx.hubUser) {
-        if (!hubConfig.createUsers) throw new HandoffError('hub_user_unknown', `no hub user ${user}`);
-        await client.createUser(user);
-        log?.info({ user }, 'hub user created');
-      }
+      ctx.hubUser = await hubUserOf(ctx.handoff.user);
       return hubConfig.identityCheck ? signIn.checkIdentity(ctx) : undefined;
     },
 
@@ -156,19 +171,19 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
       const readyUrl = async (t: Ticket<'progress'>): Promise<string> =>
         finalUrl(t.user, t.login === true && (await useOnce(store, 'progress', t)));
 
+      /** This replica's view of the page's spawn, given a moment to settle: a running server answers at once. */
+      const followed = async (t: Ticket<'progress'>) => {
+        const task = taskFor(t.user, { follow: true });
+        await Promise.race([task.done, sleep(1000, undefined, { ref: false })]);
+        return task.state;
+      };
+
       router.get('/progress/:id', async (req, res) => {
         const t = ticketOf(req, res);
         if (!t) return;
-        try {
-          const task = taskFor(t.user, { follow: true });
-          // A server that is ready answers at once: send the browser on without a page.
-          await Promise.race([task.done, sleep(1000)]);
-          const state = task.state;
-          if (state.phase === 'ready' && !t.notice) return void res.redirect(303, await readyUrl(t));
-          res.type('html').send(progressPage(state, t.notice ? CONNECTION_KEPT_NOTICE : undefined, links(String(req.params.id))));
-        } catch (e) {
-          sendError(req, res, e instanceof HandoffError ? e : new HandoffError('internal'));
-        }
+        const state = await followed(t);
+        if (state.phase === 'ready' && !t.notice) return void res.redirect(303, await readyUrl(t));
+        res.type('html').send(progressPage(state, t.notice ? CONNECTION_KEPT_NOTICE : undefined, links(String(req.params.id))));
       });
 
       router.get('/progress/:id/events', (req, res) => {
@@ -193,14 +208,9 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
       router.get('/progress/:id/go', async (req, res) => {
         const t = ticketOf(req, res);
         if (!t) return;
-        try {
-          const task = taskFor(t.user, { follow: true });
-          await Promise.race([task.done, sleep(1000)]);
-          // Only a browser holding the page's cookie gets here, and it gets the handoff's login once.
-          res.redirect(303, task.state.phase === 'ready' ? await readyUrl(t) : `${base}progress/${String(req.params.id)}`);
-        } catch (e) {
-          sendError(req, res, e instanceof HandoffError ? e : new HandoffError('internal'));
-        }
+        const ready = (await followed(t)).phase === 'ready';
+        // Only a browser holding the page's cookie gets here, and it gets the handoff's login once.
+        res.redirect(303, ready ? await readyUrl(t) : `${base}progress/${String(req.params.id)}`);
       });
 
       router.post('/progress/:id/retry', (req, res) => {
@@ -231,7 +241,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
     },
   };
 
-  return { landing, next: (user, result) => destination(user, result, undefined, false) };
+  return { landing, next: async (user, result) => destination(user, result, await hubUserOf(user), false) };
 }
 
 const progressGone = () =>

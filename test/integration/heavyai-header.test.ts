@@ -55,8 +55,6 @@ beforeAll(async () => {
     serviceScopes: SERVICE_SCOPES_CREATE,
     serviceUrl: `http://127.0.0.1:${port}`,
     env: { PYTHONDONTWRITEBYTECODE: '1' },
-    // Header mode creates no users ahead of the hub's login: the hub creates them (allow_all).
-    users: ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'],
     extraConfig: `
 sys.path.insert(0, ${JSON.stringify(join(ROOT, 'helm/omnisci-handoff/files'))})
 from authenticator import OmnisciHandoffAuthenticator
@@ -246,10 +244,22 @@ describe('from the Immerse button to the lab', () => {
     const hook = readFileSync(join(`${storeDir}-jupyter`, 'bob', 'jupyter_server_config.py'), 'utf8');
     expect(hook).toContain('.jupyterscratch');
   });
+
+  test("a browser logged in to the hub as someone else becomes the session's user (the header always logs in)", async () => {
+    const { b } = await openNotebook(await session('erin', { superuser: true }));
+    expect([...b.cookies.keys()].some((k) => k.startsWith('jupyterhub-session'))).toBe(true);
+    b.cookies.set(SESSION_COOKIE, await session('frank', { roles: [ROLE] }));
+    const end = await b.follow(await b.request(web.buttonUrl(), { headers: { accept: 'text/html' } }), web.buttonUrl());
+    expect(end.url).toBe(`${web.jupyterUrl}/user/frank/lab?omnisci&reset`);
+    // The hub serves frank's lab to frank only: the browser is frank now, not erin.
+    expect(end.status).toBe(200);
+    expect(end.text).toContain('<title>JupyterLab</title>');
+    expect(stored('frank')).toBe(true);
+  });
 });
 
 test('HeavyDB down: 503 heavydb_unavailable with Retry-After and a way to try again; nothing stored', async () => {
-  const id = await session('erin', { roles: [ROLE] });
+  const id = await session('gina', { roles: [ROLE] });
   await heavydb.stop();
   const { res } = await clickJupyter(id);
   expect(res.status).toBe(503);
@@ -257,6 +267,6 @@ test('HeavyDB down: 503 heavydb_unavailable with Retry-After and a way to try ag
   const text = await res.text();
   expect(text).toContain('(code heavydb_unavailable)');
   expect(text).toContain('Try again');
-  expect(stored('erin')).toBe(false);
+  expect(stored('gina')).toBe(false);
   await waitFor(async () => (svc.logs.lines.some((l) => l.includes('heavydb_unavailable')) ? true : undefined), 50);
 });

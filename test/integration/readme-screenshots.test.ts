@@ -61,10 +61,17 @@ test('local mode: the demo link ends on the page of what the notebook receives (
 });
 
 test('a handoff against a real hub shows the progress page while the server starts (docs/images/progress-page.png)', async () => {
-  const port = await freePort();
+  const [port, immersePort] = [await freePort(), await freePort()];
   const hub: RunningHub = await startHub({ serviceScopes: SERVICE_SCOPES_CREATE, serviceUrl: `http://127.0.0.1:${port}`, slowSeconds: 10 });
   cleanup.push(() => hub.stop());
-  const svc: HubService = await startHubService({ hub, port, basePath: '/services/omnisci-handoff/', hubConfig: { createUsers: true } });
+  const svc: HubService = await startHubService({
+    hub,
+    port,
+    basePath: '/services/omnisci-handoff/',
+    hubConfig: { createUsers: true },
+    // Immerse's origin posts the handoff cross-site.
+    tokenConfig: { allowedOrigins: [`http://localhost:${immersePort}`] },
+  });
   cleanup.push(() => svc.close());
   // Immerse stand-in on another origin: a form with a freshly minted token.
   const key = hmacKey('HS256');
@@ -75,7 +82,7 @@ test('a handoff against a real hub shows the progress page while the server star
 <input type="hidden" name="token" value="${token}"><button id="open">Open in notebook</button></form>`);
     });
   });
-  await new Promise<void>((r) => immerse.listen(0, 'localhost', () => r()));
+  await new Promise<void>((r) => immerse.listen(immersePort, 'localhost', () => r()));
   cleanup.push(() => void immerse.close());
 
   const page = await browser.newPage({ viewport: VIEWPORT });

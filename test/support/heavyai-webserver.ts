@@ -82,7 +82,8 @@ export async function startHeavyAiWebServer(hubOrigin: string): Promise<HeavyAiW
     });
     req.pipe(upstream);
   });
-  // WebSockets (kernels) pass through as raw bytes.
+  // WebSockets (kernels) pass through as raw bytes; close() ends them.
+  const tunnels = new Set<{ destroy(): void }>();
   server.on('upgrade', (req, socket, head) => {
     const up = connect(Number(hub.port), hub.hostname, () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
@@ -93,6 +94,9 @@ export async function startHeavyAiWebServer(hubOrigin: string): Promise<HeavyAiW
     });
     up.on('error', () => socket.destroy());
     socket.on('error', () => up.destroy());
+    tunnels.add(up).add(socket);
+    up.on('close', () => tunnels.delete(up));
+    socket.on('close', () => tunnels.delete(socket));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -103,6 +107,7 @@ export async function startHeavyAiWebServer(hubOrigin: string): Promise<HeavyAiW
     proxied,
     close: () =>
       new Promise<void>((r) => {
+        for (const t of tunnels) t.destroy();
         server.closeAllConnections();
         server.close(() => r());
       }),

@@ -283,6 +283,20 @@ describe('patch for KubeSpawner 7 / z2jh single-user pods', () => {
     expect(nb(pod, 'lab').env.some((e: any) => e.name.startsWith('OMNISCI_'))).toBe(false);
   });
 
+  test('notebook.envFamilies add <FAMILY>_PROTOCOL/HOST/PORT from the same Secret keys, each name once', async () => {
+    const s = await start(config({}, { notebook: { envFamilies: ['OMNISCI', 'HEAVYAI'] } }));
+    const { pod } = await admitTwice(s.port, kubespawnerPod({ user: 'ivy' }));
+    const refs = nb(pod).env.filter((e: any) => /^(OMNISCI|HEAVYAI)_/.test(e.name)).map((e: any) => [e.name, e.valueFrom.secretKeyRef.key]);
+    expect(refs).toEqual([
+      ['OMNISCI_PROTOCOL', 'protocol'],
+      ['OMNISCI_HOST', 'host'],
+      ['OMNISCI_PORT', 'port'],
+      ['HEAVYAI_PROTOCOL', 'protocol'],
+      ['HEAVYAI_HOST', 'host'],
+      ['HEAVYAI_PORT', 'port'],
+    ]);
+  });
+
   test('malformed reviews get 400 with a clear message', async () => {
     const cases: [string, RegExp][] = [
       ['{not json', /not JSON/],

@@ -8,13 +8,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import express, { type Request, type Response, type Router } from 'express';
-import type { Config } from '../config/types.js';
-import { errorFields, toHandoffError } from '../errors.js';
-import type { Handoff } from '../handoff/types.js';
-import type { SessionCheck } from '../heavydb/session.js';
-import { sendError } from '../http/pages.js';
-import type { Metrics } from '../metrics.js';
-import type { AcceptResult, SessionStore } from '../store/types.js';
+import type { Config } from './config/types.js';
+import type { Handoff } from './handoff/types.js';
+import type { SessionCheck } from './heavydb/session.js';
+import type { Metrics } from './metrics.js';
+import { auditor } from './pipeline.js';
+import type { AcceptResult, SessionStore } from './store/types.js';
 
 export interface SessionLoginDeps {
   config: Config;
@@ -31,7 +30,8 @@ export interface SessionLoginDeps {
 const BODY_LIMIT = 64 * 1024;
 
 export function sessionLoginRouter(deps: SessionLoginDeps): Router {
-  const { config, store, metrics, check } = deps;
+  const { config, store, check } = deps;
+  const audited = auditor(deps.metrics);
   const router = express.Router();
 
   router.post('/session-login', express.json({ limit: BODY_LIMIT }), async (req: Request, res: Response) => {
@@ -39,23 +39,19 @@ export function sessionLoginRouter(deps: SessionLoginDeps): Router {
       res.status(403).json({ error: 'forbidden' });
       return;
     }
-    const started = process.hrtime.bigint();
-    let outcome = 'internal';
-    let user: string | undefined;
-    try {
+    await audited(req, res, async (a) => {
+      a.via = 'heavydb-session';
       const body = (req.body ?? {}) as { session?: unknown; sql?: unknown };
-      const session = typeof body.session === 'string' ? body.session : undefined;
-      const checked = await check.check(session);
-      user = checked.user;
+      const checked = await check.check(typeof body.session === 'string' ? body.session : undefined);
       const now = Math.floor(Date.now() / 1000);
       const handoff: Handoff = {
-        user,
+        user: checked.user,
         // A fresh id per login: HeavyDB, not single use, vouches for the session; a repeat of the same
         // session stores the same record again (newer wins), which changes nothing for the notebook.
         jti: `heavydb-${randomUUID()}`,
         iat: now,
         exp: now,
-        session: session!,
+        session: checked.session,
         query: typeof body.sql === 'string' ? body.sql : '',
         connection: {
           protocol: config.omnisci.protocol,
@@ -64,20 +60,11 @@ export function sessionLoginRouter(deps: SessionLoginDeps): Router {
           database: checked.database || config.omnisci.database,
         },
       };
+      a.user = handoff.user;
       const result = await store.accept(handoff);
-      outcome = result.outcome;
-      res.json({ name: user, next: await deps.next(user, result) });
-    } catch (e) {
-      const err = toHandoffError(e);
-      outcome = err.code;
-      if (err.status >= 500) req.log.error(errorFields(err), 'session login failed');
-      if (!res.headersSent) sendError(req, res, err);
-    } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.handoffs.inc({ outcome });
-      metrics.handoffSeconds.observe({ outcome }, seconds);
-      req.log.info({ event: 'handoff', via: 'heavydb-session', user, outcome, durationMs: Math.round(seconds * 1e4) / 10 }, 'handoff');
-    }
+      a.outcome = result.outcome;
+      res.json({ name: handoff.user, next: await deps.next(handoff.user, result) });
+    });
   });
   return router;
 }
