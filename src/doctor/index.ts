@@ -2,11 +2,12 @@
  * `omnisci-handoff doctor`: checks a live deployment from where it runs, one check per line with the
  * fix. Groups, in order: the config file; the token keys; the store (its directory, or on Kubernetes
  * the service's identity and RBAC, the webhook registration and the Jupyter ConfigMap); the hub (API,
- * token scopes, public URL). A new group is a function returning Check[] added to the list below.
+ * token scopes, public URL); HeavyDB (header mode). A new group is a function returning Check[] added to the list below.
  */
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { fail, pass, type Check } from './check.js';
+import { heavydbChecks } from './heavydb.js';
 import { hubChecks, publicUrlCheck } from './hub.js';
 import { keyChecks } from './keys.js';
 import { localStoreCheck } from './store.js';
@@ -46,8 +47,7 @@ export async function doctor(o: DoctorOptions): Promise<Check[]> {
         : // Loaded on demand, as the service does: a local setup never loads @kubernetes/client-node.
           (await import('./kubernetes.js')).kubernetesChecks(config, { env, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}) }),
     async () => [...(config.hub.enabled ? await hubChecks(config, env, fetchImpl) : []), await publicUrlCheck(config, fetchImpl)],
-    // Header mode's HeavyDB check (another issue) goes here: a `heavydbChecks(config, env)` group in
-    // ./heavydb.ts, e.g. "heavydb: connect" — reach the configured HeavyDB and validate a session.
+    () => heavydbChecks(config),
   ];
   const out: Check[] = [check];
   for (const group of groups) out.push(...(await group()));

