@@ -94,6 +94,10 @@ export interface K8sNode {
   /** A component's log so far: etcd, apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy. */
   log(component: string): string;
   stop(): Promise<void>;
+  /** After stop(): seconds of its phases (components, the rest of the namespace via nodeinit, cgroups, temp dir). */
+  stopPhases: Record<string, number>;
+  /** After stop(): the processes of the node still alive 2 s after nodeinit's SIGTERM (`pid command`), if any. */
+  stopLeftovers: string[];
 }
 
 export interface StartOptions {
@@ -275,6 +279,31 @@ export function missingPrerequisites(): string | undefined {
   return undefined;
 }
 
+/** `pid command` of every live descendant of `root` (by parent links in /proc). */
+function descendants(root: number): string[] {
+  const parent = new Map<number, number>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      /* gone */
+    }
+  }
+  const under = (pid: number): boolean => {
+    for (let p = parent.get(pid), n = 0; p !== undefined && p > 1 && n < 64; p = parent.get(p), n++) if (p === root) return true;
+    return false;
+  };
+  return [...parent.keys()].filter(under).map((pid) => {
+    try {
+      return `${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim().slice(0, 120)}`;
+    } catch {
+      return `${pid} (gone)`;
+    }
+  });
+}
+
 function openssl(args: string[]): void {
   execFileSync('openssl', args, { stdio: 'pipe' });
 }
@@ -438,6 +467,8 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
   let holder: ChildProcess | undefined;
   let initPid = 0;
   let stopped = false;
+  const stopPhases: Record<string, number> = {};
+  const stopLeftovers: string[] = [];
 
   // A test process that exits without stop() takes the node with it: SIGKILL to the holder kills
   // nodeinit (--kill-child) and so the whole PID namespace; a detached shell removes the rest.
@@ -454,6 +485,11 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
     stopped = true;
     process.off('exit', onExit);
     for (const s of servers) s.close();
+    let t0 = Date.now();
+    const phase = (name: string) => {
+      stopPhases[name] = Math.round((Date.now() - t0) / 100) / 10;
+      t0 = Date.now();
+    };
     // Everything but etcd first: kube-apiserver waits ~10 s on SIGTERM when etcd is already gone.
     const running = (q: Proc) => q.child.exitCode === null && q.child.signalCode === null;
     const first = procs.filter((q) => q.name !== 'etcd' && running(q));
@@ -469,20 +505,26 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
       new Promise((r) => (timer = setTimeout(r, 5000))),
     ]);
     clearTimeout(timer);
+    phase('components');
     if (holder && holder.exitCode === null && holder.signalCode === null) {
       const gone = new Promise((r) => holder!.once('exit', r));
       // nodeinit sends SIGTERM to the rest (etcd, shims, containers), SIGKILL after 10 s; unshare ignores SIGTERM.
       if (initPid) signal(initPid, 'SIGTERM');
       const killer = setTimeout(() => holder!.kill('SIGKILL'), 15_000);
+      const look = setTimeout(() => stopLeftovers.push(...descendants(initPid)), 2000);
       await gone;
+      clearTimeout(look);
       clearTimeout(killer);
     }
     for (const q of procs) if (q.child.exitCode === null && q.child.signalCode === null) q.child.kill('SIGKILL');
+    phase('namespace');
     for (let i = 0; i < 50; i++) {
       if (cgroupMounts().every((m) => removeCgroup(join(m, cgroupRoot)))) break;
       await sleep(100);
     }
+    phase('cgroups');
     rmSync(dir, { recursive: true, force: true });
+    phase('tempDir');
   };
 
   const nsenter = (cmd: string[]) => ['-t', String(initPid), '-p', '-m', '-n', '--', ...cmd];
@@ -811,6 +853,8 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
       loadImage,
       log: (component) => (existsSync(p(`${component}.log`)) ? readFileSync(p(`${component}.log`), 'utf8') : ''),
       stop,
+      stopPhases,
+      stopLeftovers,
     };
   } catch (e) {
     await stop();
