@@ -80,6 +80,14 @@ function allowedOrigins(token: Config['token']): Set<string> {
 }
 
 /**
+ * The policy of the pages that post a handoff to this service: with `no-referrer` a browser sends
+ * `Origin: null` on their POST, and over plain http to a host other than localhost Chromium sends no
+ * Sec-Fetch-Site either, so the POST would look cross-site. `same-origin` gives their own origin to
+ * this service only (a fragment is never part of a Referer).
+ */
+const SELF_POSTING = 'same-origin';
+
+/**
  * Login CSRF: a browser POST of a handoff from a page of another site is refused unless that site
  * is an allowed origin. Browsers mark every request with Sec-Fetch-Site (older ones: Origin on every
  * POST); a request with neither comes from no browser, so no victim's browser can be made to send it.
@@ -141,7 +149,7 @@ export function createApp(deps: AppDeps): App {
     if (token !== undefined) return pipeline.run(req, res, token, config.token.queryTransport ? undefined : off('queryTransport'));
     if (!config.token.fragmentTransport) return pipeline.run(req, res, undefined, off('fragmentTransport'));
     // No query token: the token is in the fragment; this page posts it.
-    res.type('html').send(page('Opening your notebook', postForm(`${base}handoff`, undefined, 'Opening your notebook…'), FRAGMENT_SCRIPT));
+    res.set('Referrer-Policy', SELF_POSTING).type('html').send(page('Opening your notebook', postForm(`${base}handoff`, undefined, 'Opening your notebook…'), FRAGMENT_SCRIPT));
   });
 
   r.post('/revoke', form, async (req, res) => {
@@ -167,7 +175,7 @@ export function createApp(deps: AppDeps): App {
     const demoToken = deps.demoToken;
     r.get('/dev/demo', async (_req, res) => {
       const token = await demoToken();
-      res.type('html').send(page('Demo handoff', postForm(`${base}handoff`, token, 'Handing a demo session over…'), AUTOSUBMIT_SCRIPT));
+      res.set('Referrer-Policy', SELF_POSTING).type('html').send(page('Demo handoff', postForm(`${base}handoff`, token, 'Handing a demo session over…'), AUTOSUBMIT_SCRIPT));
     });
   }
 

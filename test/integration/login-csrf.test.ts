@@ -70,6 +70,17 @@ describe('cross-site POST of a handoff', () => {
   });
 });
 
+test("the fragment page keeps its own origin on its POST (Referrer-Policy same-origin: no-referrer would make it Origin null), which is accepted without Fetch Metadata", async () => {
+  const fragmentPage = await fetch(`${svc.url}handoff`);
+  expect(fragmentPage.headers.get('referrer-policy')).toBe('same-origin');
+  const own = new URL(svc.url).origin;
+  const res = await postToken(svc.url, await mint(key, { subject: 'csrf-frag' }), { accept: 'application/json', origin: own });
+  expect(res.status).toBe(200);
+  expect(await res.text()).toContain('id="confirm"');
+  const opaque = await postToken(svc.url, await mint(key, { subject: 'csrf-frag' }), { accept: 'application/json', origin: 'null' });
+  expect(await errorOf(opaque)).toBe('cross_site_refused');
+});
+
 describe('login mode handoff: the confirmation page', () => {
   test('a browser the service does not know sees a page naming the user; nothing is issued until it confirms, the token is spent', async () => {
     const b = new NoJsBrowser();

@@ -23,11 +23,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { get as httpGet, request as httpRequest } from 'node:http';
+import { createServer, get as httpGet, request as httpRequest } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Browser } from 'playwright-core';
 import { parse as parseYaml } from 'yaml';
 import { MANAGED_SELECTOR, POD_REFRESH_ANNOTATION, secretName } from '../../src/k8s/layout.js';
+import { launchChromium } from '../support/browser.js';
 import { AUDIENCE, HMAC_SECRET, ISSUER, TYP, hmacKey, mint, postToken, randomSessionId } from '../support/core.js';
 import { CHART, HELMS, ensureHelm, runTool } from '../support/helm.js';
 import { HUB_VENV, hubInstalled } from '../support/jupyterhub.js';
@@ -309,6 +312,84 @@ async function stopHub(): Promise<void> {
   // Anything left (the proxy, a hub that hangs) dies with the node's PID namespace in node.stop().
 }
 
+/**
+ * The browser's way into the node (scenario 4), like an nginx in front of the hub's proxy: an HTTP proxy
+ * on loopback for Chromium (`--proxy-server`) that sends every request on a new connection into the node
+ * with `Connection: close` (nginx's default towards its upstreams). configurable-http-proxy passes that
+ * header on, so each request the proxy relays to the service reaches the Service on a new connection and
+ * kube-proxy picks a replica for each; without it CHP's keep-alive agent would carry a browser's
+ * sequential requests over one pooled connection, to one replica. Only `allowed` targets (host:port);
+ * anything else, CONNECT included, is refused: the browser reaches nothing outside the node.
+ */
+async function frontProxy(allowed: string[]): Promise<{ server: string; requests: number; log: string[]; close(): Promise<void> }> {
+  const state = { requests: 0 };
+  const log: string[] = [];
+  const server = createServer((req, res) => {
+    const u = URL.canParse(req.url ?? '') ? new URL(req.url!) : undefined;
+    const target = u?.protocol === 'http:' ? `${u.hostname}:${u.port || '80'}` : '';
+    if (!allowed.includes(target)) {
+      log.push(`${req.method} ${req.url} refused`);
+      res.writeHead(403).end();
+      return;
+    }
+    state.requests++;
+    const entry = log.push(`${req.method} ${u!.pathname}${u!.search.slice(0, 60)}`) - 1;
+    const headers: Record<string, string | string[] | undefined> = { ...req.headers, connection: 'close' };
+    delete headers['proxy-connection'];
+    delete headers['keep-alive'];
+    node.connect(target).then(
+      (sock) => {
+        const up = httpRequest({ createConnection: () => sock, method: req.method, path: u!.pathname + u!.search, headers }, (r) => {
+          const h = { ...r.headers };
+          for (const k of ['connection', 'keep-alive', 'transfer-encoding']) delete h[k];
+          res.writeHead(r.statusCode ?? 502, h);
+          log[entry] += ` → ${r.statusCode}${r.headers.location ? ` ${r.headers.location.slice(0, 80)}` : ''}`;
+          r.pipe(res);
+        });
+        up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
+        res.on('close', () => up.destroy());
+        req.pipe(up);
+      },
+      () => res.writeHead(502).end(),
+    );
+  });
+  server.on('connect', (_req, sock: Socket) => sock.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    get requests() {
+      return state.requests;
+    },
+    log,
+    close: () => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+  };
+}
+
+/** A request a service pod logged (pino-http: one line per request, with its url and status). */
+interface Served { pod: string; id: string; time: string; method: string; url: string; status: number }
+async function servedBy(podNames: string[]): Promise<Served[]> {
+  const out: Served[] = [];
+  for (const pod of podNames) {
+    for (const line of (await kubectl(['logs', pod, '-c', 'omnisci-handoff'])).split('\n')) {
+      if (!line.startsWith('{')) continue;
+      let o: { time?: string; req?: { id?: string; method?: string; url?: string }; res?: { statusCode?: number } };
+      try {
+        o = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (typeof o.req?.url !== 'string' || !o.req.url.startsWith(BASE_PATH) || typeof o.res?.statusCode !== 'number') continue;
+      out.push({ pod, id: o.req.id ?? '', time: o.time ?? '', method: o.req.method ?? '', url: o.req.url, status: o.res.statusCode });
+    }
+  }
+  return out.sort((a, b) => a.time.localeCompare(b.time));
+}
+/** `POST handoff`, `GET progress/<id>/events`, `POST login-token/exchange`, `GET oauth_callback`, … */
+const stepOf = (s: Served) => `${s.method} ${s.url.slice(BASE_PATH.length).replace(/\?.*$/, '').replace(/^progress\/[^/]+/, 'progress/<id>')}`;
+
 suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)', () => {
   beforeAll(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'node-system-'));
@@ -541,6 +622,172 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
     figure('refresh off', `${off.secs.toFixed(1)} s (the pod's last sync was triggered ${off.sinceAnnotation.toFixed(0)} s before the handoff; ` +
       `bound: syncFrequency ${SYNC_SECONDS} s + 50 % jitter)`);
   }, 420_000);
+
+  test("scenario 4: Chromium goes from the handoff link through the progress page to the lab in every login mode (sso, sso + identityCheck, handoff + identityCheck, handoff), the Service spreading the service's requests over both replicas: each answers some", async () => {
+    expect(serviceIP).toBeDefined();
+    const hubPublic = `http://${NODE_IP}:${PROXY_PORT}`;
+    // Over plain http Chromium sends no Sec-Fetch-Site, and the service's fragment page (Referrer-Policy
+    // no-referrer) makes its POST's Origin "null": the #token link is refused (cross_site_refused) here, so
+    // Immerse's form POST it is, from an allowed origin (the recommended transport anyway).
+    const IMMERSE = 'http://immerse.test';
+    const py = (v: unknown) => JSON.stringify(v);
+    const authenticatorSource = readFileSync(join(ROOT, 'helm/omnisci-handoff/files/authenticator.py'), 'utf8');
+    const serviceHealthy = async (url: string) => ((await node.httpGet(url, 5000)).status === 200 ? true : undefined);
+
+    /**
+     * The hub as z2jh configures it for the service: the registration gets the url of the chart's
+     * Service (the proxy's route to /services/omnisci-handoff/, the authenticator's exchange URL, the
+     * OAuth client of identityCheck) and oauth_no_confirm; users may access the service (the
+     * authorize step). Login mode handoff: the shipped authenticator as a hub.extraConfig snippet (its
+     * content, then the class). sso: the hub's own login form (DummyAuthenticator, any password)
+     * stands in for the identity provider that would log the user in.
+     */
+    let hubLogin: 'form' | 'handoff' | undefined;
+    const hubFor = async (login: 'form' | 'handoff') => {
+      if (hubLogin === login) return;
+      await stopHub();
+      const t0 = Date.now();
+      await startHubInNode(`
+for s in c.JupyterHub.services:
+    if s['name'] == ${py(SERVICE_NAME)}:
+        s.update({'url': ${py(`http://${serviceIP}:8470`)}, 'oauth_no_confirm': True})
+c.JupyterHub.load_roles.append({'name': 'user', 'scopes': ['self', ${py(`access:services!service=${SERVICE_NAME}`)}]})
+${login === 'handoff' ? `${authenticatorSource}\nc.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator\n` : ''}`, { restart: true });
+      // The hub adds the service's proxy route after its API is up (Connection: close: CHP pools nothing).
+      await waitFor('the hub proxy to route to the service', async () => serviceHealthy(`${hubPublic}${BASE_PATH}healthz`), 60_000, 250, async () => hubLog());
+      hubLogin = login;
+      console.log(`hub restarted with ${login === 'form' ? 'its login form' : 'the shipped authenticator'} in ${seconds(t0)}s`);
+    };
+
+    interface Mode { name: string; user: string; hub: { loginMode: 'sso' | 'handoff'; identityCheck: boolean }; steps: string[] }
+    const modes: Mode[] = [
+      { name: 'sso', user: 'carol', hub: { loginMode: 'sso', identityCheck: false }, steps: [] },
+      { name: 'sso + identityCheck', user: 'dave', hub: { loginMode: 'sso', identityCheck: true }, steps: ['GET oauth_callback'] },
+      { name: 'handoff + identityCheck', user: 'erin', hub: { loginMode: 'handoff', identityCheck: true }, steps: ['POST confirm', 'POST login-token/exchange', 'GET oauth_callback'] },
+      { name: 'handoff', user: 'frank', hub: { loginMode: 'handoff', identityCheck: false }, steps: ['POST confirm', 'POST login-token/exchange'] },
+    ];
+    const front = await frontProxy([`${NODE_IP}:${PROXY_PORT}`]);
+    let browser: Browser | undefined;
+
+    /** One handoff in a fresh browser (no cookies): the #token link → (confirmation) → (progress page) → (hub login) → the lab. */
+    const openNotebook = async (mode: Mode, session: string, query: string) => {
+      const context = await browser!.newContext();
+      const page = await context.newPage();
+      const seen: string[] = [];
+      const consoleErrors: string[] = [];
+      const from = front.log.length;
+      try {
+        page.on('framenavigated', (f) => {
+          if (f === page.mainFrame()) seen.push(f.url());
+        });
+        page.on('console', (m) => {
+          if (m.type() === 'error') consoleErrors.push(m.text());
+        });
+        const token = await mint(signing, { subject: mode.user, omnisci: { session, query, ...connection } });
+        // Immerse (a stand-in page served by the test, at token.allowedOrigins' origin) posts the token to the service.
+        await context.route(`${IMMERSE}/**`, (route) => route.fulfill({
+          status: 200,
+          contentType: 'text/html',
+          body: `<!doctype html><title>Immerse</title><form method="post" action="${hubPublic}${BASE_PATH}handoff">` +
+            `<input type="hidden" name="token" value="${token}"><button id="open">Open in notebook</button></form>`,
+        }));
+        const t0 = Date.now();
+        await page.goto(`${IMMERSE}/dashboard`);
+        await page.click('#open');
+        if (mode.hub.loginMode === 'handoff') {
+          // A browser the service does not know: the confirmation page names the user first.
+          await page.waitForSelector('#confirm', { timeout: 60_000 });
+          expect(await page.textContent('#confirm')).toBe(`Continue as ${mode.user}`);
+          await page.click('#confirm');
+        } else {
+          // sso: the hub's login, before the authorize step (identityCheck) or on the way into the lab.
+          await page.waitForSelector('input[name=username]', { timeout: 120_000 });
+          await page.fill('input[name=username]', mode.user);
+          await page.fill('input[name=password]', 'any');
+          await page.press('input[name=password]', 'Enter');
+        }
+        await page.waitForURL((u) => u.pathname === `/user/${mode.user}/lab`, { timeout: 180_000, waitUntil: 'domcontentloaded' });
+        const secs = seconds(t0);
+        expect(page.url()).toBe(`${hubPublic}/user/${mode.user}/lab?omnisci&reset`);
+        expect(await page.content()).toMatch(/JupyterLab/);
+        // No URL the browser showed carried the token or the session.
+        expect(seen.filter((u) => !u.startsWith(IMMERSE) && (u.includes(session) || u.includes(token.slice(-20))))).toEqual([]);
+        return { seen, secs };
+      } catch (e) {
+        const text = await page.innerText('body', { timeout: 2000 }).catch((x: unknown) => String(x));
+        throw new Error(`${mode.name}: ${(e as Error).message}\nat ${page.url()}: ${text.slice(0, 600)}\nnavigations: ${seen.join(' | ')}\nconsole errors: ${consoleErrors.join(' | ')}\n` +
+          `requests through the front proxy:\n${front.log.slice(from).join('\n')}\n${hubLog()}\n${await serviceLogs()}`);
+      } finally {
+        await context.close();
+      }
+    };
+    const storedSession = async (user: string) => {
+      const secret = JSON.parse(await kubectl(['get', 'secret', `omnisci-session-${user}`, '-o', 'json'])) as { data: Record<string, string> };
+      return (JSON.parse(Buffer.from(secret.data.session!, 'base64').toString('utf8')) as { session: string }).session;
+    };
+
+    try {
+      browser = await launchChromium({ proxy: { server: front.server } });
+      for (const mode of modes) {
+        await hubFor(mode.hub.loginMode === 'handoff' ? 'handoff' : 'form');
+        times[`upgradeScenario4 ${mode.name}`] = await helmUpgrade(`scenario-4-${mode.name.replace(/\W+/g, '-')}`, { hub: mode.hub, token: { allowedOrigins: [IMMERSE] } });
+        const servicePods = await pods('app.kubernetes.io/name=omnisci-handoff');
+        const podNames = servicePods.map((p) => p.metadata.name).sort();
+        const letter = (pod: string) => (podNames.indexOf(pod) === 0 ? 'A' : 'B');
+        // The Service routes to both new pods (kube-proxy has the new endpoints) before the browser starts.
+        await waitFor('the Service to route to both new pods', async () => {
+          const slices = JSON.parse(await kubectl(['get', 'endpointslices', '-l', `kubernetes.io/service-name=${FULLNAME}`, '-o', 'json'])).items as
+            { endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[] }[];
+          const addrs = slices.flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses)).sort();
+          return JSON.stringify(addrs) === JSON.stringify(servicePods.map((p) => p.status.podIP).sort()) ? true : undefined;
+        }, 60_000, 250);
+        await waitFor('8 answers in a row from the Service', async () => {
+          for (let i = 0; i < 8; i++) if (!(await serviceHealthy(`http://${serviceIP}:8470${BASE_PATH}healthz`))) return undefined;
+          return true;
+        }, 60_000, 250);
+        const before = new Set((await servedBy(podNames)).map((s) => s.id));
+        // Not the browser's: the hub's periodic health check of the service (GET {base}, answered 404).
+        const since = async () => (await servedBy(podNames)).filter((s) => !before.has(s.id) && s.url !== BASE_PATH);
+
+        expect((await hubAdmin('POST', `/users/${mode.user}`)).status).toBe(201);
+        let session = randomSessionId();
+        const first = await openNotebook(mode, session, `SELECT '${mode.name}'`);
+        // Whether the page rendered (pending) or its first GET already redirected (a spawn that quick): the GET is asserted below.
+        const progressShown = first.seen.some((u) => new URL(u).pathname.startsWith(`${BASE_PATH}progress/`));
+        expect((await hubAdmin('GET', `/users/${mode.user}`)).json?.servers?.['']?.ready).toBe(true);
+        expect(await storedSession(mode.user)).toBe(session);
+        const firstFlow = await since();
+        let served = firstFlow;
+        // kube-proxy picks a replica per connection at random: when one replica happened to answer all
+        // of it, the browser opens the notebook again (its server runs now) until both have answered.
+        let flows = 1;
+        while (new Set(served.map((s) => s.pod)).size < 2 && flows < 8) {
+          session = randomSessionId();
+          await openNotebook(mode, session, `SELECT '${mode.name} again'`);
+          expect(await storedSession(mode.user)).toBe(session);
+          flows++;
+          served = await since();
+        }
+        const counts = Object.fromEntries(podNames.map((p) => [letter(p), served.filter((s) => s.pod === p).length]));
+        const sequence = firstFlow.map((s) => `${stepOf(s)} ${s.status} ${letter(s.pod)}`).join(', ');
+        figure(`scenario 4 ${mode.name}`, `landed in ${first.secs} s (spawn included; progress page ${progressShown ? 'shown' : 'passed straight through'}); requests per replica ${JSON.stringify(counts)} in ${flows} browser flow(s); ` +
+          `the first flow: ${sequence}`);
+        // Each replica answered some of the mode's requests, none failed, and the mode's steps were among them.
+        expect({ mode: mode.name, replicasAnswering: Object.values(counts).filter((n) => n > 0).length }).toEqual({ mode: mode.name, replicasAnswering: 2 });
+        expect(served.filter((s) => s.status >= 400).map((s) => `${stepOf(s)} ${s.status} ${letter(s.pod)}`)).toEqual([]);
+        const steps = new Set(firstFlow.map(stepOf));
+        for (const step of ['POST handoff', 'GET progress/<id>', ...mode.steps]) expect({ mode: mode.name, step, seen: steps.has(step) }).toEqual({ mode: mode.name, step, seen: true });
+
+        // Stopped again: the next mode's pod has room on the 2 cores.
+        expect([202, 204]).toContain((await hubAdmin('DELETE', `/users/${mode.user}/server`)).status);
+        await waitFor(`${mode.user}'s server to stop`, async () => ((await hubAdmin('GET', `/users/${mode.user}`)).json?.servers?.[''] ? undefined : true), 120_000, 500);
+      }
+      console.log(`scenario 4: the front proxy relayed ${front.requests} browser requests, each on a new connection`);
+    } finally {
+      await browser?.close();
+      await front.close();
+    }
+  }, 1_200_000);
 
   test('scenario 5: a service pod deleted in the middle of a burst of 40 handoffs for 20 users: the Deployment replaces it, the PodDisruptionBudget refuses a second eviction, no handoff is lost or mixed up', async () => {
     // Hub integration off: the handoffs only store the session and send the browser to the lab, so

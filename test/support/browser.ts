@@ -1,10 +1,12 @@
 /** Debian's Chromium driven by playwright-core (no browser downloads; scripts/deps/chromium.sh installs it). Each launch gets a fresh temporary profile. */
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type LaunchOptions } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-export function launchChromium(): Promise<Browser> {
+/** `options.proxy`: every request of the browser through that HTTP proxy (test/node/system.test.ts: into the one-node cluster). */
+export function launchChromium(options: Pick<LaunchOptions, 'proxy'> = {}): Promise<Browser> {
   return chromium.launch({
+    ...options,
     executablePath: CHROMIUM,
     args: [
       '--headless',
