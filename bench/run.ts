@@ -3,7 +3,10 @@
  * - handoff: handoffs/s and latency at c=32, ES256 and RS256 tokens on the local store, next to a
  *   trivial express endpoint in the same run;
  * - webhook: admissions/s over HTTPS next to a trivial HTTPS endpoint (bench/webhook.ts);
- * - hub: a burst of handoffs against a real JupyterHub next to its own API spawns (bench/hub-burst.ts);
+ * - hub: a burst of handoffs against a real JupyterHub next to its own API spawns (bench/hub-burst.ts): BENCH_HUB_USERS
+ *   (200), BENCH_HUB_LIMIT (concurrent_spawn_limit, 64), BENCH_HUB_REPLICAS (2 `serve` processes on the Kubernetes
+ *   store behind a round-robin proxy), BENCH_HUB_LOGIN (sso | handoff), BENCH_HUB_SPAWN_SECONDS (1), BENCH_HUB_RELOAD_MS
+ *   (2000: the progress page's own refresh), BENCH_HUB_LOG_DIR (keeps the hub's and the replicas' logs);
  * - memory: RSS every 10k of 100k handoffs over 10k users (bench/memory.ts); only when asked for.
  * BENCH_ONLY=handoff,webhook,hub,memory picks sections (default: all but memory, which takes minutes).
  */
@@ -151,11 +154,27 @@ if (wanted('webhook')) {
 }
 
 if (wanted('hub')) {
-  const users = Number(process.env.BENCH_HUB_USERS ?? 8);
-  const r = await hubBurst(users, Number(process.env.BENCH_HUB_SPAWN_LIMIT ?? 2), 1);
-  out(`\nhub burst: ${r.users} users at once, concurrent_spawn_limit ${r.spawnLimit}, 1 s spawner, real JupyterHub`);
-  out(`  handoffs (every browser on its lab): ${r.handoffSeconds.toFixed(2)} s, landed ${r.landed}/${r.users}, 5xx ${r.responses5xx}, 429s absorbed ${r.throttled}`);
-  out(`  hub's own API spawns of ${r.users} users:  ${r.apiSeconds.toFixed(2)} s  → ratio ${(r.handoffSeconds / r.apiSeconds).toFixed(2)}×`);
+  const env = process.env;
+  const r = await hubBurst({
+    users: Number(env.BENCH_HUB_USERS ?? 200),
+    spawnLimit: Number(env.BENCH_HUB_LIMIT ?? env.BENCH_HUB_SPAWN_LIMIT ?? 64),
+    slowSeconds: Number(env.BENCH_HUB_SPAWN_SECONDS ?? 1),
+    replicas: Number(env.BENCH_HUB_REPLICAS ?? 2),
+    login: env.BENCH_HUB_LOGIN === 'handoff' ? 'handoff' : 'sso',
+  });
+  out(
+    `\nhub burst: ${r.users} users at once, concurrent_spawn_limit ${r.spawnLimit}, ${r.slowSeconds} s spawner, real JupyterHub; ` +
+      `${r.replicas} serve replica(s) on the Kubernetes store (real kube-apiserver) behind a round-robin proxy; login mode ${r.login}`,
+  );
+  out(`  clients without JavaScript, reloading a progress page after ${r.reloadMs} ms (BENCH_HUB_RELOAD_MS; the page's refresh says 2 s)`);
+  out(`  handoffs (every browser on its lab): ${r.handoffSeconds.toFixed(2)} s, landed ${r.landed}/${r.users}, 5xx ${r.responses5xx}, 429s absorbed ${r.service429} (hub log: ${r.throttled} throttled)`);
+  out(`  hub's own API spawns of ${r.users} users:  ${r.apiSeconds.toFixed(2)} s  → ratio ${(r.handoffSeconds / r.apiSeconds).toFixed(2)}× (target ≤ 1.10×)`);
+  out(`  requests per replica: ${r.perReplica.join(' / ')}`);
+  out(`  hub API calls by the service: ${r.hubCallsTotal} = ${(r.hubCallsTotal / r.users).toFixed(2)} per handoff`);
+  for (const [kind, n] of Object.entries(r.hubCalls).sort((a, b) => b[1] - a[1])) out(`    ${String(n).padStart(6)}  ${(n / r.users).toFixed(2).padStart(5)}/handoff  ${kind}`);
+  out(`  (the API baseline client: ${r.apiCalls} calls, ${(r.apiCalls / r.users).toFixed(2)} per user with its 100 ms polling, ${r.api429} × 429, ${r.apiFailedSpawns} failed spawns requested again)`);
+  out(`  connections: ${r.socketRetries} GETs sent again on a closed keep-alive connection, ${r.clientErrors} browsers with a failed request`);
+  out(`  spawns the hub failed: ${r.tryAgain} "Try again" clicks on the progress page, ${r.spawnFailuresShown} browsers still on a failure after 3`);
 }
 
 if (wanted('memory')) {

@@ -1,4 +1,4 @@
-/** The service's few cookies: read one without a cookie parser; set and clear them all alike (HttpOnly, SameSite=Lax, Secure over https). */
+/** The service's few cookies: read one without a cookie parser; set and clear them all alike (HttpOnly, SameSite=Lax unless they must cross sites, Secure over https). */
 import type { Request, Response } from 'express';
 
 export function cookie(req: Request, name: string): string | undefined {
@@ -9,8 +9,12 @@ export function cookie(req: Request, name: string): string | undefined {
   return undefined;
 }
 
-export function setCookie(req: Request, res: Response, name: string, value: string, path: string, maxAgeMs: number): void {
-  res.cookie(name, value, { path, httpOnly: true, sameSite: 'lax', secure: req.secure, maxAge: maxAgeMs });
+/**
+ * `crossSite`: also sent on Immerse's cross-site POST of a handoff (SameSite=None, which browsers
+ * accept over https only; Lax over http), for the cookies that say who the browser is.
+ */
+export function setCookie(req: Request, res: Response, name: string, value: string, path: string, maxAgeMs: number, crossSite = false): void {
+  res.cookie(name, value, { path, httpOnly: true, sameSite: crossSite && req.secure ? 'none' : 'lax', secure: req.secure, maxAge: maxAgeMs });
 }
 
 export function clearCookie(req: Request, res: Response, name: string, path: string): void {

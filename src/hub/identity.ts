@@ -77,13 +77,13 @@ export function createSignIn(o: SignInOptions): SignIn {
     const prev = known(req);
     const checkedUntil = checked ? now() + hub.identityMaxAgeSeconds * 1000 : prev?.user === user ? prev.checkedUntil : undefined;
     const body = checkedUntil ? { checkedUntil } : {};
-    setCookie(req, res, KNOWN_COOKIE, tickets.issue('known', user, KNOWN_MS, body).ticket, base, KNOWN_MS);
+    setCookie(req, res, KNOWN_COOKIE, tickets.issue('known', user, KNOWN_MS, body).ticket, base, KNOWN_MS, true);
   };
 
   const bindBrowser = (req: Request, res: Response) => {
     const current = cookie(req, BROWSER_COOKIE);
     const value = current && /^[A-Za-z0-9_-]{43}$/.test(current) ? current : randomValue();
-    setCookie(req, res, BROWSER_COOKIE, value, base, BROWSER_MS);
+    setCookie(req, res, BROWSER_COOKIE, value, base, BROWSER_MS, true);
     return bindingOf(value);
   };
   const boundTo = (req: Request, bind: string | undefined) => {

@@ -42,6 +42,7 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<v
   // Once a spawn was requested or followed, finding the server stopped again means it failed.
   let spawnSeen = false;
   let model = req.model;
+  let checkFailure = req.follow === true;
   let requested = req.onRequested;
   const asked = () => {
     requested?.();
@@ -96,7 +97,9 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<v
       continue;
     }
     if (spawnSeen) throw (await lastFailure(hub, req, deadline)) ?? new HandoffError('hub_spawn_failed', 'the server stopped while starting');
-    if (req.follow) {
+    // Asked once per task: a throttled follower's later rounds are its own start attempts.
+    if (checkFailure) {
+      checkFailure = false;
       const failed = await lastFailure(hub, req, deadline);
       if (failed) throw failed;
     }

@@ -132,6 +132,25 @@ describe('login mode handoff: the confirmation page', () => {
   });
 });
 
+test("behind https, the cookies saying who the browser is cross sites (Immerse's POST carries them): SameSite=None; Secure; the others stay Lax", async () => {
+  const tls = await startHubService({
+    hub,
+    hubConfig: { createUsers: true, loginMode: 'handoff', confirmLogin: false },
+    sections: { listen: { host: '127.0.0.1', port: 0, basePath: '/', internal: { port: 0 }, trustProxy: true } },
+  });
+  try {
+    const res = await postToken(tls.url, await mint(key, { subject: 'tina' }), { 'x-forwarded-proto': 'https' });
+    expect(res.status).toBe(303);
+    const cookies = Object.fromEntries(res.headers.getSetCookie().map((c) => [c.slice(0, c.indexOf('=')), c]));
+    for (const name of ['ohu', 'ohb']) expect(cookies[name]).toMatch(/; Secure; SameSite=None/);
+    // Over http a browser would drop SameSite=None: Lax there.
+    const plain = await postToken(tls.url, await mint(key, { subject: 'tina' }));
+    expect(plain.headers.getSetCookie().every((c) => /SameSite=Lax/.test(c) && !/Secure/.test(c))).toBe(true);
+  } finally {
+    await tls.close();
+  }
+});
+
 describe('transports', () => {
   test('with the query and fragment transports off, only a POST is taken: 400 transport_disabled otherwise', async () => {
     const token = await mint(key, { subject: 'tess' });

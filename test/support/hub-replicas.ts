@@ -84,7 +84,6 @@ export interface ReplicaOptions {
   tokenConfig?: Record<string, unknown>;
   /** The hub API URL the replicas use (default the hub's; e.g. a counting proxy in front of it). */
   apiUrl?: string;
-  logLevel?: 'info' | 'warn';
 }
 
 /** Starts `replicas` `serve` processes with one config (one Secret store, one hub API token). */
@@ -96,7 +95,8 @@ export async function startReplicas(o: ReplicaOptions): Promise<Served[]> {
     redirect: { hubPublicUrl: o.hub.publicUrl },
     store: { backend: 'kubernetes', kubernetes: { kubeconfig: o.kube.kubeconfig, gcIntervalMinutes: 0 } },
     hub: { enabled: true, apiUrl: o.apiUrl ?? o.hub.apiUrl, createUsers: true, spawnTimeoutSeconds: 120, requestTimeoutMs: 10_000, ...o.hubConfig },
-    log: { level: o.logLevel ?? 'info' },
+    // info: serveCli learns the port from the "listening" line.
+    log: { level: 'info' },
   });
   writeFileSync(file, stringify(raw));
   const env = { TEST_HMAC: HMAC_SECRET, JUPYTERHUB_API_TOKEN: o.hub.serviceToken };

@@ -77,6 +77,8 @@ export class NoJsBrowser {
   /** Click "Continue as …" on a sign-in confirmation page (login mode handoff), as its user would; each one is counted. */
   autoConfirm = true;
   confirmations = 0;
+  /** Pause before reloading a progress page (the page's own <noscript> refresh says 2 s; tests reload sooner). */
+  reloadMs = 200;
 
   private header(): Record<string, string> {
     return this.cookies.size ? { cookie: [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ') } : {};
@@ -120,7 +122,7 @@ export class NoJsBrowser {
         continue;
       }
       if (res.status === 200 && text.includes('http-equiv="refresh"') && reloads++ < maxReloads) {
-        await new Promise((r) => setTimeout(r, 200));
+        await new Promise((r) => setTimeout(r, this.reloadMs));
         res = await this.request(url);
         continue;
       }

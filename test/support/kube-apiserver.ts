@@ -19,10 +19,14 @@ import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rm
 import { request } from 'node:https';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** The repository root (the nearest package.json up): this file also runs compiled into dist/ (the benchmarks). */
+const ROOT = ((dir: string) => {
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+})(fileURLToPath(new URL('.', import.meta.url)));
 export const CONTROLPLANE = join(ROOT, '.cache/k8s/controlplane');
 const READY_TIMEOUT_MS = 180_000;
 
