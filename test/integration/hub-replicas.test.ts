@@ -32,6 +32,8 @@ import { ROOT } from '../support/root.js';
 import { startRoundRobin, type Forwarded, type RoundRobin } from '../support/round-robin.js';
 
 jest.setTimeout(180_000);
+// Seen once in CI under full load: a bulk flow's connection closed by the hub ("other side closed"), the cause not found yet; one retry, its first error logged.
+jest.retryTimes(1, { logErrorsBeforeRetry: true });
 const key = hmacKey('HS256');
 const PREFIX = '/services/omnisci-handoff/';
 const REPLICAS = 3;
