@@ -20,9 +20,8 @@ import { join } from 'node:path';
 import { hmacKey, mint } from '../test/support/core.js';
 import { NoJsBrowser } from '../test/support/hub-service.js';
 import { originsOf, startKubeStore, startReplicas } from '../test/support/hub-replicas.js';
-import { SERVICE_SCOPES_CREATE, startHub, type RunningHub } from '../test/support/jupyterhub.js';
+import { SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, startHub, type RunningHub } from '../test/support/jupyterhub.js';
 import type { Served } from '../test/support/process.js';
-import { ROOT } from '../test/support/root.js';
 import { startRoundRobin, type Forwarded } from '../test/support/round-robin.js';
 
 /**
@@ -146,7 +145,6 @@ export async function hubBurst(o: HubBurstOptions): Promise<HubBurstResult> {
   const kube = await startKubeStore({ chartRbac: false });
   const rr = await startRoundRobin([], { logFilter: () => false });
   const counter = await startRoundRobin([]);
-  const py = JSON.stringify;
   let hub: RunningHub | undefined;
   let served: Served[] = [];
   try {
@@ -161,10 +159,7 @@ export async function hubBurst(o: HubBurstOptions): Promise<HubBurstResult> {
         'c.Spawner.start_timeout = 600\nc.Spawner.http_timeout = 300\n' +
         (o.login === 'handoff'
           ? `
-sys.path.insert(0, ${py(join(ROOT, 'helm/omnisci-handoff/files'))})
-from authenticator import OmnisciHandoffAuthenticator
-c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator
-`
+${SHIPPED_AUTHENTICATOR}`
           : ''),
     });
     counter.reset([new URL(hub.apiUrl).origin]);

@@ -14,8 +14,7 @@ export async function heavydbChecks(config: Config): Promise<Check[]> {
   if (!hd.enabled || !hd.url) return [];
   const fix = 'check heavydb.url (HeavyDB\'s HTTP port, 6278 by default), the network path to it, and heavydb.caFile for a private CA';
   try {
-    const client = new HeavyDbClient({ url: hd.url, caFile: hd.caFile, requestTimeoutMs: hd.requestTimeoutMs, retries: 0 });
-    await client.sessionInfo(randomBytes(16).toString('hex'));
+    await HeavyDbClient.of(hd, 0).sessionInfo(randomBytes(16).toString('hex'));
     return [fail('heavydb: sessions', `${hd.url} accepted a made-up session id`, 'this is not a HeavyDB that checks sessions: point heavydb.url at HeavyDB')];
   } catch (e) {
     if (e instanceof HeavyDbRefusal) return [pass('heavydb: sessions', `${hd.url} answers get_session_info (a made-up session is refused, as it should be)`)];

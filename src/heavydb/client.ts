@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Config } from '../config/types.js';
 import { describeCause, HandoffError } from '../errors.js';
 import { exponentialBackoff, withRetries } from '../retry.js';
 
@@ -53,6 +54,12 @@ const REPLY = 2;
 const EXCEPTION = 3;
 
 export class HeavyDbClient {
+  /** The client of the configured HeavyDB (`heavydb.*`); `retries` overrides heavydb.retries (the doctor asks once). */
+  static of(hd: Config['heavydb'], retries = hd.retries): HeavyDbClient {
+    if (!hd.url) throw new HandoffError('heavydb_unavailable', 'heavydb.url is not set');
+    return new HeavyDbClient({ url: hd.url, caFile: hd.caFile, requestTimeoutMs: hd.requestTimeoutMs, retries });
+  }
+
   private readonly url: URL;
   private readonly ca: string | undefined;
   private seq = 0;

@@ -1,8 +1,8 @@
 /**
  * Header mode's trust decision: a session id is worth nothing until HeavyDB says whose it is
  * (get_session_info), and, when configured, that its user is a superuser or has a role (has_role).
- * HeavyDB's confirmations are reused for `heavydb.cacheSeconds`, keyed by a hash (no session id is
- * kept in memory as a key); refusals and failures never are, so an ended session is refused at once.
+ * HeavyDB's confirmations are reused for `heavydb.cacheSeconds`, keyed by the session's hash; refusals
+ * and failures never are, so an ended session is refused at once.
  */
 import { createHash } from 'node:crypto';
 import type { Config } from '../config/types.js';
@@ -28,8 +28,7 @@ const CACHE_LIMIT = 10_000;
 
 export function createSessionCheck(config: Config, client?: Pick<HeavyDbClient, 'sessionInfo' | 'hasRole'>): SessionCheck {
   const hd = config.heavydb;
-  if (!hd.url) throw new HandoffError('heavydb_unavailable', 'heavydb.url is not set');
-  const heavydb = client ?? new HeavyDbClient({ url: hd.url, caFile: hd.caFile, requestTimeoutMs: hd.requestTimeoutMs, retries: hd.retries });
+  const heavydb = client ?? HeavyDbClient.of(hd);
   const pattern = new RegExp(config.token.sessionPattern, 'u');
   const cache = new Map<string, { value: CheckedSession; until: number }>();
 

@@ -22,9 +22,8 @@ import { tempDir } from '../support/core.js';
 import { startHeavyAiWebServer, SESSION_COOKIE, type HeavyAiWebServer } from '../support/heavyai-webserver.js';
 import { startHeavyDb, type HeavyDbStandIn } from '../support/heavydb/standin.js';
 import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
-import { freePort, SERVICE_SCOPES_CREATE, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
+import { freePort, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, spawnerHookConfig, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
 import { OMNISCI_VENV, omnisciInstalled } from '../support/notebook.js';
-import { ROOT } from '../support/root.js';
 
 jest.setTimeout(180_000);
 const BASE = '/jupyter/services/omnisci-handoff/';
@@ -57,14 +56,8 @@ beforeAll(async () => {
     serviceUrl: `http://127.0.0.1:${port}`,
     env: { PYTHONDONTWRITEBYTECODE: '1' },
     extraConfig: `
-sys.path.insert(0, ${JSON.stringify(join(ROOT, 'helm/omnisci-handoff/files'))})
-from authenticator import OmnisciHandoffAuthenticator
-c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator
-c.OmnisciHandoffAuthenticator.header_login = True
-sys.path.insert(0, ${JSON.stringify(join(ROOT, 'contrib/jupyterhub'))})
-from omnisci_handoff_hook import OmnisciHandoffHook
-c.Spawner.pre_spawn_hook = OmnisciHandoffHook(${JSON.stringify(storeDir)}, env_families=${JSON.stringify(notebook.envFamilies)}, allow_hidden=True)
-c.Spawner.cmd = [${JSON.stringify(join(OMNISCI_VENV, 'bin/jupyterhub-singleuser'))}]
+${SHIPPED_AUTHENTICATOR}c.OmnisciHandoffAuthenticator.header_login = True
+${spawnerHookConfig(storeDir, `env_families=${JSON.stringify(notebook.envFamilies)}, allow_hidden=True`)}c.Spawner.cmd = [${JSON.stringify(join(OMNISCI_VENV, 'bin/jupyterhub-singleuser'))}]
 c.Spawner.args = ['--allow-root']
 c.Spawner.environment = {'JUPYTERHUB_SINGLEUSER_APP': 'notebook.notebookapp.NotebookApp', 'PYTHONWARNINGS': 'ignore'}
 `,

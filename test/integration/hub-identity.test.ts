@@ -6,13 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { createLocalStore } from '../../src/store/local.js';
 import { hmacKey, mint } from '../support/core.js';
 import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
-import { freePort, SERVICE_SCOPES_CREATE, startHub, type RunningHub } from '../support/jupyterhub.js';
-import { ROOT } from '../support/root.js';
+import { freePort, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, startHub, type RunningHub } from '../support/jupyterhub.js';
 
 jest.setTimeout(120_000);
 const key = hmacKey('HS256');
@@ -32,10 +30,7 @@ beforeAll(async () => {
     serviceScopes: SERVICE_SCOPES_CREATE,
     serviceUrl: `http://127.0.0.1:${port}`,
     extraConfig: `
-sys.path.insert(0, ${py(join(ROOT, 'helm/omnisci-handoff/files'))})
-from authenticator import OmnisciHandoffAuthenticator
-c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator
-c.JupyterHub.services.append({'name': 'omnisci-sso', 'url': ${py(`http://127.0.0.1:${ssoPort}`)}, 'api_token': ${py(ssoToken)}, 'oauth_no_confirm': True})
+${SHIPPED_AUTHENTICATOR}c.JupyterHub.services.append({'name': 'omnisci-sso', 'url': ${py(`http://127.0.0.1:${ssoPort}`)}, 'api_token': ${py(ssoToken)}, 'oauth_no_confirm': True})
 c.JupyterHub.load_roles.append({'name': 'omnisci-sso-role', 'scopes': ${py([...SERVICE_SCOPES_CREATE])}, 'services': ['omnisci-sso']})
 # Users may use the services (the hub's OAuth authorize asks for access:services).
 c.JupyterHub.load_roles.append({'name': 'user', 'scopes': ['self', 'access:services!service=omnisci-handoff', 'access:services!service=omnisci-sso']})

@@ -19,16 +19,14 @@
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
 import type { Browser, BrowserContext } from 'playwright-core';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { launchChromium } from '../support/browser.js';
 import { hmacKey, mint } from '../support/core.js';
 import { NoJsBrowser } from '../support/hub-service.js';
 import { originsOf, startKubeStore, startReplicas, type KubeStore } from '../support/hub-replicas.js';
-import { freePort, SERVICE_SCOPES_CREATE, startHub, type RunningHub } from '../support/jupyterhub.js';
+import { freePort, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, startHub, type RunningHub } from '../support/jupyterhub.js';
 import type { Served } from '../support/process.js';
-import { ROOT } from '../support/root.js';
 import { startRoundRobin, type Forwarded, type RoundRobin } from '../support/round-robin.js';
 
 jest.setTimeout(180_000);
@@ -53,17 +51,13 @@ beforeAll(async () => {
   kube = await startKubeStore({ chartRbac: true });
   rr = await startRoundRobin([], { keepBodies: true });
   immersePort = await freePort();
-  const py = JSON.stringify;
   hub = await startHub({
     serviceScopes: SERVICE_SCOPES_CREATE,
     // The hub reaches the service (its proxy routes, the authenticator's exchange) through the "Service".
     serviceUrl: rr.url,
     slowSeconds: 1,
     extraConfig: `
-sys.path.insert(0, ${py(join(ROOT, 'helm/omnisci-handoff/files'))})
-from authenticator import OmnisciHandoffAuthenticator
-c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator
-c.JupyterHub.load_roles.append({'name': 'user', 'scopes': ['self', 'access:services!service=omnisci-handoff']})
+${SHIPPED_AUTHENTICATOR}c.JupyterHub.load_roles.append({'name': 'user', 'scopes': ['self', 'access:services!service=omnisci-handoff']})
 `,
   });
   // Immerse stand-in for Chromium: a page whose form posts a freshly minted token for ?user with ?session.

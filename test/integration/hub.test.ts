@@ -6,12 +6,10 @@
  * without JavaScript (the page's no-JS fallback); test/integration/hub-browser.test.ts uses Chromium.
  */
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
-import { join } from 'node:path';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { hmacKey, mint, postToken } from '../support/core.js';
 import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
-import { freePort, SERVICE_SCOPES, SERVICE_SCOPES_CREATE, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
-import { ROOT } from '../support/root.js';
+import { freePort, SERVICE_SCOPES, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
 
 jest.setTimeout(120_000);
 const key = hmacKey('HS256');
@@ -34,10 +32,7 @@ beforeAll(async () => {
     slowSeconds: 2,
     users: ['sam', 'slow-pending'],
     extraConfig: `
-sys.path.insert(0, ${JSON.stringify(join(ROOT, 'helm/omnisci-handoff/files'))})
-from authenticator import OmnisciHandoffAuthenticator
-c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator
-`,
+${SHIPPED_AUTHENTICATOR}`,
   });
   svc = await startHubService({ hub, port, basePath: PREFIX, hubConfig: { createUsers: true, loginMode: 'handoff' } });
   sso = await startHubService({ hub, apiToken: hub.extraTokens['servers-only']!, hubConfig: { spawnTimeoutSeconds: 60 } });

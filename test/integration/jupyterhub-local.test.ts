@@ -11,9 +11,8 @@ import { join } from 'node:path';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { hmacKey, mint, tempDir } from '../support/core.js';
 import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
-import { freePort, SERVICE_SCOPES_CREATE, startHub, type RunningHub } from '../support/jupyterhub.js';
+import { freePort, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, spawnerHookConfig, startHub, type RunningHub } from '../support/jupyterhub.js';
 import { OMNISCI_VENV, omnisciInstalled } from '../support/notebook.js';
-import { ROOT } from '../support/root.js';
 
 jest.setTimeout(180_000);
 const PREFIX = '/services/omnisci-handoff/';
@@ -31,13 +30,7 @@ beforeAll(async () => {
     serviceUrl: `http://127.0.0.1:${port}`,
     env: { PYTHONDONTWRITEBYTECODE: '1' },
     extraConfig: `
-sys.path.insert(0, ${JSON.stringify(join(ROOT, 'helm/omnisci-handoff/files'))})
-from authenticator import OmnisciHandoffAuthenticator
-c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator
-sys.path.insert(0, ${JSON.stringify(join(ROOT, 'contrib/jupyterhub'))})
-from omnisci_handoff_hook import OmnisciHandoffHook
-c.Spawner.pre_spawn_hook = OmnisciHandoffHook(${JSON.stringify(storeDir)})
-# The released extension needs the classic notebook server: jupyterhub-singleuser from its venv.
+${SHIPPED_AUTHENTICATOR}${spawnerHookConfig(storeDir)}# The released extension needs the classic notebook server: jupyterhub-singleuser from its venv.
 c.Spawner.cmd = [${JSON.stringify(join(OMNISCI_VENV, 'bin/jupyterhub-singleuser'))}]
 c.Spawner.args = ['--allow-root']
 c.Spawner.environment = {'JUPYTERHUB_SINGLEUSER_APP': 'notebook.notebookapp.NotebookApp', 'PYTHONWARNINGS': 'ignore'}

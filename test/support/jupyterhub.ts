@@ -13,6 +13,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './root.js';
 
+/** extraConfig lines installing the shipped authenticator (helm/omnisci-handoff/files/authenticator.py), as a z2jh hub.extraConfig does. */
+export const SHIPPED_AUTHENTICATOR = `sys.path.insert(0, ${JSON.stringify(join(ROOT, 'helm/omnisci-handoff/files'))})
+from authenticator import OmnisciHandoffAuthenticator
+c.JupyterHub.authenticator_class = OmnisciHandoffAuthenticator
+`;
+
+/** extraConfig lines installing the spawner hook (contrib/jupyterhub) over the local store `storeDir`; `kwargs`: its further arguments as Python source. */
+export function spawnerHookConfig(storeDir: string, kwargs = ''): string {
+  return `sys.path.insert(0, ${JSON.stringify(join(ROOT, 'contrib/jupyterhub'))})
+from omnisci_handoff_hook import OmnisciHandoffHook
+c.Spawner.pre_spawn_hook = OmnisciHandoffHook(${JSON.stringify(storeDir)}${kwargs ? `, ${kwargs}` : ''})
+`;
+}
+
 const SUPPORT = join(ROOT, 'test/support/hub');
 export const HUB_VENV = join(ROOT, '.cache/venv-hub');
 const PYTHON = join(HUB_VENV, 'bin/python');
