@@ -24,24 +24,6 @@ import { SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, startHub, type RunningHub
 import type { Served } from '../test/support/process.js';
 import { startRoundRobin, type Forwarded } from '../test/support/round-robin.js';
 
-/**
- * A client without JavaScript that, like a browser, sends a GET again when the keep-alive connection
- * it reused was closed by the server before answering (the hub's proxy closes idle ones).
- */
-class RetryingBrowser extends NoJsBrowser {
-  socketRetries = 0;
-  override async request(url: string, init: RequestInit = {}): Promise<Response> {
-    try {
-      return await super.request(url, init);
-    } catch (e) {
-      const code = (e as { cause?: { code?: string } }).cause?.code;
-      if ((init.method ?? 'GET') !== 'GET' || code !== 'UND_ERR_SOCKET') throw e;
-      this.socketRetries++;
-      return super.request(url, init);
-    }
-  }
-}
-
 export interface HubBurstOptions {
   users: number;
   spawnLimit: number;
@@ -100,7 +82,7 @@ function kindOf(e: Forwarded): string {
 async function apiSpawnAll(hub: RunningHub, apiUrl: string, users: string[]): Promise<{ throttled: number; failed: number }> {
   let throttled = 0;
   let failed = 0;
-  const call = (method: string, path: string) => fetch(`${apiUrl}${path}`, { method, headers: { Authorization: `token ${hub.adminToken}` } });
+  const call = (method: string, path: string) => resent(() => fetch(`${apiUrl}${path}`, { method, headers: { Authorization: `token ${hub.adminToken}` } }));
   const start = async (u: string) => {
     for (;;) {
       const r = await call('POST', `/users/${u}/server`);
@@ -130,11 +112,32 @@ async function apiSpawnAll(hub: RunningHub, apiUrl: string, users: string[]): Pr
   return { throttled, failed };
 }
 
+/** `send` again once when the server closed the connection before answering (as NoJsBrowser does). */
+async function resent<T>(send: () => Promise<T>): Promise<T> {
+  return send().catch((e: unknown) => {
+    if ((e as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw e;
+    return send();
+  });
+}
+
+/**
+ * Waits until no replica is getting a server ready (its omnisci_handoff_spawn_tasks gauge): a task
+ * still waiting out a 429 when its user's server was stopped would start it again.
+ */
+async function replicasIdle(served: Served[]): Promise<void> {
+  const metrics = served.map((s) => `http://127.0.0.1:${/"internalPort":(\d+)/.exec(s.output())?.[1]}/metrics`);
+  for (;;) {
+    const counts = await Promise.all(metrics.map(async (url) => Number(/^omnisci_handoff_spawn_tasks (\d+)/m.exec(await (await fetch(url)).text())?.[1])));
+    if (counts.every((n) => n === 0)) return;
+    await new Promise((res) => setTimeout(res, 500));
+  }
+}
+
 /** Stops the users' servers and waits until the hub has none of them running. */
 async function stopAll(hub: RunningHub, users: string[]): Promise<void> {
-  await Promise.all(users.map((u) => hub.admin('DELETE', `/users/${u}/server`)));
+  await Promise.all(users.map((u) => resent(() => hub.admin('DELETE', `/users/${u}/server`))));
   for (;;) {
-    const list = (await hub.admin('GET', '/users?state=active')).json as { name: string }[] | undefined;
+    const list = (await resent(() => hub.admin('GET', '/users?state=active'))).json as { name: string }[] | undefined;
     if (!Array.isArray(list) || !list.some((u) => users.includes(u.name))) return;
     await new Promise((res) => setTimeout(res, 250));
   }
@@ -182,7 +185,7 @@ ${SHIPPED_AUTHENTICATOR}`
     const t0 = performance.now();
     const ends = await Promise.all(
       names.map(async (u, i) => {
-        const b = new RetryingBrowser();
+        const b = new NoJsBrowser();
         // As a browser without JavaScript does: the page's refresh interval (a browser with JavaScript holds one SSE stream instead).
         b.reloadMs = reloadMs;
         let end = await b.postHandoff(svcUrl, tokens[i]!).catch((e: unknown) => ({ url: '', status: -1, text: String(e) }));
@@ -217,6 +220,9 @@ ${SHIPPED_AUTHENTICATOR}`
       writeFileSync(join(logDir, 'hub-api-calls.json'), JSON.stringify(counter.log.map((e) => [Math.round(e.start - t0), e.method, e.url, e.status])));
     }
 
+    const settle = performance.now();
+    await replicasIdle(served);
+    process.stderr.write(`hub burst: replicas idle ${((performance.now() - settle) / 1000).toFixed(1)} s after the last browser landed\n`);
     await stopAll(hub, names);
     counter.reset([new URL(hub.apiUrl).origin]);
     const t1 = performance.now();

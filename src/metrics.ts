@@ -1,11 +1,12 @@
 /** Prometheus metrics. Outcome labels are the stable error codes (or `stored`/`superseded`), shared with logs and responses. */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
   registry: Registry;
   handoffs: Counter<'outcome'>;
   handoffSeconds: Histogram<'outcome'>;
   revocations: Counter<'outcome'>;
+  spawnTasks: Gauge;
 }
 
 export function createMetrics(registry = new Registry(), defaults = true): Metrics {
@@ -29,6 +30,11 @@ export function createMetrics(registry = new Registry(), defaults = true): Metri
       name: 'omnisci_handoff_revocations_total',
       help: 'Revocations by outcome (revoked, absent, or an error code).',
       labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    spawnTasks: new Gauge({
+      name: 'omnisci_handoff_spawn_tasks',
+      help: "Users' servers this replica is getting ready (asking the hub, or following its progress).",
       registers: [registry],
     }),
   };

@@ -60,7 +60,7 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
   const verifier = createVerifier(config, await keySourcesFromConfig(config.token.keys, env), logger);
   // With a hub, make sure the user's server runs (progress page) before landing; local mode without
   // a hub ends on the service's own page of what the notebook would receive; else land directly.
-  const hub = config.hub.enabled ? createHubLanding(config, { store, env, logger }) : undefined;
+  const hub = config.hub.enabled ? createHubLanding(config, { store, env, logger, metrics }) : undefined;
   const local = !hub && isLocalOnly(config) ? createLocalLanding(config, store, { demoLink: Boolean(o.demoToken) }) : undefined;
   // Header mode (stock HEAVY.AI): the authenticator hands over sessions that HeavyDB confirms.
   const sessionLogin =

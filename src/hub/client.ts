@@ -29,9 +29,9 @@ export interface HubProgressEvent {
 
 export type StartOutcome =
   | { kind: 'started' }
-  | { kind: 'pending' }
-  | { kind: 'running' }
-  | { kind: 'stopping' }
+  | { kind: 'pending'; model?: HubUser }
+  | { kind: 'running'; model: HubUser }
+  | { kind: 'stopping'; model: HubUser }
   | { kind: 'failed' }
   | { kind: 'throttled'; retryAfterSeconds: number; message: string };
 
@@ -125,10 +125,11 @@ export class HubClient {
     if (r.status === 500) return { kind: 'failed' };
     if (r.status === 400) {
       // "already running" or "pending stop": the server model says which, without parsing prose.
-      const s = (await this.getUser(user))?.servers[server];
-      if (s?.pending === 'stop') return { kind: 'stopping' };
-      if (s?.pending === 'spawn') return { kind: 'pending' };
-      if (s?.ready) return { kind: 'running' };
+      const model = await this.getUser(user);
+      const s = model?.servers[server];
+      if (model && s?.pending === 'stop') return { kind: 'stopping', model };
+      if (model && s?.pending === 'spawn') return { kind: 'pending', model };
+      if (model && s?.ready) return { kind: 'running', model };
     }
     throw this.unexpected(r, `POST ${path}`);
   }

@@ -21,30 +21,48 @@ export interface ProgressState {
 
 type Listener = (s: ProgressState) => void;
 
+/** How long a task keeps asking the hub after the last browser looked for it (pages reload every 2 s). */
+const WANTED_MS = 30_000;
+
+/** What a task runs: resolves true once the server is ready, false when nobody waited for it any more. */
+export type SpawnRun = (onUpdate: (u: SpawnUpdate) => void, onRequested: () => void, wanted: () => boolean) => Promise<boolean>;
+
 /** One attempt to get a user's server running. */
 export class SpawnTask {
   state: ProgressState = { phase: 'pending', progress: 0, message: 'Starting…', log: [] };
   private readonly listeners = new Set<Listener>();
+  private lastWanted = performance.now();
+  private ended = false;
   readonly done: Promise<void>;
   /** Settles once the hub was asked to start (or stop) the server, or nothing needed asking, or the task ended. */
   readonly requested: Promise<void>;
 
-  constructor(run: (onUpdate: (u: SpawnUpdate) => void, onRequested: () => void) => Promise<void>, onError: (e: HandoffError) => void) {
+  constructor(run: SpawnRun, onError: (e: HandoffError) => void) {
     let onRequested!: () => void;
     this.requested = new Promise((resolve) => (onRequested = resolve));
-    this.done = run((u) => this.set({ phase: 'pending', progress: u.progress, message: u.message }), () => onRequested()).then(
-      () => this.set({ phase: 'ready', progress: 100, message: 'Your server is ready.' }),
+    const wanted = () => this.listeners.size > 0 || performance.now() - this.lastWanted < WANTED_MS;
+    this.done = run((u) => this.set({ phase: 'pending', progress: u.progress, message: u.message }), () => onRequested(), wanted).then(
+      // An abandoned task stays pending: a browser that comes back gets a new one.
+      (ready) => void (ready && this.set({ phase: 'ready', progress: 100, message: 'Your server is ready.' })),
       (e: unknown) => {
         const err = toHandoffError(e);
         onError(err);
         this.set({ phase: 'failed', progress: 100, message: err.message, error: { code: err.code, message: err.message } });
       },
     );
-    void this.done.then(onRequested);
+    void this.done.then(() => {
+      this.ended = true;
+      onRequested();
+    });
   }
 
   get finished(): boolean {
-    return this.state.phase !== 'pending';
+    return this.ended || this.state.phase !== 'pending';
+  }
+
+  /** A browser looked for this task (a page, its events, a handoff): it keeps asking the hub a while longer. */
+  want(): void {
+    this.lastWanted = performance.now();
   }
 
   subscribe(l: Listener): () => void {
@@ -63,14 +81,22 @@ export class SpawnTask {
 export class SpawnTasks {
   private readonly running = new Map<string, SpawnTask>();
 
+  /** `onCount` hears how many tasks run after every change (a gauge). */
+  constructor(private readonly onCount: (n: number) => void = () => undefined) {}
+
   /** The running task for the user, or a new one from `start`. */
   taskFor(user: string, start: () => SpawnTask): SpawnTask {
     const current = this.running.get(user);
-    if (current && !current.finished) return current;
+    if (current && !current.finished) {
+      current.want();
+      return current;
+    }
     const task = start();
     this.running.set(user, task);
+    this.onCount(this.running.size);
     void task.done.then(() => {
       if (this.running.get(user) === task) this.running.delete(user);
+      this.onCount(this.running.size);
     });
     return task;
   }

@@ -2,8 +2,16 @@
  * Makes a user's server run, following the hub's own state machine:
  * ready → done (or stop + start when a restart is asked for); stopped → start with the admin's
  * user_options and follow the progress stream; pending spawn → follow; pending stop → wait, then
- * start; 429 (concurrent_spawn_limit) → wait Retry-After with a message, then try again.
+ * start; 429 (concurrent_spawn_limit) → wait Retry-After with a message, then ask again.
  * Bounded by the spawn timeout. Every step is reported as a progress update for the browser.
+ *
+ * Hub API calls are what a burst costs the hub (every one is authenticated and competes with the
+ * spawns for its CPU), so none is made twice: an answer to a start says the server's state, and a
+ * throttled start is asked again without reading the user first. A follower asks at most every
+ * FOLLOWER_RETRY_MS: the replica that took the handoff asks at the hub's pace, the follower only
+ * covers for it having gone. A task nobody waits for any more (`wanted`) stops asking: a server its
+ * user stopped after landing through another replica is not started again by a task still waiting
+ * out a 429 (a read would not tell: stopped looks like never started).
  */
 import { HandoffError } from '../errors.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,11 +40,15 @@ export interface SpawnRequest {
   model?: HubUser;
   /** Called once the hub has been asked (start or stop answered) or nothing needs asking. */
   onRequested?(): void;
+  /** Whether a browser still waits for this server; checked before every start request. */
+  wanted?(): boolean;
 }
 
 const POLL_MS = 500;
+const FOLLOWER_RETRY_MS = 10_000;
 
-export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<void> {
+/** Resolves true once the server is ready, false when nobody wanted it any more before a start request. */
+export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<boolean> {
   const deadline = AbortSignal.timeout(req.timeoutMs);
   let restart = req.restart;
   // Once a spawn was requested or followed, finding the server stopped again means it failed.
@@ -70,57 +82,71 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<v
     return 'ended';
   };
 
+  // Set after a throttled start: the server is known to be stopped, the next step is asking again.
+  let askAgain = false;
   for (;;) {
     if (deadline.aborted) throw timeout(req);
-    model ??= await hub.getUser(req.user);
-    if (!model) throw new HandoffError('hub_user_unknown', `user ${req.user} disappeared from the hub`);
-    const s = model.servers[req.server];
-    model = undefined;
-    if (s?.pending === 'stop') {
-      asked();
-      update(5, 'Waiting for your previous server to stop…');
-      await wait(POLL_MS);
-      continue;
+    if (!askAgain) {
+      model ??= await hub.getUser(req.user);
+      if (!model) throw new HandoffError('hub_user_unknown', `user ${req.user} disappeared from the hub`);
+      const s = model.servers[req.server];
+      model = undefined;
+      if (s?.pending === 'stop') {
+        asked();
+        update(5, 'Waiting for your previous server to stop…');
+        await wait(POLL_MS);
+        continue;
+      }
+      if (s?.pending) {
+        asked();
+        update(10, 'Your server is starting…');
+        if ((await follow()) === 'ended') await wait(POLL_MS);
+        continue;
+      }
+      if (s?.ready) {
+        if (!restart) {
+          asked();
+          return true;
+        }
+        restart = false;
+        update(5, 'Restarting your server so that it uses the new OmniSci connection…');
+        await hub.stopServer(req.user, req.server);
+        asked();
+        continue;
+      }
+      if (spawnSeen) throw (await lastFailure(hub, req, deadline)) ?? new HandoffError('hub_spawn_failed', 'the server stopped while starting');
+      // Asked once per task: a throttled follower's later rounds are its own start attempts.
+      if (checkFailure) {
+        checkFailure = false;
+        const failed = await lastFailure(hub, req, deadline);
+        if (failed) throw failed;
+      }
     }
-    if (s?.pending) {
-      asked();
-      update(10, 'Your server is starting…');
-      if ((await follow()) === 'ended') await wait(POLL_MS);
-      continue;
-    }
-    if (s?.ready) {
-      if (!restart) return asked();
-      restart = false;
-      update(5, 'Restarting your server so that it uses the new OmniSci connection…');
-      await hub.stopServer(req.user, req.server);
-      asked();
-      continue;
-    }
-    if (spawnSeen) throw (await lastFailure(hub, req, deadline)) ?? new HandoffError('hub_spawn_failed', 'the server stopped while starting');
-    // Asked once per task: a throttled follower's later rounds are its own start attempts.
-    if (checkFailure) {
-      checkFailure = false;
-      const failed = await lastFailure(hub, req, deadline);
-      if (failed) throw failed;
-    }
+    askAgain = false;
+    if (req.wanted?.() === false) return false;
     update(5, 'Requesting your server…');
     const out = await hub.startServer(req.user, req.server, req.userOptions);
     asked();
     switch (out.kind) {
       case 'throttled': {
-        const waitS = Math.min(out.retryAfterSeconds, 60);
-        update(3, `${out.message} Waiting ${waitS} s, then trying again…`);
-        await wait(waitS * 1000);
+        const waitMs = Math.max(Math.min(out.retryAfterSeconds, 60) * 1000, req.follow ? FOLLOWER_RETRY_MS : 0);
+        update(3, `${out.message} Waiting ${Math.round(waitMs / 1000)} s, then trying again…`);
+        await wait(waitMs);
+        askAgain = true;
         break;
       }
       case 'failed':
         throw (await lastFailure(hub, req, deadline)) ?? new HandoffError('hub_spawn_failed', 'the server stopped while starting');
       case 'started':
+        spawnSeen = true;
+        break;
       case 'pending':
         spawnSeen = true;
+        model = out.model;
         break;
       case 'running':
       case 'stopping':
+        model = out.model;
         break;
     }
   }

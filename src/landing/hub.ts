@@ -21,6 +21,7 @@ import { ensureServer } from '../hub/spawn.js';
 import { createTickets, useOnce, type Ticket } from '../hub/tickets.js';
 import { page } from '../http/pages.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import type { AcceptResult, SessionStore } from '../store/types.js';
 import { labUrl, type Landing } from './index.js';
 
@@ -29,6 +30,7 @@ export interface HubLandingDeps {
   env?: NodeJS.ProcessEnv;
   logger?: Pick<Logger, 'info' | 'warn'>;
   fetch?: typeof fetch;
+  metrics?: Pick<Metrics, 'spawnTasks'>;
 }
 
 export interface HubLanding {
@@ -66,7 +68,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
   const handoffLogin = hubConfig.loginMode === 'handoff';
   const tickets = createTickets(token);
   const loginTokens = createLoginTokens(tickets, store, hubConfig.loginTokenTtlSeconds * 1000);
-  const tasks = new SpawnTasks();
+  const tasks = new SpawnTasks((n) => deps.metrics?.spawnTasks.set(n));
   const fromHub = presentsToken(token);
   const log = deps.logger;
 
@@ -76,7 +78,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
       user,
       () =>
         new SpawnTask(
-          (onUpdate, onRequested) =>
+          (onUpdate, onRequested, wanted) =>
             ensureServer(client, {
               user,
               server,
@@ -87,6 +89,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
               timeoutMs,
               onUpdate,
               onRequested,
+              wanted,
             }),
           (err) => log?.warn({ user, ...errorFields(err) }, 'server did not start'),
         ),

@@ -16,7 +16,7 @@
  *
  * The replicas restart between flows with the flow's config; the hub, the store and the proxy stay.
  */
-import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import { afterAll, beforeAll, beforeEach, describe, expect, jest, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { Browser, BrowserContext } from 'playwright-core';
@@ -30,7 +30,9 @@ import type { Served } from '../support/process.js';
 import { startRoundRobin, type Forwarded, type RoundRobin } from '../support/round-robin.js';
 
 jest.setTimeout(180_000);
-// Seen once in CI under full load: a bulk flow's connection closed by the hub ("other side closed"), the cause not found yet; one retry, its first error logged.
+// Seen in CI under full load, once each: a 502 from the proxy for a live replica (its cause now logged:
+// Forwarded.error) and a request on a reused connection the hub's proxy had closed (now sent again, as
+// Chromium does). One retry, its first error logged, until the 502 is understood.
 jest.retryTimes(1, { logErrorsBeforeRetry: true });
 const key = hmacKey('HS256');
 const PREFIX = '/services/omnisci-handoff/';
@@ -257,7 +259,8 @@ describe('login mode handoff: confirmation page, hub login token', () => {
 });
 
 describe('one replica killed in the middle of a burst', () => {
-  beforeAll(() => replicas({ loginMode: 'handoff' }), 60_000);
+  // Each try (a retry included) starts with every replica alive.
+  beforeEach(() => replicas({ loginMode: 'handoff' }), 60_000);
 
   test('30 handoffs for 15 users, one of 3 replicas SIGKILLed: no session lost, nobody on another user\'s lab, a failed browser retrying lands', async () => {
     const users = Array.from({ length: 15 }, (_, i) => `slow-kill${i}`);
@@ -289,6 +292,8 @@ describe('one replica killed in the middle of a burst', () => {
     expect(log.some((e) => e.upstream === victim && e.seq < killedAt)).toBe(true);
     expect(rr.refused[victim]).toBeGreaterThan(0);
     expect(log.filter((e) => e.seq > killedAt + 5 && e.upstream === victim)).toEqual([]);
+    // The dead pod leaves the Service's Endpoints; the retries below never try its port.
+    rr.withdraw(victim);
 
     const otherLab = (r: (typeof results)[number]) =>
       r.b.hops.filter((h) => /\/user\/[^/]+\/lab/.test(h.url) && !h.url.startsWith(`${hub.publicUrl}/user/${r.a.user}/`));
@@ -310,11 +315,16 @@ describe('one replica killed in the middle of a burst', () => {
     // Distinct iat per user (the newer must win), all newer than the burst's.
     const retryAt = Math.floor(Date.now() / 1000);
     const nth = (r: (typeof failed)[number]) => failed.filter((f) => f.a.user === r.a.user).indexOf(r);
+    const retryFrom = rr.received();
     const retries = await Promise.all(failed.map(async (r) => run(await attempt(r.a.user, retryAt - 1 + nth(r)), r.b)));
     for (const r of retries) {
       const hops = r.b.hops.slice(r.b.hops.findLastIndex((h) => h.url.endsWith('/handoff')));
       const text = r.end.url === labOf(r.a.user) ? '' : r.end.text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 600);
-      if (r.end.url !== labOf(r.a.user)) throw new Error(`retry of ${r.a.user} did not land: ${JSON.stringify({ end: r.end.url, status: r.end.status, text, hops })}`);
+      if (r.end.url !== labOf(r.a.user)) {
+        const proxied = since(retryFrom).filter((e) => e.status >= 500).map(({ seq, upstream, url, status, error }) => ({ seq, upstream, url, status, error }));
+        const replicaExits = served.map((s) => s.child.exitCode ?? s.child.signalCode);
+        throw new Error(`retry of ${r.a.user} did not land: ${JSON.stringify({ end: r.end.url, status: r.end.status, text, hops, proxied, replicaExits })}`);
+      }
       expect(otherLab(r)).toEqual([]);
     }
 

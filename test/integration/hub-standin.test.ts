@@ -696,7 +696,7 @@ describe('the stand-in answers like a real JupyterHub 5', () => {
 describe("the service's HubClient and ensureServer against the stand-in", () => {
   let hub: HubStandin;
   const client = (token = hub.serviceToken, retries = 2) => new HubClient({ apiUrl: hub.apiUrl, token, requestTimeoutMs: 2000, retries });
-  const ensure = (user: string, o: { userOptions?: Record<string, unknown>; timeoutMs?: number; follow?: boolean } = {}) => {
+  const ensure = (user: string, o: { userOptions?: Record<string, unknown>; timeoutMs?: number; follow?: boolean; wanted?: () => boolean } = {}) => {
     const updates: SpawnUpdate[] = [];
     const done = ensureServer(client(), {
       user,
@@ -706,6 +706,7 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
       timeoutMs: o.timeoutMs ?? 20_000,
       onUpdate: (u) => updates.push(u),
       follow: o.follow ?? false,
+      ...(o.wanted ? { wanted: o.wanted } : {}),
     });
     return { done, updates };
   };
@@ -732,7 +733,7 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
     expect(calls('pat')).toEqual(['GET /users/pat 200']);
   });
 
-  test('429 from concurrent_spawn_limit is absorbed: the task waits Retry-After and tries again', async () => {
+  test('429 from concurrent_spawn_limit is absorbed: the task waits Retry-After and asks again, without reading the user in between', async () => {
     hub.configure({ concurrentSpawnLimit: 1 });
     try {
       hub.setUser('hog', { spawnMs: 1500 });
@@ -741,9 +742,58 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
       const { done, updates } = ensure('queued');
       await done;
       expect(hub.server('queued')?.ready).toBe(true);
+      const seen = calls('queued');
       expect(hub.count('POST', '/users/queued/server')).toBeGreaterThan(1);
-      expect(hub.requests.some((r) => r.path === '/users/queued/server' && r.status === 429)).toBe(true);
+      // Every 429 is followed by the next start request, never by a read of the user.
+      seen.forEach((c, i) => {
+        if (c.endsWith(' 429')) expect(seen[i + 1]).toMatch(/^POST \/users\/queued\/server (429|20[12])$/);
+      });
       expect(updates.map((u) => u.message)).toContain('Too many users trying to log in right now. Waiting 1 s, then trying again…');
+    } finally {
+      hub.configure({ concurrentSpawnLimit: 100 });
+    }
+  });
+
+  test("a throttled follower asks at most every 10 s (the handoff's own replica asks at the hub's pace)", async () => {
+    hub.configure({ concurrentSpawnLimit: 1 });
+    try {
+      hub.setUser('hog2', { spawnMs: 5000 });
+      hub.setUser('queued-f', { spawnMs: 0 });
+      hub.setUser('queued-o', { spawnMs: 0 });
+      expect((await call(hubTarget(hub), hub.adminToken, 'POST', '/users/hog2/server', { body: {} })).status).toBe(202);
+      const follower = ensure('queued-f', { follow: true, timeoutMs: 3500 });
+      const origin = ensure('queued-o', { timeoutMs: 3500 });
+      await expect(follower.done).rejects.toMatchObject({ code: 'hub_spawn_timeout' });
+      await expect(origin.done).rejects.toMatchObject({ code: 'hub_spawn_timeout' });
+      expect(hub.count('POST', '/users/queued-f/server')).toBe(1);
+      expect(hub.count('POST', '/users/queued-o/server')).toBeGreaterThanOrEqual(3);
+      expect(follower.updates.map((u) => u.message)).toContain('Too many users trying to log in right now. Waiting 10 s, then trying again…');
+    } finally {
+      hub.configure({ concurrentSpawnLimit: 100 });
+    }
+  });
+
+  test('a throttled task nobody waits for any more stops asking: the server is not started behind the back of whoever stopped it', async () => {
+    hub.configure({ concurrentSpawnLimit: 1 });
+    try {
+      hub.setUser('hog3', { spawnMs: 3000 });
+      hub.setUser('left', { spawnMs: 0 });
+      // The slot may still be the previous test's hog's.
+      let hogStatus = 429;
+      while (hogStatus === 429) {
+        hogStatus = (await call(hubTarget(hub), hub.adminToken, 'POST', '/users/hog3/server', { body: {} })).status;
+        if (hogStatus === 429) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(hogStatus).toBe(202);
+      let waiting = true;
+      const { done, updates } = ensure('left', { wanted: () => waiting });
+      while (!updates.some((u) => u.message.includes('Waiting'))) await new Promise((r) => setTimeout(r, 20));
+      waiting = false;
+      await expect(done).resolves.toBe(false);
+      expect(calls('left').filter((c) => c.startsWith('POST /users/left/server'))).toEqual(['POST /users/left/server 429']);
+      expect(hub.server('left')).toMatchObject({ phase: 'stopped', spawns: 0 });
+      // While a browser waits, the same task goes on to a ready server.
+      await expect(ensure('left', { wanted: () => true }).done).resolves.toBe(true);
     } finally {
       hub.configure({ concurrentSpawnLimit: 100 });
     }

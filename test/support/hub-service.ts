@@ -84,8 +84,21 @@ export class NoJsBrowser {
     return this.cookies.size ? { cookie: [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ') } : {};
   }
 
+  /** Requests sent again because the server closed the reused connection before answering. */
+  socketRetries = 0;
+
+  /**
+   * One request. Like Chromium (HttpNetworkTransaction::ShouldResendRequest), a request whose reused
+   * keep-alive connection the server closed before any response (the hub's proxy closes idle ones;
+   * under load the close crosses the next request) is sent once more, whatever its method.
+   */
   async request(url: string, init: RequestInit = {}): Promise<Response> {
-    const res = await fetch(url, { ...init, redirect: 'manual', headers: { ...this.header(), ...(init.headers as Record<string, string>) } });
+    const send = () => fetch(url, { ...init, redirect: 'manual', headers: { ...this.header(), ...(init.headers as Record<string, string>) } });
+    const res = await send().catch((e: unknown) => {
+      if ((e as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw e;
+      this.socketRetries++;
+      return send();
+    });
     for (const c of res.headers.getSetCookie()) {
       const [pair = ''] = c.split(';');
       const eq = pair.indexOf('=');

@@ -32,6 +32,8 @@ export interface Forwarded {
   url: string;
   /** The response status (502 when the proxy answered for a failed upstream; 0 while in flight). */
   status: number;
+  /** Why the upstream failed, when the proxy answered 502 for it (an error code such as ECONNRESET). */
+  error?: string;
   /** The response's Location header, if any. */
   location?: string;
   /** The request body, when `keepBodies` (e.g. to see which login token an exchange carried). */
@@ -68,6 +70,8 @@ export interface RoundRobin {
   received(): number;
   /** Resolves once `n` requests have been received. */
   waitForRequests(n: number): Promise<void>;
+  /** Takes an upstream out of the rotation without renumbering (a dead pod leaving the Service's Endpoints). */
+  withdraw(index: number): void;
   /** Sets new upstreams and zeroes the counts. */
   reset(upstreams: string[]): void;
   close(): Promise<void>;
@@ -87,6 +91,7 @@ export async function startRoundRobin(upstreams: string[] = [], o: RoundRobinOpt
   // A fresh connection per request: a refused connect is then always "not delivered", never a reused socket's reset.
   const agent = new Agent({ keepAlive: false });
   const waiters: { n: number; resolve: () => void }[] = [];
+  const withdrawn = new Set<number>();
   const rr: Omit<RoundRobin, 'url' | 'port' | 'close'> = {
     upstreams: [...upstreams],
     counts: upstreams.map(() => 0),
@@ -95,7 +100,9 @@ export async function startRoundRobin(upstreams: string[] = [], o: RoundRobinOpt
     log: [],
     received: () => seq,
     waitForRequests: (n) => (seq >= n ? Promise.resolve() : new Promise((resolve) => waiters.push({ n, resolve }))),
+    withdraw: (index) => void withdrawn.add(index),
     reset(list) {
+      withdrawn.clear();
       rr.upstreams = [...list];
       rr.counts = list.map(() => 0);
       rr.refused = list.map(() => 0);
@@ -129,6 +136,7 @@ export async function startRoundRobin(upstreams: string[] = [], o: RoundRobinOpt
       const attempt = (tries: number) => {
         if (tries >= list.length) return fail();
         const i = next++ % list.length;
+        if (withdrawn.has(i)) return attempt(tries + 1);
         const target = new URL(req.url ?? '/', list[i]);
         const up = request(target, { agent, method: req.method, headers: { ...forwardHeaders(req.headers), 'content-length': String(body.length) } });
         let connected = false;
@@ -152,6 +160,7 @@ export async function startRoundRobin(upstreams: string[] = [], o: RoundRobinOpt
             return attempt(tries + 1);
           }
           entry.upstream = i;
+          entry.error = e.code ?? e.message;
           fail();
         });
         // A client that gives up (a closed SSE stream) ends the upstream request too.
