@@ -711,6 +711,15 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
     return { done, updates };
   };
   const calls = (user: string) => hub.requests.filter((r) => r.path.startsWith(`/users/${user}`)).map((r) => `${r.method} ${r.path} ${r.status}`);
+  /** Runs `fn` with the hub's concurrent_spawn_limit at 1 (then back to 100). */
+  const withSpawnLimitOne = async (fn: () => Promise<void>) => {
+    hub.configure({ concurrentSpawnLimit: 1 });
+    try {
+      await fn();
+    } finally {
+      hub.configure({ concurrentSpawnLimit: 100 });
+    }
+  };
 
   beforeAll(async () => {
     hub = await startHubStandin({ serviceScopes: ['servers'], retryRange: [1, 1], slowSpawnTimeoutMs: 100 });
@@ -733,9 +742,8 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
     expect(calls('pat')).toEqual(['GET /users/pat 200']);
   });
 
-  test('429 from concurrent_spawn_limit is absorbed: the task waits Retry-After and asks again, without reading the user in between', async () => {
-    hub.configure({ concurrentSpawnLimit: 1 });
-    try {
+  test('429 from concurrent_spawn_limit is absorbed: the task waits Retry-After and asks again, without reading the user in between', () =>
+    withSpawnLimitOne(async () => {
       hub.setUser('hog', { spawnMs: 1500 });
       hub.setUser('queued', { spawnMs: 0 });
       expect((await call(hubTarget(hub), hub.adminToken, 'POST', '/users/hog/server', { body: {} })).status).toBe(202);
@@ -749,14 +757,10 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
         if (c.endsWith(' 429')) expect(seen[i + 1]).toMatch(/^POST \/users\/queued\/server (429|20[12])$/);
       });
       expect(updates.map((u) => u.message)).toContain('Too many users trying to log in right now. Waiting 1 s, then trying again…');
-    } finally {
-      hub.configure({ concurrentSpawnLimit: 100 });
-    }
-  });
+    }));
 
-  test("a throttled follower asks at most every 10 s (the handoff's own replica asks at the hub's pace)", async () => {
-    hub.configure({ concurrentSpawnLimit: 1 });
-    try {
+  test("a throttled follower asks at most every 10 s (the handoff's own replica asks at the hub's pace)", () =>
+    withSpawnLimitOne(async () => {
       hub.setUser('hog2', { spawnMs: 5000 });
       hub.setUser('queued-f', { spawnMs: 0 });
       hub.setUser('queued-o', { spawnMs: 0 });
@@ -768,14 +772,10 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
       expect(hub.count('POST', '/users/queued-f/server')).toBe(1);
       expect(hub.count('POST', '/users/queued-o/server')).toBeGreaterThanOrEqual(3);
       expect(follower.updates.map((u) => u.message)).toContain('Too many users trying to log in right now. Waiting 10 s, then trying again…');
-    } finally {
-      hub.configure({ concurrentSpawnLimit: 100 });
-    }
-  });
+    }));
 
-  test('a throttled task nobody waits for any more stops asking: the server is not started behind the back of whoever stopped it', async () => {
-    hub.configure({ concurrentSpawnLimit: 1 });
-    try {
+  test('a throttled task nobody waits for any more stops asking: the server is not started behind the back of whoever stopped it', () =>
+    withSpawnLimitOne(async () => {
       hub.setUser('hog3', { spawnMs: 3000 });
       hub.setUser('left', { spawnMs: 0 });
       // The slot may still be the previous test's hog's.
@@ -794,10 +794,7 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
       expect(hub.server('left')).toMatchObject({ phase: 'stopped', spawns: 0 });
       // While a browser waits, the same task goes on to a ready server.
       await expect(ensure('left', { wanted: () => true }).done).resolves.toBe(true);
-    } finally {
-      hub.configure({ concurrentSpawnLimit: 100 });
-    }
-  });
+    }));
 
   test('a spawn failing at once (500) and one failing later (progress) both end in hub_spawn_failed with the hub words', async () => {
     hub.setUser('fail-early', { fail: 'no quota left' });
