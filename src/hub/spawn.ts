@@ -7,11 +7,15 @@
  *
  * Hub API calls are what a burst costs the hub (every one is authenticated and competes with the
  * spawns for its CPU), so none is made twice: an answer to a start says the server's state, and a
- * throttled start is asked again without reading the user first. A follower asks at most every
- * FOLLOWER_RETRY_MS: the replica that took the handoff asks at the hub's pace, the follower only
- * covers for it having gone. A task nobody waits for any more (`wanted`) stops asking: a server its
- * user stopped after landing through another replica is not started again by a task still waiting
- * out a 429 (a read would not tell: stopped looks like never started).
+ * throttled start is asked again without reading the user first. A throttled follower (a replica
+ * showing a page of another's handoff) looks now and then, so that its page sees the other
+ * replica's start: with a start request when its own is due (the hub's Retry-After, at least
+ * FOLLOWER_MS: the replica that took the handoff asks, the follower only covers for it having
+ * gone), else with a read (the hub's Retry-After is 30–60 s by default). A replica's throttled
+ * followers share a budget of FOLLOWER_LOOKS_PER_SECOND (FollowerPace): a few look every second, a
+ * burst's many every FOLLOWER_MS. A task nobody waits for any more (`wanted`) stops asking: a
+ * server its user stopped after landing through another replica is not started again by a task
+ * still waiting out a 429 (a read would not tell: stopped looks like never started).
  */
 import { HandoffError } from '../errors.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -42,10 +46,29 @@ export interface SpawnRequest {
   onRequested?(): void;
   /** Whether a browser still waits for this server; checked before every start request. */
   wanted?(): boolean;
+  /** The replica's shared pace of throttled followers (default: this task's own). */
+  followerPace?: FollowerPace;
 }
 
 const POLL_MS = 500;
-const FOLLOWER_RETRY_MS = 10_000;
+const FOLLOWER_MS = 10_000;
+const FOLLOWER_LOOKS_PER_SECOND = 5;
+
+/** The throttled followers of one replica, sharing one budget of hub calls. */
+export class FollowerPace {
+  private waiting = 0;
+
+  /** Waits one follower's turn: between 1 s and FOLLOWER_MS, longer the more followers wait. */
+  async pause(wait: (ms: number) => Promise<void>): Promise<void> {
+    const ms = Math.min(FOLLOWER_MS, Math.max(1000, (this.waiting * 1000) / FOLLOWER_LOOKS_PER_SECOND));
+    this.waiting++;
+    try {
+      await wait(ms);
+    } finally {
+      this.waiting--;
+    }
+  }
+}
 
 /** Resolves true once the server is ready, false when nobody wanted it any more before a start request. */
 export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<boolean> {
@@ -84,6 +107,14 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<b
 
   // Set after a throttled start: the server is known to be stopped, the next step is asking again.
   let askAgain = false;
+  // A throttled follower's next start request not before this (performance.now()).
+  let followerStartAt = 0;
+  const followerPace = req.followerPace ?? new FollowerPace();
+  const followerPause = async () => {
+    await followerPace.pause(wait);
+    // Its own start due (within half a second): the start request says the state; else read it.
+    askAgain = followerStartAt - performance.now() < 500;
+  };
   for (;;) {
     if (deadline.aborted) throw timeout(req);
     if (!askAgain) {
@@ -121,6 +152,11 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<b
         const failed = await lastFailure(hub, req, deadline);
         if (failed) throw failed;
       }
+      if (performance.now() < followerStartAt) {
+        if (req.wanted?.() === false) return false;
+        await followerPause();
+        continue;
+      }
     }
     askAgain = false;
     if (req.wanted?.() === false) return false;
@@ -129,10 +165,16 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<b
     asked();
     switch (out.kind) {
       case 'throttled': {
-        const waitMs = Math.max(Math.min(out.retryAfterSeconds, 60) * 1000, req.follow ? FOLLOWER_RETRY_MS : 0);
-        update(3, `${out.message} Waiting ${Math.round(waitMs / 1000)} s, then trying again…`);
-        await wait(waitMs);
-        askAgain = true;
+        const hubPaceMs = Math.min(out.retryAfterSeconds, 60) * 1000;
+        const againMs = req.follow ? Math.max(hubPaceMs, FOLLOWER_MS) : hubPaceMs;
+        update(3, `${out.message} Waiting ${Math.round(againMs / 1000)} s, then trying again…`);
+        if (req.follow) {
+          followerStartAt = performance.now() + againMs;
+          await followerPause();
+        } else {
+          await wait(againMs);
+          askAgain = true;
+        }
         break;
       }
       case 'failed':

@@ -17,7 +17,7 @@ import { createLoginTokens } from '../hub/login.js';
 import { PROGRESS_SCRIPT, progressPage } from '../hub/page.js';
 import { SpawnTask, SpawnTasks } from '../hub/progress.js';
 import { presentsToken, readApiToken } from '../hub/service-token.js';
-import { ensureServer } from '../hub/spawn.js';
+import { ensureServer, FollowerPace } from '../hub/spawn.js';
 import { createTickets, useOnce, type Ticket } from '../hub/tickets.js';
 import { page } from '../http/pages.js';
 import type { Logger } from '../log.js';
@@ -69,6 +69,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
   const tickets = createTickets(token);
   const loginTokens = createLoginTokens(tickets, store, hubConfig.loginTokenTtlSeconds * 1000);
   const tasks = new SpawnTasks((n) => deps.metrics?.spawnTasks.set(n));
+  const followerPace = new FollowerPace();
   const fromHub = presentsToken(token);
   const log = deps.logger;
 
@@ -85,6 +86,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
               userOptions: hubConfig.userOptions,
               restart: o.restart ?? false,
               follow: o.follow ?? false,
+              followerPace,
               ...(o.model ? { model: o.model } : {}),
               timeoutMs,
               onUpdate,

@@ -711,13 +711,13 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
     return { done, updates };
   };
   const calls = (user: string) => hub.requests.filter((r) => r.path.startsWith(`/users/${user}`)).map((r) => `${r.method} ${r.path} ${r.status}`);
-  /** Runs `fn` with the hub's concurrent_spawn_limit at 1 (then back to 100). */
+  /** Runs `fn` with the hub's concurrent_spawn_limit at 1 (then back to 100, and Retry-After to 1 s). */
   const withSpawnLimitOne = async (fn: () => Promise<void>) => {
     hub.configure({ concurrentSpawnLimit: 1 });
     try {
       await fn();
     } finally {
-      hub.configure({ concurrentSpawnLimit: 100 });
+      hub.configure({ concurrentSpawnLimit: 100, retryRange: [1, 1] });
     }
   };
 
@@ -772,6 +772,35 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
       expect(hub.count('POST', '/users/queued-f/server')).toBe(1);
       expect(hub.count('POST', '/users/queued-o/server')).toBeGreaterThanOrEqual(3);
       expect(follower.updates.map((u) => u.message)).toContain('Too many users trying to log in right now. Waiting 10 s, then trying again…');
+    }));
+
+  test("a throttled follower (the hub's Retry-After 30 s) reads the user, sees the other replica's start and follows it to ready, without asking again", () =>
+    withSpawnLimitOne(async () => {
+      hub.configure({ retryRange: [30, 30] });
+      hub.setUser('hog4', { spawnMs: 1500 });
+      hub.setUser('queued-g', { spawnMs: 300 });
+      let hogStatus = 429;
+      while (hogStatus === 429) {
+        hogStatus = (await call(hubTarget(hub), hub.adminToken, 'POST', '/users/hog4/server', { body: {} })).status;
+        if (hogStatus === 429) await new Promise((r) => setTimeout(r, 200));
+      }
+      const follower = ensure('queued-g', { follow: true, timeoutMs: 20_000 });
+      while (!follower.updates.some((u) => u.message.includes('Waiting'))) await new Promise((r) => setTimeout(r, 20));
+      expect(hub.count('POST', '/users/queued-g/server')).toBe(1);
+      // The replica that took the handoff gets the slot once the hog is up.
+      let origin = 429;
+      let originPosts = 0;
+      while (origin === 429) {
+        originPosts++;
+        origin = (await call(hubTarget(hub), hub.adminToken, 'POST', '/users/queued-g/server', { body: {} })).status;
+        if (origin === 429) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(origin).toBe(202);
+      // Ready well before its own next start, due 30 s after its 429.
+      await expect(follower.done).resolves.toBe(true);
+      expect(hub.count('POST', '/users/queued-g/server')).toBe(1 + originPosts);
+      expect(calls('queued-g').filter((c) => c === 'GET /users/queued-g 200').length).toBeGreaterThanOrEqual(2);
+      expect(hub.server('queued-g')).toMatchObject({ ready: true, spawns: 1 });
     }));
 
   test('a throttled task nobody waits for any more stops asking: the server is not started behind the back of whoever stopped it', () =>

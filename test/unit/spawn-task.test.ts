@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
 import { SpawnTask, SpawnTasks, type SpawnRun } from '../../src/hub/progress.js';
+import { FollowerPace } from '../../src/hub/spawn.js';
 
 /** A run that hands its callbacks out and ends when told to. */
 function controlled() {
@@ -62,6 +63,24 @@ describe('SpawnTask: how it ends', () => {
     expect(tasks.taskFor('bob', () => new SpawnTask(controlled().run, () => undefined))).not.toBe(task);
   });
 
+  test('the count of running tasks is reported on every change (the omnisci_handoff_spawn_tasks gauge)', async () => {
+    const counts: number[] = [];
+    const tasks = new SpawnTasks((n) => counts.push(n));
+    const a = controlled();
+    const b = controlled();
+    const ta = tasks.taskFor('a', () => new SpawnTask(a.run, () => undefined));
+    const tb = tasks.taskFor('b', () => new SpawnTask(b.run, () => undefined));
+    tasks.taskFor('a', () => new SpawnTask(controlled().run, () => undefined));
+    expect(counts).toEqual([1, 2]);
+    a.c.end(true);
+    await ta.done;
+    await settle();
+    b.c.end(false);
+    await tb.done;
+    await settle();
+    expect(counts).toEqual([1, 2, 1, 0]);
+  });
+
   test('abandoned (nobody waited): still pending for whoever holds it, finished for the next look', async () => {
     const tasks = new SpawnTasks();
     const { c, run } = controlled();
@@ -83,5 +102,26 @@ describe('SpawnTask: how it ends', () => {
     await task.done;
     expect(task.state).toMatchObject({ phase: 'failed', error: { code: 'internal' } });
     expect(errors).toEqual(['internal']);
+  });
+});
+
+describe("FollowerPace: a replica's throttled followers share one budget of hub calls", () => {
+  test('1 s apart when few wait, longer as more wait (5 looks a second in all), at most 10 s', async () => {
+    const pace = new FollowerPace();
+    const asked: number[] = [];
+    const releases: (() => void)[] = [];
+    const wait = (ms: number) => {
+      asked.push(ms);
+      return new Promise<void>((r) => releases.push(r));
+    };
+    const pauses = Array.from({ length: 60 }, () => pace.pause(wait));
+    expect(asked.slice(0, 6)).toEqual([1000, 1000, 1000, 1000, 1000, 1000]);
+    expect(asked[20]).toBe(4000);
+    expect(asked[59]).toBe(10_000);
+    for (const r of releases) r();
+    await Promise.all(pauses);
+    // All done: the next one waits the least again.
+    void pace.pause(wait);
+    expect(asked.at(-1)).toBe(1000);
   });
 });
