@@ -18,7 +18,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { hmacKey, mint } from '../test/support/core.js';
-import { NoJsBrowser } from '../test/support/hub-service.js';
+import { NoJsBrowser, resentOnClose } from '../test/support/hub-service.js';
 import { originsOf, startKubeStore, startReplicas } from '../test/support/hub-replicas.js';
 import { SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, startHub, type RunningHub } from '../test/support/jupyterhub.js';
 import type { Served } from '../test/support/process.js';
@@ -82,7 +82,7 @@ function kindOf(e: Forwarded): string {
 async function apiSpawnAll(hub: RunningHub, apiUrl: string, users: string[]): Promise<{ throttled: number; failed: number }> {
   let throttled = 0;
   let failed = 0;
-  const call = (method: string, path: string) => resent(() => fetch(`${apiUrl}${path}`, { method, headers: { Authorization: `token ${hub.adminToken}` } }));
+  const call = (method: string, path: string) => resentOnClose(() => fetch(`${apiUrl}${path}`, { method, headers: { Authorization: `token ${hub.adminToken}` } }));
   const start = async (u: string) => {
     for (;;) {
       const r = await call('POST', `/users/${u}/server`);
@@ -112,14 +112,6 @@ async function apiSpawnAll(hub: RunningHub, apiUrl: string, users: string[]): Pr
   return { throttled, failed };
 }
 
-/** `send` again once when the server closed the connection before answering (as NoJsBrowser does). */
-async function resent<T>(send: () => Promise<T>): Promise<T> {
-  return send().catch((e: unknown) => {
-    if ((e as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw e;
-    return send();
-  });
-}
-
 /**
  * Waits until no replica is getting a server ready (its omnisci_handoff_spawn_tasks gauge): a task
  * still waiting out a 429 when its user's server was stopped would start it again.
@@ -135,9 +127,9 @@ async function replicasIdle(served: Served[]): Promise<void> {
 
 /** Stops the users' servers and waits until the hub has none of them running. */
 async function stopAll(hub: RunningHub, users: string[]): Promise<void> {
-  await Promise.all(users.map((u) => resent(() => hub.admin('DELETE', `/users/${u}/server`))));
+  await Promise.all(users.map((u) => resentOnClose(() => hub.admin('DELETE', `/users/${u}/server`))));
   for (;;) {
-    const list = (await resent(() => hub.admin('GET', '/users?state=active'))).json as { name: string }[] | undefined;
+    const list = (await resentOnClose(() => hub.admin('GET', '/users?state=active'))).json as { name: string }[] | undefined;
     if (!Array.isArray(list) || !list.some((u) => users.includes(u.name))) return;
     await new Promise((res) => setTimeout(res, 250));
   }

@@ -70,6 +70,19 @@ export interface Hop {
   status: number;
 }
 
+/**
+ * `send`, and once more if the server closed the reused keep-alive connection before any response
+ * (the hub's proxy closes idle ones; under load the close crosses the next request), whatever the
+ * method: what Chromium does (HttpNetworkTransaction::ShouldResendRequest).
+ */
+export async function resentOnClose<T>(send: () => Promise<T>, onResend: () => void = () => undefined): Promise<T> {
+  return send().catch((e: unknown) => {
+    if ((e as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw e;
+    onResend();
+    return send();
+  });
+}
+
 /** A browser without JavaScript: keeps cookies (by name; every test peer is on 127.0.0.1) and follows redirects. */
 export class NoJsBrowser {
   readonly cookies = new Map<string, string>();
@@ -87,18 +100,9 @@ export class NoJsBrowser {
   /** Requests sent again because the server closed the reused connection before answering. */
   socketRetries = 0;
 
-  /**
-   * One request. Like Chromium (HttpNetworkTransaction::ShouldResendRequest), a request whose reused
-   * keep-alive connection the server closed before any response (the hub's proxy closes idle ones;
-   * under load the close crosses the next request) is sent once more, whatever its method.
-   */
   async request(url: string, init: RequestInit = {}): Promise<Response> {
     const send = () => fetch(url, { ...init, redirect: 'manual', headers: { ...this.header(), ...(init.headers as Record<string, string>) } });
-    const res = await send().catch((e: unknown) => {
-      if ((e as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw e;
-      this.socketRetries++;
-      return send();
-    });
+    const res = await resentOnClose(send, () => this.socketRetries++);
     for (const c of res.headers.getSetCookie()) {
       const [pair = ''] = c.split(';');
       const eq = pair.indexOf('=');
