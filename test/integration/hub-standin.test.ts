@@ -711,6 +711,14 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
     return { done, updates };
   };
   const calls = (user: string) => hub.requests.filter((r) => r.path.startsWith(`/users/${user}`)).map((r) => `${r.method} ${r.path} ${r.status}`);
+  /** An admin start of the user's server, repeated every 200 ms while throttled: the final status and how many POSTs it took. */
+  const startOnceFree = async (user: string): Promise<{ status: number; posts: number }> => {
+    for (let posts = 1; ; posts++) {
+      const { status } = await call(hubTarget(hub), hub.adminToken, 'POST', `/users/${user}/server`, { body: {} });
+      if (status !== 429) return { status, posts };
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
   /** Runs `fn` with the hub's concurrent_spawn_limit at 1 (then back to 100, and Retry-After to 1 s). */
   const withSpawnLimitOne = async (fn: () => Promise<void>) => {
     hub.configure({ concurrentSpawnLimit: 1 });
@@ -779,26 +787,16 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
       hub.configure({ retryRange: [30, 30] });
       hub.setUser('hog4', { spawnMs: 1500 });
       hub.setUser('queued-g', { spawnMs: 300 });
-      let hogStatus = 429;
-      while (hogStatus === 429) {
-        hogStatus = (await call(hubTarget(hub), hub.adminToken, 'POST', '/users/hog4/server', { body: {} })).status;
-        if (hogStatus === 429) await new Promise((r) => setTimeout(r, 200));
-      }
+      await startOnceFree('hog4');
       const follower = ensure('queued-g', { follow: true, timeoutMs: 20_000 });
       while (!follower.updates.some((u) => u.message.includes('Waiting'))) await new Promise((r) => setTimeout(r, 20));
       expect(hub.count('POST', '/users/queued-g/server')).toBe(1);
       // The replica that took the handoff gets the slot once the hog is up.
-      let origin = 429;
-      let originPosts = 0;
-      while (origin === 429) {
-        originPosts++;
-        origin = (await call(hubTarget(hub), hub.adminToken, 'POST', '/users/queued-g/server', { body: {} })).status;
-        if (origin === 429) await new Promise((r) => setTimeout(r, 200));
-      }
-      expect(origin).toBe(202);
+      const origin = await startOnceFree('queued-g');
+      expect(origin.status).toBe(202);
       // Ready well before its own next start, due 30 s after its 429.
       await expect(follower.done).resolves.toBe(true);
-      expect(hub.count('POST', '/users/queued-g/server')).toBe(1 + originPosts);
+      expect(hub.count('POST', '/users/queued-g/server')).toBe(1 + origin.posts);
       expect(calls('queued-g').filter((c) => c === 'GET /users/queued-g 200').length).toBeGreaterThanOrEqual(2);
       expect(hub.server('queued-g')).toMatchObject({ ready: true, spawns: 1 });
     }));
@@ -808,12 +806,7 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
       hub.setUser('hog3', { spawnMs: 3000 });
       hub.setUser('left', { spawnMs: 0 });
       // The slot may still be the previous test's hog's.
-      let hogStatus = 429;
-      while (hogStatus === 429) {
-        hogStatus = (await call(hubTarget(hub), hub.adminToken, 'POST', '/users/hog3/server', { body: {} })).status;
-        if (hogStatus === 429) await new Promise((r) => setTimeout(r, 200));
-      }
-      expect(hogStatus).toBe(202);
+      expect((await startOnceFree('hog3')).status).toBe(202);
       let waiting = true;
       const { done, updates } = ensure('left', { wanted: () => waiting });
       while (!updates.some((u) => u.message.includes('Waiting'))) await new Promise((r) => setTimeout(r, 20));
