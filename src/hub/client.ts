@@ -127,9 +127,11 @@ export class HubClient {
       // "already running" or "pending stop": the server model says which, without parsing prose.
       const model = await this.getUser(user);
       const s = model?.servers[server];
-      if (model && s?.pending === 'stop') return { kind: 'stopping', model };
-      if (model && s?.pending === 'spawn') return { kind: 'pending', model };
-      if (model && s?.ready) return { kind: 'running', model };
+      if (model && s) {
+        if (s.pending === 'stop') return { kind: 'stopping', model };
+        if (s.pending === 'spawn') return { kind: 'pending', model };
+        if (s.ready) return { kind: 'running', model };
+      }
     }
     throw this.unexpected(r, `POST ${path}`);
   }
