@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { resolveConfig } from '../src/config/load.js';
+import { createMetrics } from '../src/metrics.js';
 import { startWebhookServer } from '../src/webhook/server.js';
 
 const [mode, certFile, keyFile, responseFile] = process.argv.slice(2) as [string, string, string, string?];
@@ -31,7 +32,7 @@ if (mode === 'trivial') {
     },
     { BENCH_HMAC: 'x'.repeat(32) },
   );
-  const server = await startWebhookServer(config, { registry: new Registry(), namespace: 'hub' });
+  const server = await startWebhookServer(config, { metrics: createMetrics(new Registry(), false), namespace: 'hub' });
   announce(server.port);
 }
 

@@ -15,6 +15,7 @@ import { isHmacAlg } from './handoff/keys.js';
 import { mintToken, readSigningKey } from './handoff/mint.js';
 import { exitOnSignals, startService } from './service.js';
 import { z2jhValuesYaml } from './deploy/z2jh.js';
+import { HandoffError } from './errors.js';
 
 const USAGE = `usage: omnisci-handoff <command> [options]
 
@@ -37,7 +38,8 @@ commands:
 
 The config file may also be given as OMNISCI_HANDOFF_CONFIG.`;
 
-class UsageError extends Error {}
+/** A command line that cannot run: said with the usage. */
+const usage = (message: string) => new HandoffError('usage_invalid', undefined, { message });
 
 function configPath(values: { config?: string | undefined }): string | undefined {
   return values.config ?? process.env.OMNISCI_HANDOFF_CONFIG;
@@ -67,7 +69,7 @@ async function serve(args: string[]): Promise<void> {
 function checkConfig(args: string[]): void {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
   const path = configPath(values);
-  if (!path) throw new UsageError('check-config needs --config FILE');
+  if (!path) throw usage('check-config needs --config FILE');
   const config = loadConfigFile(path);
   process.stdout.write(
     `${path}: ok (store ${config.store.backend}, algorithms ${config.token.algorithms.join(', ')}, base ${config.listen.basePath})\n`,
@@ -77,7 +79,7 @@ function checkConfig(args: string[]): void {
 async function doctorCommand(args: string[]): Promise<number> {
   const { values: v } = parseArgs({ args, options: { config: { type: 'string' }, json: { type: 'boolean' }, kubeconfig: { type: 'string' } } });
   const path = configPath(v);
-  if (!path) throw new UsageError('doctor needs --config FILE');
+  if (!path) throw usage('doctor needs --config FILE');
   const { doctor, exitCode, formatCheck } = await import('./doctor/index.js');
   const checks = await doctor({ configPath: path, ...(v.kubeconfig ? { kubeconfig: v.kubeconfig } : {}) });
   process.stdout.write(v.json ? `${JSON.stringify(checks, null, 2)}\n` : checks.map((c) => `${formatCheck(c)}\n`).join(''));
@@ -106,13 +108,13 @@ async function mint(args: string[]): Promise<void> {
       link: { type: 'string' },
     },
   });
-  if (!v.key || !v.sub) throw new UsageError('mint needs --key and --sub');
+  if (!v.key || !v.sub) throw usage('mint needs --key and --sub');
   const path = configPath(v);
   const config: Config | undefined = path ? loadConfigFile(path) : undefined;
   const issuer = v.issuer ?? config?.token.issuer;
   const audience = v.audience ?? config?.token.audience;
-  if (!issuer || !audience) throw new UsageError('mint needs --issuer and --audience (or --config)');
-  if (!v.revoke && !v.session) throw new UsageError('mint needs --session (or --revoke)');
+  if (!issuer || !audience) throw usage('mint needs --issuer and --audience (or --config)');
+  if (!v.revoke && !v.session) throw usage('mint needs --session (or --revoke)');
   // Without a config, the service's default types (a service with defaults refuses a token without typ).
   const types = configSchema.properties.token.properties;
   const typ = v.typ ?? (v.revoke ? (config?.token.revokeType ?? types.revokeType.default) : (config?.token.type ?? types.type.default));
@@ -141,7 +143,7 @@ async function mint(args: string[]): Promise<void> {
 
 async function keygen(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { alg: { type: 'string' }, out: { type: 'string' }, kid: { type: 'string' } } });
-  if (!values.alg || !values.out) throw new UsageError('keygen needs --alg and --out');
+  if (!values.alg || !values.out) throw usage('keygen needs --alg and --out');
   await mkdir(values.out, { recursive: true, mode: 0o700 });
   if (isHmacAlg(values.alg)) {
     const file = join(values.out, 'hmac-secret');
@@ -164,7 +166,7 @@ async function z2jh(args: string[]): Promise<void> {
     options: { config: { type: 'string' }, 'service-name': { type: 'string' }, 'service-url': { type: 'string' }, 'webhook-free': { type: 'boolean' } },
   });
   const path = configPath(v);
-  if (!path) throw new UsageError('z2jh-values needs --config FILE');
+  if (!path) throw usage('z2jh-values needs --config FILE');
   const config = loadConfigFile(path);
   const authenticator =
     config.hub.loginMode === 'handoff' || config.heavydb.enabled ? await readFile(new URL('../../helm/omnisci-handoff/files/authenticator.py', import.meta.url), 'utf8') : undefined;
@@ -206,14 +208,14 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${USAGE}\n`);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command ${command}`);
+        throw usage(`unknown command ${command}`);
     }
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`${e.message}\n`);
       return 2;
     }
-    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if ((e instanceof HandoffError && e.code === 'usage_invalid') || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`${(e as Error).message}\n\n${USAGE}\n`);
       return 2;
     }

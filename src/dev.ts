@@ -2,7 +2,7 @@
  * Local mode (`npm start` with no config): a generated dev key under <dir>/dev, a config for it,
  * and a demo page that mints a fresh token on every visit. For trying the service, not production.
  * Without HUB_PUBLIC_URL there is no hub to land on: the handoff ends on the service's own page of
- * what the notebook would receive (src/landing/local.ts; `isLocalOnly` tells the service).
+ * what the notebook would receive (src/web/landing/local.ts; `isLocalOnly` tells the service).
  */
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';

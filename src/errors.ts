@@ -1,7 +1,8 @@
 /**
- * The one error family of the service. Every failure a caller can see carries a stable `code`
- * (used in HTTP responses, audit logs and metric labels alike), an HTTP status and a plain
- * sentence that is safe to show: messages never contain tokens, session ids, keys or cookies.
+ * The one error family of the service, its CLI and its webhook. Every failure a caller can see
+ * carries a stable `code` (used in HTTP responses, audit logs, metric labels and CLI messages alike),
+ * an HTTP status and a plain sentence that is safe to show: messages never contain tokens, session
+ * ids, keys or cookies.
  */
 export const ERRORS = {
   token_missing: [400, 'No handoff token was sent.'],
@@ -44,6 +45,12 @@ export const ERRORS = {
   login_token_invalid: [404, 'The login token is unknown, expired or already used.'],
   not_found: [404, 'There is nothing here.'],
   bad_request: [400, 'The request is malformed.'],
+  method_not_allowed: [405, 'This endpoint does not take that HTTP method.'],
+  unsupported_media_type: [415, 'This endpoint does not take that content type.'],
+  review_malformed: [400, 'The admission review is malformed.'],
+  review_too_large: [413, 'The admission review is larger than the webhook accepts.'],
+  config_invalid: [500, 'The configuration is invalid.'],
+  usage_invalid: [400, 'The command line is invalid.'],
   internal: [500, 'Something went wrong inside the service.'],
 } as const satisfies Record<string, readonly [number, string]>;
 

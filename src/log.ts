@@ -3,8 +3,7 @@
  * params replaced) and ids: no headers, so cookies and authorization never reach a log line.
  * The redact paths are a second line of defence for objects logged by hand.
  */
-import { pino, type DestinationStream, type Logger } from 'pino';
-import type { Config } from './config/types.js';
+import { pino, type DestinationStream, type LevelWithSilent, type Logger } from 'pino';
 
 export type { Logger };
 
@@ -46,7 +45,7 @@ const REDACT_PATHS = [
   'omnisci.session',
 ];
 
-export function createLogger(level: Config['log']['level'], destination?: DestinationStream): Logger {
+export function createLogger(level: LevelWithSilent, destination?: DestinationStream): Logger {
   return pino(
     {
       level,

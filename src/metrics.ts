@@ -1,4 +1,4 @@
-/** Prometheus metrics. Outcome labels are the stable error codes (or `stored`/`superseded`), shared with logs and responses. */
+/** Prometheus metrics, all of them (the service's and the webhook's). Outcome labels are the stable error codes (or `stored`/`superseded`), shared with logs and responses. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
@@ -7,6 +7,8 @@ export interface Metrics {
   handoffSeconds: Histogram<'outcome'>;
   revocations: Counter<'outcome'>;
   spawnTasks: Gauge;
+  webhookAdmissions: Counter<'outcome'>;
+  webhookSeconds: Histogram;
 }
 
 export function createMetrics(registry = new Registry(), defaults = true): Metrics {
@@ -35,6 +37,18 @@ export function createMetrics(registry = new Registry(), defaults = true): Metri
     spawnTasks: new Gauge({
       name: 'omnisci_handoff_spawn_tasks',
       help: "Users' servers this replica is getting ready (asking the hub, or following its progress).",
+      registers: [registry],
+    }),
+    webhookAdmissions: new Counter({
+      name: 'omnisci_handoff_webhook_admissions_total',
+      help: 'Admission reviews answered by the webhook, by outcome.',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    webhookSeconds: new Histogram({
+      name: 'omnisci_handoff_webhook_admission_duration_seconds',
+      help: 'Time to answer one admission review (body read to response written).',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
       registers: [registry],
     }),
   };

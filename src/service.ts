@@ -4,24 +4,21 @@
  * flight, flush the store).
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Config } from './config/types.js';
 import { isLocalOnly } from './dev.js';
 import { keySourcesFromConfig } from './handoff/keys.js';
 import { createVerifier } from './handoff/verify.js';
-import { createApp, type AppDeps } from './http/app.js';
-import { internalHandler } from './http/internal.js';
-import type { KubeApi } from './k8s/client.js';
-import { directLanding } from './landing/direct.js';
 import { createSessionCheck } from './heavydb/session.js';
-import { presentsToken, readApiToken } from './hub/service-token.js';
-import { createHubLanding } from './landing/hub.js';
-import { createLocalLanding } from './landing/local.js';
-import { sessionLoginRouter } from './session-login.js';
+import type { KubeApi } from './k8s/client.js';
+import { listen } from './listen.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createStore } from './store/index.js';
 import type { SessionStore } from './store/types.js';
+import { createApp } from './web/app.js';
+import { internalHandler } from './web/internal.js';
+import { createHubLanding } from './web/landing/hub.js';
+import { createLocalLanding } from './web/landing/local.js';
 import { startWebhookServer } from './webhook/server.js';
 
 export interface ServiceOptions {
@@ -30,7 +27,8 @@ export interface ServiceOptions {
   metrics?: Metrics;
   /** Overrides the store built from the config (tests, benchmarks). */
   store?: SessionStore;
-  demoToken?: AppDeps['demoToken'];
+  /** Local mode only: mints a fresh demo token for GET {base}dev/demo. */
+  demoToken?: () => Promise<string>;
 }
 
 export interface RunningService {
@@ -61,40 +59,19 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
   // With a hub, make sure the user's server runs (progress page) before landing; local mode without
   // a hub ends on the service's own page of what the notebook would receive; else land directly.
   const hub = config.hub.enabled ? createHubLanding(config, { store, env, logger, metrics }) : undefined;
-  const local = !hub && isLocalOnly(config) ? createLocalLanding(config, store, { demoLink: Boolean(o.demoToken) }) : undefined;
-  // Header mode (stock HEAVY.AI): the authenticator hands over sessions that HeavyDB confirms.
-  const sessionLogin =
-    hub && config.heavydb.enabled
-      ? sessionLoginRouter({
-          config,
-          store,
-          metrics,
-          check: createSessionCheck(config),
-          authorized: presentsToken(readApiToken(config.hub, env)),
-          next: (user, result) => hub.next(user, result),
-        })
-      : undefined;
+  const local = !hub && isLocalOnly(config) ? createLocalLanding(config, store, o.demoToken ? { demoToken: o.demoToken } : {}) : undefined;
   const app = createApp({
     config,
     verifier,
     store,
-    landing: hub?.landing ?? local ?? directLanding(config.redirect),
     logger,
     metrics,
-    ...(sessionLogin ? { routers: [sessionLogin] } : {}),
-    ...(o.demoToken ? { demoToken: o.demoToken } : {}),
+    ...(hub ? { hub } : {}),
+    ...(local ? { local } : {}),
+    // Header mode (stock HEAVY.AI): the authenticator hands over sessions that HeavyDB confirms.
+    ...(hub && config.heavydb.enabled ? { sessionCheck: createSessionCheck(config) } : {}),
   });
   return { app, store, logger, metrics, namespace: kube?.namespace };
-}
-
-function listen(server: Server, port: number, host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
 }
 
 /** A URL of a local listener, for logs and tests (0.0.0.0 is reached as 127.0.0.1). */
@@ -116,7 +93,7 @@ export async function startService(config: Config, o: ServiceOptions = {}): Prom
   // The webhook has its own HTTPS port and shares logs and metrics; it does no API calls.
   // It filters pods on the namespace the store resolved (one answer for both).
   const webhook = config.webhook.enabled
-    ? await startWebhookServer(config, { registry: metrics.registry, logger, ...(namespace ? { namespace } : {}) })
+    ? await startWebhookServer(config, { metrics, logger, ...(namespace ? { namespace } : {}) })
     : undefined;
   logger.info({ port, basePath: config.listen.basePath, internalPort, store: store.backend, webhookPort: webhook?.port }, 'listening');
 

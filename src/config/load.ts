@@ -6,17 +6,17 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { HandoffError } from '../errors.js';
 import { ruleProblems, type ConfigProblem } from './rules.js';
 import { configSchema } from './schema.js';
 import type { Config } from './types.js';
 
 export type { ConfigProblem };
 
-/** Thrown when the configuration is unusable; `problems` lists every issue found, not just the first. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
+/** `config_invalid`: the configuration is unusable; `problems` lists every issue found, not just the first. */
+export class ConfigError extends HandoffError {
   constructor(readonly problems: ConfigProblem[]) {
-    super(`invalid configuration:\n${problems.map((p) => `  ${p.path || '(root)'}: ${p.message}`).join('\n')}`);
+    super('config_invalid', undefined, { message: `invalid configuration:\n${problems.map((p) => `  ${p.path || '(root)'}: ${p.message}`).join('\n')}` });
   }
 }
 

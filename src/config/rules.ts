@@ -6,8 +6,7 @@
  * break it.
  */
 import { posix } from 'node:path';
-import { RESERVED_SECRET_KEYS } from '../k8s/layout.js';
-import { JUPYTER_CONFIG_PATH } from '../notebook/outputs.js';
+import { JUPYTER_CONFIG_PATH, RESERVED_SECRET_KEYS } from './reserved.js';
 import { HMAC_ALGORITHMS } from './schema.js';
 import type { Config } from './types.js';
 

@@ -5,7 +5,7 @@
  */
 import { stringify } from 'yaml';
 import type { Config } from '../config/types.js';
-import { JUPYTER_CONFIG_PATH } from '../notebook/outputs.js';
+import { JUPYTER_CONFIG_PATH } from '../config/reserved.js';
 import { connectionEnvFrom, jupyterConfigVolume, sessionVolume } from '../notebook/pod.js';
 
 export interface Z2jhOptions {

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/types.js';
-import { HeavyDbClient, HeavyDbRefusal } from '../heavydb/client.js';
+import { HeavyDbClient } from '../heavydb/client.js';
 import { describeCause, HandoffError } from '../errors.js';
 import { fail, pass, type Check } from './check.js';
 
@@ -17,7 +17,7 @@ export async function heavydbChecks(config: Config): Promise<Check[]> {
     await HeavyDbClient.of(hd, 0).sessionInfo(randomBytes(16).toString('hex'));
     return [fail('heavydb: sessions', `${hd.url} accepted a made-up session id`, 'this is not a HeavyDB that checks sessions: point heavydb.url at HeavyDB')];
   } catch (e) {
-    if (e instanceof HeavyDbRefusal) return [pass('heavydb: sessions', `${hd.url} answers get_session_info (a made-up session is refused, as it should be)`)];
+    if (e instanceof HandoffError && e.code === 'heavydb_session_invalid') return [pass('heavydb: sessions', `${hd.url} answers get_session_info (a made-up session is refused, as it should be)`)];
     // The client's detail names the transport failure (ECONNREFUSED, timed out, HTTP 404, a TLS error).
     return [fail('heavydb: sessions', `${hd.url}: ${e instanceof HandoffError ? (e.detail ?? e.code) : describeCause(e)}`, fix)];
   }

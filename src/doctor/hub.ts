@@ -10,7 +10,7 @@ import { fail, parseJson, pass, request, unknown, type Check } from './check.js'
 
 const ROLE_DOC = 'docs/jupyterhub.md, "Role: the minimal scopes"';
 
-/** The token as the service reads it (src/landing/hub.ts): hub.apiTokenFile, else JUPYTERHUB_API_TOKEN. */
+/** The token as the service reads it (src/hub/service-token.ts): hub.apiTokenFile, else JUPYTERHUB_API_TOKEN. */
 async function hubToken(hub: Config['hub'], env: NodeJS.ProcessEnv): Promise<{ token?: string; problem?: string }> {
   if (hub.apiTokenFile) {
     try {

@@ -23,11 +23,6 @@ export interface SessionInfo {
   isSuper: boolean;
 }
 
-/** HeavyDB answered with a TDBException (e.g. "Session not valid or expired."). */
-export class HeavyDbRefusal extends Error {
-  override readonly name = 'HeavyDbRefusal';
-}
-
 export interface HeavyDbClientOptions {
   url: string;
   caFile?: string | undefined;
@@ -38,16 +33,6 @@ export interface HeavyDbClientOptions {
 /** A Thrift JSON value as the protocol tags it: {"str": …}, {"i64": …}, {"tf": 0|1}, {"rec": {fieldId: value}}. */
 type Tagged = Record<string, unknown>;
 type Struct = Record<string, Tagged>;
-
-/** A transport or protocol failure (as opposed to HeavyDB's own refusal). */
-class Unavailable extends Error {
-  constructor(
-    message: string,
-    readonly retryable: boolean,
-  ) {
-    super(message);
-  }
-}
 
 const CALL = 1;
 const REPLY = 2;
@@ -84,30 +69,37 @@ export class HeavyDbClient {
     return v.tf === 1 || v.tf === true;
   }
 
-  /** One call: the success value, or HeavyDbRefusal (TDBException), or HandoffError heavydb_unavailable. */
+  /**
+   * One call: the success value; HandoffError heavydb_session_invalid when HeavyDB refuses the session
+   * (a TDBException, e.g. "Session not valid or expired."); heavydb_unavailable for anything else.
+   */
   private async call(method: string, args: Struct): Promise<Tagged> {
     const seq = ++this.seq;
     const body = JSON.stringify([1, method, CALL, seq, args]);
-    let text: string;
+    let reply: { status: number; text: string };
     try {
-      text = await withRetries(() => this.post(body), {
+      reply = await withRetries(() => this.post(body), {
         retries: this.o.retries,
         backoffMs: exponentialBackoff(200, 2000),
-        retryable: (e) => e instanceof Unavailable && e.retryable,
+        // Transport failures are retried; ours (a reply too large) are final.
+        retryable: (e) => !(e instanceof HandoffError),
+        again: (r) => r.status >= 500,
       });
     } catch (e) {
-      throw new HandoffError('heavydb_unavailable', `HeavyDB ${method}: ${e instanceof Unavailable ? e.message : describeCause(e)}`, { cause: e });
+      throw e instanceof HandoffError ? e : new HandoffError('heavydb_unavailable', `HeavyDB ${method}: ${describeCause(e)}`, { cause: e });
     }
-    const reply = parseReply(text, method);
-    if (reply.type === EXCEPTION) throw new HandoffError('heavydb_unavailable', `HeavyDB ${method}: TApplicationException`);
-    const fields = reply.fields;
+    if (reply.status !== 200) throw new HandoffError('heavydb_unavailable', `HeavyDB ${method}: HTTP ${reply.status}`);
+    const answer = parseReply(reply.text, method);
+    if (answer.type === EXCEPTION) throw new HandoffError('heavydb_unavailable', `HeavyDB ${method}: TApplicationException`);
+    const fields = answer.fields;
     if (fields['0']) return fields['0'];
-    const error = fields['1']?.rec as Struct | undefined;
-    if (error) throw new HeavyDbRefusal(str(error['1']));
+    // HeavyDB's message is not quoted: nothing it may say about a session reaches a log.
+    if (fields['1']?.rec) throw new HandoffError('heavydb_session_invalid', `HeavyDB ${method}: TDBException`);
     throw new HandoffError('heavydb_unavailable', `HeavyDB ${method}: a reply without a result`);
   }
 
-  private post(body: string): Promise<string> {
+  /** One POST: HeavyDB's status and body; rejects on transport failures. */
+  private post(body: string): Promise<{ status: number; text: string }> {
     const request = this.url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
       const req = request(
@@ -124,19 +116,15 @@ export class HeavyDbClient {
           res.on('data', (c: Buffer) => {
             size += c.length;
             // A session info is a few hundred bytes; anything huge is not HeavyDB answering.
-            if (size > 1 << 20) req.destroy(new Unavailable('reply too large', false));
+            if (size > 1 << 20) req.destroy(new HandoffError('heavydb_unavailable', 'HeavyDB: reply too large'));
             else chunks.push(c);
           });
-          res.on('end', () => {
-            const status = res.statusCode ?? 0;
-            if (status === 200) resolve(Buffer.concat(chunks).toString('utf8'));
-            else reject(new Unavailable(`HTTP ${status}`, status >= 500));
-          });
-          res.on('error', (e) => reject(new Unavailable(describeCause(e), true)));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(new Unavailable('timed out', true)));
-      req.on('error', (e) => reject(e instanceof Unavailable ? e : new Unavailable(describeCause(e), true)));
+      req.on('timeout', () => req.destroy(new DOMException('HeavyDB did not answer in time', 'TimeoutError')));
+      req.on('error', reject);
       req.end(body);
     });
   }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
 import { mapName } from '../handoff/username.js';
-import { HeavyDbClient, HeavyDbRefusal, type SessionInfo } from './client.js';
+import { HeavyDbClient, type SessionInfo } from './client.js';
 
 export interface CheckedSession {
   /** The session id HeavyDB confirmed. */
@@ -32,20 +32,10 @@ export function createSessionCheck(config: Config, client?: Pick<HeavyDbClient, 
   const pattern = new RegExp(config.token.sessionPattern, 'u');
   const cache = new Map<string, { value: CheckedSession; until: number }>();
 
-  /** HeavyDB's refusal of the session (unknown, expired, forged) as the one code for it. */
-  const refused = async <T>(call: () => Promise<T>): Promise<T> => {
-    try {
-      return await call();
-    } catch (e) {
-      if (e instanceof HeavyDbRefusal) throw new HandoffError('heavydb_session_invalid', 'HeavyDB refused the session', { cause: e });
-      throw e;
-    }
-  };
-
   const authorize = async (session: string, info: SessionInfo): Promise<void> => {
     if (info.isSuper) return;
     if (hd.requireSuperuser) throw new HandoffError('heavydb_role_missing', 'heavydb.requireSuperuser: not a superuser');
-    if (hd.requireRole && !(await refused(() => heavydb.hasRole(session, info.user, hd.requireRole!))))
+    if (hd.requireRole && !(await heavydb.hasRole(session, info.user, hd.requireRole!)))
       throw new HandoffError('heavydb_role_missing', `heavydb.requireRole: no role ${hd.requireRole}`);
   };
 
@@ -59,7 +49,7 @@ export function createSessionCheck(config: Config, client?: Pick<HeavyDbClient, 
       const hit = cache.get(key);
       if (hit && hit.until > now) return hit.value;
       cache.delete(key);
-      const info = await refused(() => heavydb.sessionInfo(session));
+      const info = await heavydb.sessionInfo(session);
       const value = { session, user: mapName(info.user, config.user), database: info.database };
       await authorize(session, info);
       if (hd.cacheSeconds > 0) {

@@ -231,21 +231,14 @@ export class HubClient {
         throw new HandoffError('hub_unavailable', `${method} ${path}: ${describeCause(e)}`);
       }
       const text = await res.text().catch(() => '');
-      const reply = { status: res.status, headers: res.headers, json: parseJson(text) };
-      if (retry5xx && RETRY_STATUSES.has(res.status)) throw new RetryableReply(reply);
-      return reply;
+      return { status: res.status, headers: res.headers, json: parseJson(text) };
     };
-    let reply: Reply;
-    try {
-      reply = await withRetries(attempt, {
-        retries: o.once ? 0 : this.opts.retries,
-        backoffMs: exponentialBackoff(200, 3000),
-        retryable: (e) => e instanceof RetryableReply || (e instanceof HandoffError && e.code === 'hub_unavailable'),
-      });
-    } catch (e) {
-      if (!(e instanceof RetryableReply)) throw e;
-      reply = e.reply;
-    }
+    const reply = await withRetries(attempt, {
+      retries: o.once ? 0 : this.opts.retries,
+      backoffMs: exponentialBackoff(200, 3000),
+      retryable: (e) => e instanceof HandoffError && e.code === 'hub_unavailable',
+      again: (r) => retry5xx && RETRY_STATUSES.has(r.status),
+    });
     if (reply.status === 401 || reply.status === 403) throw this.unexpected(reply, `${method} ${path}`);
     return reply;
   }
@@ -264,13 +257,6 @@ export class HubClient {
     }
     if (r.status >= 500) return new HandoffError('hub_unavailable', `${what}: HTTP ${r.status} ${msg}`.trim());
     return new HandoffError('hub_rejected', `${what}: HTTP ${r.status} ${msg}`.trim());
-  }
-}
-
-/** A reply worth another attempt (a gateway error); the last one is returned when the retries run out. */
-class RetryableReply extends Error {
-  constructor(readonly reply: Reply) {
-    super(`HTTP ${reply.status}`);
   }
 }
 

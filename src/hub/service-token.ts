@@ -5,7 +5,6 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Request } from 'express';
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
 
@@ -17,11 +16,11 @@ export function readApiToken(hub: Config['hub'], env: NodeJS.ProcessEnv): string
   return token;
 }
 
-/** Whether a request carries `token` as `Authorization: token …` (or `Bearer …`). */
-export function presentsToken(token: string): (req: Request) => boolean {
+/** Whether an `Authorization` header carries `token` (`token …` or `Bearer …`). */
+export function presentsToken(token: string): (authorization: string | undefined) => boolean {
   const digest = createHash('sha256').update(token).digest();
-  return (req) => {
-    const presented = /^(?:token|bearer)\s+(.+)$/i.exec(req.get('authorization') ?? '')?.[1] ?? '';
+  return (authorization) => {
+    const presented = /^(?:token|bearer)\s+(.+)$/i.exec(authorization ?? '')?.[1] ?? '';
     return timingSafeEqual(createHash('sha256').update(presented).digest(), digest);
   };
 }

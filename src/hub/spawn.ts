@@ -2,24 +2,17 @@
  * Makes a user's server run, following the hub's own state machine:
  * ready → done (or stop + start when a restart is asked for); stopped → start with the admin's
  * user_options and follow the progress stream; pending spawn → follow; pending stop → wait, then
- * start; 429 (concurrent_spawn_limit) → wait Retry-After with a message, then ask again.
+ * start; 429 (concurrent_spawn_limit) → wait as ./throttle.ts says, with a message, then go on.
  * Bounded by the spawn timeout. Every step is reported as a progress update for the browser.
  *
- * Hub API calls are what a burst costs the hub (every one is authenticated and competes with the
- * spawns for its CPU), so none is made twice: an answer to a start says the server's state, and a
- * throttled start is asked again without reading the user first. A throttled follower (a replica
- * showing a page of another's handoff) looks now and then, so that its page sees the other
- * replica's start: with a start request when its own is due (the hub's Retry-After, at least
- * FOLLOWER_MS: the replica that took the handoff asks, the follower only covers for it having
- * gone), else with a read (the hub's Retry-After is 30–60 s by default). A replica's throttled
- * followers share a budget of FOLLOWER_LOOKS_PER_SECOND (FollowerPace): a few look every second, a
- * burst's many every FOLLOWER_MS. A task nobody waits for any more (`wanted`) stops asking: a
- * server its user stopped after landing through another replica is not started again by a task
- * still waiting out a 429 (a read would not tell: stopped looks like never started).
+ * No hub call is made twice (./throttle.ts says why that matters). A task nobody waits for any more
+ * (`wanted`) stops asking: a server its user stopped after landing through another replica is not
+ * started again by a task still waiting out a 429 (a read would not tell: stopped looks like never started).
  */
-import { HandoffError } from '../errors.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { HandoffError } from '../errors.js';
 import type { HubClient, HubUser } from './client.js';
+import { FollowerPace, followerThrottle, ownerThrottle, type Step } from './throttle.js';
 
 export interface SpawnUpdate {
   /** 0–100 */
@@ -51,24 +44,6 @@ export interface SpawnRequest {
 }
 
 const POLL_MS = 500;
-const FOLLOWER_MS = 10_000;
-const FOLLOWER_LOOKS_PER_SECOND = 5;
-
-/** The throttled followers of one replica, sharing one budget of hub calls. */
-export class FollowerPace {
-  private waiting = 0;
-
-  /** Waits one follower's turn: between 1 s and FOLLOWER_MS, longer the more followers wait. */
-  async pause(wait: (ms: number) => Promise<void>): Promise<void> {
-    const ms = Math.min(FOLLOWER_MS, Math.max(1000, (this.waiting * 1000) / FOLLOWER_LOOKS_PER_SECOND));
-    this.waiting++;
-    try {
-      await wait(ms);
-    } finally {
-      this.waiting--;
-    }
-  }
-}
 
 /** Resolves true once the server is ready, false when nobody wanted it any more before a start request. */
 export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<boolean> {
@@ -105,19 +80,12 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<b
     return 'ended';
   };
 
-  // Set after a throttled start: the server is known to be stopped, the next step is asking again.
-  let askAgain = false;
-  // A throttled follower's next start request not before this (performance.now()).
-  let followerStartAt = 0;
-  const followerPace = req.followerPace ?? new FollowerPace();
-  const followerPause = async () => {
-    await followerPace.pause(wait);
-    // Its own start due (within half a second): the start request says the state; else read it.
-    askAgain = followerStartAt - performance.now() < 500;
-  };
+  const throttle = req.follow ? followerThrottle(req.followerPace ?? new FollowerPace(), wait) : ownerThrottle(wait);
+  // `ask` right after a throttled start: the server is known to be stopped, the next step is asking again.
+  let step: Step = 'look';
   for (;;) {
     if (deadline.aborted) throw timeout(req);
-    if (!askAgain) {
+    if (step === 'look') {
       model ??= await hub.getUser(req.user);
       if (!model) throw new HandoffError('hub_user_unknown', `user ${req.user} disappeared from the hub`);
       const s = model.servers[req.server];
@@ -152,29 +120,22 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<b
         const failed = await lastFailure(hub, req, deadline);
         if (failed) throw failed;
       }
-      if (performance.now() < followerStartAt) {
+      if (!throttle.due()) {
         if (req.wanted?.() === false) return false;
-        await followerPause();
+        step = await throttle.pause();
         continue;
       }
     }
-    askAgain = false;
+    step = 'look';
     if (req.wanted?.() === false) return false;
     update(5, 'Requesting your server…');
     const out = await hub.startServer(req.user, req.server, req.userOptions);
     asked();
     switch (out.kind) {
       case 'throttled': {
-        const hubPaceMs = Math.min(out.retryAfterSeconds, 60) * 1000;
-        const againMs = req.follow ? Math.max(hubPaceMs, FOLLOWER_MS) : hubPaceMs;
+        const againMs = throttle.throttled(out.retryAfterSeconds);
         update(3, `${out.message} Waiting ${Math.round(againMs / 1000)} s, then trying again…`);
-        if (req.follow) {
-          followerStartAt = performance.now() + againMs;
-          await followerPause();
-        } else {
-          await wait(againMs);
-          askAgain = true;
-        }
+        step = await throttle.pause();
         break;
       }
       case 'failed':

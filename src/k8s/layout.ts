@@ -8,10 +8,6 @@ import { readFileSync } from 'node:fs';
 import type { Config } from '../config/types.js';
 import { safeSlug } from './slug.js';
 
-/** Data keys of the Secret besides the session file (whose key is notebook.sessionFileName). */
-export const SECRET_KEYS = { protocol: 'protocol', host: 'host', port: 'port', state: 'state' } as const;
-export const RESERVED_SECRET_KEYS = Object.values(SECRET_KEYS);
-
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'omnisci-handoff';
 export const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;

@@ -55,9 +55,6 @@ function jupyterConfig(nb: Config['notebook'], sessionFile = sessionFilePath(nb)
   };
 }
 
-/** The env var that adds our Jupyter config directory to the server's search path. */
-export const JUPYTER_CONFIG_PATH = 'JUPYTER_CONFIG_PATH';
-
 export const JUPYTER_CONFIG_FILE = 'omnisci-handoff.json';
 /** jupyterlab-omnisci's server extension module (its `/omnisci/session` handler; classic notebook server < 7). */
 export const SERVER_EXTENSION = 'jupyterlab_omnisci.serverextension';

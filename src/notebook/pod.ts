@@ -6,7 +6,7 @@
  */
 import type { V1EnvVar, V1Volume } from '@kubernetes/client-node';
 import type { Config } from '../config/types.js';
-import { SECRET_KEYS } from '../k8s/layout.js';
+import { SECRET_KEYS } from '../config/reserved.js';
 import { jupyterConfigMapItems } from './configmap.js';
 import { envNameSets } from './outputs.js';
 

@@ -5,7 +5,8 @@
  */
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Config } from '../config/types.js';
-import { MANAGED_BY, MANAGED_BY_LABEL, SECRET_KEYS, USER_ANNOTATION, USER_LABEL } from '../k8s/layout.js';
+import { SECRET_KEYS } from '../config/reserved.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, USER_ANNOTATION, USER_LABEL } from '../k8s/layout.js';
 import { safeSlug } from '../k8s/slug.js';
 import { connectionEnv, sessionFileContent } from '../notebook/outputs.js';
 import type { SessionRecord } from './types.js';

@@ -15,7 +15,7 @@ import { posix } from 'node:path';
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { Config } from '../config/types.js';
 import { POD_COMPONENT, POD_COMPONENT_LABEL, POD_USER_ANNOTATION, secretName } from '../k8s/layout.js';
-import { JUPYTER_CONFIG_PATH } from '../notebook/outputs.js';
+import { JUPYTER_CONFIG_PATH } from '../config/reserved.js';
 import { connectionEnvFrom, jupyterConfigVolume, sessionVolume } from '../notebook/pod.js';
 
 export type PatchOp = { op: 'add' | 'replace'; path: string; value: unknown };

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveConfig } from '../../src/config/load.js';
-import { FRAGMENT_SCRIPT, cspHash } from '../../src/http/pages.js';
+import { FRAGMENT_SCRIPT, cspHash } from '../../src/web/pages.js';
 import { safeSlug } from '../../src/k8s/slug.js';
 import {
   AUDIENCE,

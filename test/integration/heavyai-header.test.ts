@@ -15,7 +15,7 @@ import type { Browser } from 'playwright-core';
 import { heavydbChecks } from '../../src/doctor/heavydb.js';
 import { HandoffError } from '../../src/errors.js';
 import { randomSessionId } from '../../src/handoff/mint.js';
-import { HeavyDbClient, HeavyDbRefusal } from '../../src/heavydb/client.js';
+import { HeavyDbClient } from '../../src/heavydb/client.js';
 import { userDir } from '../../src/store/local.js';
 import { launchChromium } from '../support/browser.js';
 import { tempDir } from '../support/core.js';
@@ -100,7 +100,7 @@ describe('the HeavyDB client on the wire', () => {
     await expect(client.sessionInfo(id)).resolves.toMatchObject({ user: 'zoe', database: 'heavyai', isSuper: false });
     await expect(client.hasRole(id, 'zoe', ROLE)).resolves.toBe(true);
     await expect(client.hasRole(id, 'zoe', 'other')).resolves.toBe(false);
-    await expect(client.sessionInfo(randomSessionId())).rejects.toEqual(new HeavyDbRefusal('Session not valid or expired.'));
+    await expect(client.sessionInfo(randomSessionId())).rejects.toMatchObject({ code: 'heavydb_session_invalid', detail: 'HeavyDB get_session_info: TDBException' });
     const calls = (await heavydb.calls()).filter((c) => (c.args as { session?: string }).session === id);
     expect(calls.map((c) => c.method)).toEqual(['get_session_info', 'has_role', 'has_role']);
   });

@@ -1,6 +1,6 @@
 /**
  * Local mode (`npm start`, src/dev.ts) without a hub ends on the service's own page
- * (src/landing/local.ts) showing what the notebook would receive — not on a redirect to a hub at
+ * (src/web/landing/local.ts) showing what the notebook would receive — not on a redirect to a hub at
  * 127.0.0.1:8000 that does not exist. With HUB_PUBLIC_URL the handoff still redirects to the lab.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
@@ -8,8 +8,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEMO_QUERY, DEV_AUDIENCE, DEV_ISSUER, DEV_TYP, devSetup, type DevSetup } from '../../src/dev.js';
 import { mintToken, randomSessionId } from '../../src/handoff/mint.js';
-import { escapeHtml } from '../../src/http/pages.js';
-import { maskSession } from '../../src/landing/local.js';
+import { escapeHtml } from '../../src/web/pages.js';
+import { maskSession } from '../../src/web/landing/local.js';
 import { jupyterConfigFiles } from '../../src/notebook/outputs.js';
 import { postToken, startTestService, tempDir, type TestService } from '../support/core.js';
 

@@ -3,7 +3,7 @@ import { describe, expect, test } from '@jest/globals';
 import type { JWK } from 'jose';
 import { exitCode, fail, formatCheck, pass, unknown, type Check } from '../../src/doctor/check.js';
 import { keyFits } from '../../src/doctor/keys.js';
-import { maskSession } from '../../src/landing/local.js';
+import { maskSession } from '../../src/web/landing/local.js';
 
 describe('doctor report', () => {
   test('one line per check: ✓ without a fix, ✗ and ? with theirs', () => {

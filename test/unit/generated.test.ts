@@ -4,6 +4,7 @@ import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { CHART_MANAGED_CONFIG, valuesSchema, valuesYaml } from '../../src/deploy/chart-values.js';
 import { configSchema } from '../../src/config/schema.js';
+import { errorReference } from '../../src/deploy/error-reference.js';
 import { claimsSchemaJson } from '../../src/handoff/claims.js';
 
 // Generated files and their one source (npm run generate writes them; these tests fail on drift).
@@ -16,6 +17,10 @@ test('schemas/handoff-claims.schema.json is generated from src/handoff/claims.ts
 test('values.schema.json and values.yaml are generated from the config schema (run npm run generate)', () => {
   expect(readFileSync(join(CHART, 'values.schema.json'), 'utf8')).toBe(`${JSON.stringify(valuesSchema(), null, 2)}\n`);
   expect(readFileSync(join(CHART, 'values.yaml'), 'utf8')).toBe(valuesYaml());
+});
+
+test('docs/errors.md is generated from src/errors.ts (run npm run generate)', () => {
+  expect(readFileSync(join(process.cwd(), 'docs/errors.md'), 'utf8')).toBe(errorReference());
 });
 
 /** Dotted paths of every leaf setting of a schema. */

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HandoffError } from '../../src/errors.js';
-import { createHubLanding } from '../../src/landing/hub.js';
+import { createHubLanding } from '../../src/web/landing/hub.js';
 import { tempDir, testConfig } from '../support/core.js';
 
 test('a hub API token with characters a token cannot have is refused up front, without quoting it', () => {

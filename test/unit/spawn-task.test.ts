@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
 import { SpawnTask, SpawnTasks, type SpawnRun } from '../../src/hub/progress.js';
-import { FollowerPace } from '../../src/hub/spawn.js';
+import { FollowerPace } from '../../src/hub/throttle.js';
 
 /** A run that hands its callbacks out and ends when told to. */
 function controlled() {

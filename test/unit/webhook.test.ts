@@ -14,6 +14,7 @@ import type { Config } from '../../src/config/types.js';
 import { secretName } from '../../src/k8s/layout.js';
 import { jupyterConfigFiles } from '../../src/notebook/outputs.js';
 import { jupyterConfigMapData, jupyterConfigMapItems } from '../../src/notebook/configmap.js';
+import { createMetrics } from '../../src/metrics.js';
 import { startWebhookServer, type WebhookServer } from '../../src/webhook/server.js';
 import { admissionReview, kubespawnerPod } from '../support/kubespawner-pod.js';
 import { makeCert, type TestCert } from '../support/tls.js';
@@ -321,7 +322,7 @@ describe('patch for KubeSpawner 7 / z2jh single-user pods', () => {
 describe('metrics', () => {
   test('admissions by outcome and a latency histogram in the given registry', async () => {
     const registry = new Registry();
-    const { port } = await start(config(), { registry, namespace: 'hub' });
+    const { port } = await start(config(), { metrics: createMetrics(registry, false), namespace: 'hub' });
     await admit(port, kubespawnerPod({ user: 'ivy' }));
     await admit(port, kubespawnerPod({ user: 'ivy', containerName: 'lab' }));
     const other = kubespawnerPod({ user: 'ivy' });

@@ -12,23 +12,32 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
-import express from 'express';
-import type { Config } from '../config/types.js';
-import { cookie, setCookie } from '../http/cookie.js';
-import { escapeHtml, page } from '../http/pages.js';
-import { JUPYTER_CONFIG_PATH, jupyterConfigFiles, notebookEnv, sessionFileContent } from '../notebook/outputs.js';
-import { userDir } from '../store/local.js';
-import type { AcceptOutcome, SessionRecord, SessionStore } from '../store/types.js';
-import { labUrl, type Landing } from './index.js';
+import type { RequestHandler } from 'express';
+import { JUPYTER_CONFIG_PATH } from '../../config/reserved.js';
+import type { Config } from '../../config/types.js';
+import { labUrl } from '../../hub/lab-url.js';
+import { jupyterConfigFiles, notebookEnv, sessionFileContent } from '../../notebook/outputs.js';
+import { userDir } from '../../store/local.js';
+import type { AcceptOutcome, SessionRecord, SessionStore } from '../../store/types.js';
+import { cookie, setCookie } from '../cookie.js';
+import { AUTOSUBMIT_SCRIPT, escapeHtml, page, postForm, SELF_POSTING } from '../pages.js';
+import type { Landing } from '../pipeline.js';
 
 export const LOCAL_PAGE_TTL_MS = 30 * 60_000;
 const MAX_ENTRIES = 1000;
 
 export interface LocalLandingOptions {
-  /** The service serves `{base}dev/demo` (local mode's demo link): offer it on the page. */
-  demoLink?: boolean;
+  /** Mints a fresh demo token: the service serves `{base}dev/demo` (local mode's demo link), which the page offers. */
+  demoToken?: () => Promise<string>;
 }
 
+export interface LocalLanding {
+  landing: Landing;
+  /** GET {base}local/:id — the page of one handoff, for the browser that made it. */
+  page: RequestHandler;
+  /** GET {base}dev/demo — an auto-posting demo handoff (with `demoToken`). */
+  demo?: RequestHandler;
+}
 
 interface Entry {
   user: string;
@@ -57,7 +66,7 @@ function sessionFileOf(config: Config, store: SessionStore, user: string): { pat
 
 const pre = (text: string) => `<pre><code>${escapeHtml(text)}</code></pre>`;
 
-export function localPage(config: Config, store: SessionStore, record: SessionRecord, outcome: AcceptOutcome, o: LocalLandingOptions = {}): string {
+export function localPage(config: Config, store: SessionStore, record: SessionRecord, outcome: AcceptOutcome, demoLink: boolean): string {
   const nb = config.notebook;
   const base = config.listen.basePath;
   const user = record.user;
@@ -96,7 +105,7 @@ user's lab this page shows what their notebook server receives.</p>${superseded}
 <li>Use your hub: restart with <code>HUB_PUBLIC_URL=https://hub.example.org npm start</code>, and the handoff redirects to the lab there.</li>
 <li>Deploy: <code>omnisci-handoff serve --config FILE</code> with <code>redirect.hubPublicUrl</code> and <code>hub.enabled</code> — see <code>docs/jupyterhub.md</code>, <code>docs/non-kubernetes.md</code>, <code>docs/kubernetes.md</code> and <code>docs/admin-guide.md</code>; then <code>omnisci-handoff doctor --config FILE</code> checks the deployment (<code>docs/doctor.md</code>).</li>
 </ul>
-${o.demoLink ? `<p><a id="again" href="${escapeHtml(`${base}dev/demo`)}">Hand over another demo session</a></p>` : ''}`,
+${demoLink ? `<p><a id="again" href="${escapeHtml(`${base}dev/demo`)}">Hand over another demo session</a></p>` : ''}`,
   );
 }
 
@@ -106,7 +115,7 @@ const gone = () =>
     '<h1>This page has expired</h1><p>It belongs to another browser, or it is older than 30 minutes. Open the handoff link again.</p>',
   );
 
-export function createLocalLanding(config: Config, store: SessionStore, o: LocalLandingOptions = {}, now: () => number = Date.now): Landing {
+export function createLocalLanding(config: Config, store: SessionStore, o: LocalLandingOptions = {}, now: () => number = Date.now): LocalLanding {
   const base = config.listen.basePath;
   const entries = new Map<string, Entry>();
 
@@ -117,9 +126,7 @@ export function createLocalLanding(config: Config, store: SessionStore, o: Local
     while (entries.size >= MAX_ENTRIES) entries.delete(entries.keys().next().value as string);
   };
 
-  const router = express.Router();
   const landing: Landing = {
-    routes: () => router,
     async land({ handoff, result, req, res }) {
       sweep();
       const id = randomBytes(16).toString('base64url');
@@ -131,7 +138,7 @@ export function createLocalLanding(config: Config, store: SessionStore, o: Local
     },
   };
 
-  router.get('/local/:id', async (req, res, next) => {
+  const localPageHandler: RequestHandler = async (req, res) => {
     const id = String(req.params.id ?? '');
     const entry = entries.get(id);
     const binding = cookie(req, `ohl-${id}`);
@@ -139,16 +146,25 @@ export function createLocalLanding(config: Config, store: SessionStore, o: Local
       res.status(404).type('html').send(gone());
       return;
     }
-    try {
-      const record = await store.get(entry.user);
-      if (!record) {
-        res.status(404).type('html').send(gone());
-        return;
-      }
-      res.type('html').send(localPage(config, store, record, entry.outcome, o));
-    } catch (e) {
-      next(e);
+    const record = await store.get(entry.user);
+    if (!record) {
+      res.status(404).type('html').send(gone());
+      return;
     }
-  });
-  return landing;
+    res.type('html').send(localPage(config, store, record, entry.outcome, Boolean(o.demoToken)));
+  };
+
+  const demoToken = o.demoToken;
+  return {
+    landing,
+    page: localPageHandler,
+    ...(demoToken
+      ? {
+          demo: async (_req, res) => {
+            const token = await demoToken();
+            res.set('Referrer-Policy', SELF_POSTING).type('html').send(page('Demo handoff', postForm(`${base}handoff`, token, 'Handing a demo session over…'), AUTOSUBMIT_SCRIPT));
+          },
+        }
+      : {}),
+  };
 }

@@ -51,6 +51,14 @@ export function postForm(action: string, token: string | undefined, note: string
 
 export const AUTOSUBMIT_SCRIPT = `document.getElementById('handoff').submit();`;
 
+/**
+ * The referrer policy of the pages that post a handoff to this service: with `no-referrer` a browser
+ * sends `Origin: null` on their POST, and over plain http to a host other than localhost Chromium
+ * sends no Sec-Fetch-Site either, so the POST would look cross-site. `same-origin` gives their own
+ * origin to this service only (a fragment is never part of a Referer).
+ */
+export const SELF_POSTING = 'same-origin';
+
 /** Sends an error as JSON (Accept: application/json) or as an HTML page; never with secrets. */
 export function sendError(req: Request, res: Response, err: HandoffError): void {
   const requestId = String(req.id ?? '');

@@ -1,6 +1,6 @@
 /**
- * Who the browser is at the hub, and the two gates built on it (src/landing/hub.ts runs them in
- * `prepare`). Both park the verified handoff in a ticket (./tickets.ts) bound to the browser, after
+ * Who the browser is at the hub, and the two gates built on it (./landing/hub.ts runs them in
+ * `prepare`). Both park the verified handoff in a ticket (../hub/tickets.ts) bound to the browser, after
  * spending its jti, and resume it when the browser comes back — on whichever replica it reaches.
  *
  * - Confirmation (login mode `handoff`, login CSRF): a browser the service does not know as the
@@ -13,16 +13,15 @@
  * What the service knows of a browser is a sealed `known` cookie: the user it was last logged in as
  * by this service or confirmed as by the hub, and until when that check counts (identityMaxAgeSeconds).
  */
-import express, { type Request, type Response, type Router } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
-import { cookie, setCookie } from '../http/cookie.js';
-import { sendError } from '../http/pages.js';
-import type { HandoffContext, Resume } from '../landing/index.js';
+import type { HubClient } from '../hub/client.js';
+import { bindingOf, randomValue, useOnce, type Ticket, type Tickets } from '../hub/tickets.js';
 import type { SessionStore } from '../store/types.js';
-import type { HubClient } from './client.js';
-import { confirmPage } from './page.js';
-import { bindingOf, randomValue, useOnce, type Ticket, type Tickets } from './tickets.js';
+import { cookie, setCookie } from './cookie.js';
+import { escapeHtml, page, sendError } from './pages.js';
+import type { HandoffContext, Resume } from './pipeline.js';
 
 /** Like HubOAuth's oauth_state_max_age: long enough for a login at the identity provider. */
 const PARK_MS = 10 * 60_000;
@@ -57,8 +56,8 @@ export interface SignIn {
   checkIdentity(ctx: HandoffContext): Promise<'deferred' | undefined>;
   /** Remembers that this browser is being logged in at the hub as the handoff's user (unless the hub just confirmed it). */
   loggedIn(ctx: HandoffContext): void;
-  /** POST confirm and GET oauth_callback; mount under the base path. */
-  routes(resume: Resume): Router;
+  /** POST confirm (the confirmation page's button) and GET oauth_callback (the hub's answer), continuing with `resume`. */
+  handlers(resume: Resume): { confirm: RequestHandler; callback: RequestHandler };
 }
 
 export function createSignIn(o: SignInOptions): SignIn {
@@ -133,16 +132,15 @@ export function createSignIn(o: SignInOptions): SignIn {
       if (hubIdentity !== handoff.user) remember(req, res, handoff.user, false);
     },
 
-    routes(resume) {
-      const router = express.Router();
-      router.post('/confirm', express.urlencoded({ extended: false, limit: 65536, parameterLimit: 4 }), async (req, res) => {
+    handlers: (resume) => ({
+      async confirm(req, res) {
         // The page is ours: a POST that a browser marks as coming from another site is not its button.
         const site = req.get('sec-fetch-site');
         const t = site && site !== 'same-origin' ? undefined : await unpark(req, (req.body as Record<string, unknown> | undefined)?.ticket);
         if (!t) return sendError(req, res, new HandoffError('identity_state_invalid'));
         await resume({ handoff: t.handoff, confirmed: true }, req, res);
-      });
-      router.get('/oauth_callback', async (req, res) => {
+      },
+      async callback(req, res) {
         const t = await unpark(req, req.query.state);
         if (!t) return sendError(req, res, new HandoffError('identity_state_invalid'));
         await resume({ handoff: t.handoff, confirmed: t.confirmed === true }, req, res, async (ctx) => {
@@ -159,8 +157,25 @@ export function createSignIn(o: SignInOptions): SignIn {
           ctx.hubIdentity = hubUser;
           remember(req, res, hubUser, true);
         });
-      });
-      return router;
-    },
+      },
+    }),
   };
+}
+
+/**
+ * The confirmation page of login mode `handoff` (login CSRF): names the user the browser is about to
+ * be logged in to the hub as, and, when it is known as someone else, that user too. Its button posts
+ * the parked handoff's ticket (sealed: it shows nothing) to {base}confirm.
+ */
+function confirmPage(user: string, knownAs: string | undefined, action: string, ticket: string): string {
+  const other = knownAs
+    ? `<p id="other">This browser last opened notebooks as <b>${escapeHtml(knownAs)}</b>. Continuing logs it in to JupyterHub as <b>${escapeHtml(user)}</b> instead.</p>`
+    : '';
+  return page(
+    'Open your notebook?',
+    `<h1>Open the notebook as ${escapeHtml(user)}?</h1>
+<p>Immerse handed over an OmniSci session of <b id="user">${escapeHtml(user)}</b>. Continue only if you just opened the notebook from your own Immerse.</p>${other}
+<form method="post" action="${escapeHtml(action)}"><input type="hidden" name="ticket" value="${escapeHtml(ticket)}"><button type="submit" id="confirm">Continue as ${escapeHtml(user)}</button></form>
+<p class="muted">Did not open it yourself? Close this page: nothing has been stored.</p>`,
+  );
 }

@@ -1,0 +1,62 @@
+/**
+ * The token entries: `POST {base}handoff` (form field `token`, Immerse's auto-posting form),
+ * `GET {base}handoff?token=…`, `GET {base}handoff#token=…` (a page that posts the fragment), and
+ * `POST {base}revoke`. A handoff runs through the pipeline (./pipeline.ts).
+ */
+import type { RequestHandler } from 'express';
+import type { Config } from '../config/types.js';
+import { HandoffError } from '../errors.js';
+import type { Verifier } from '../handoff/verify.js';
+import type { Metrics } from '../metrics.js';
+import type { SessionStore } from '../store/types.js';
+import { FRAGMENT_SCRIPT, page, postForm, SELF_POSTING } from './pages.js';
+import { fail, type Pipeline } from './pipeline.js';
+import { allowedOrigins, sameSiteOrAllowed } from './security.js';
+
+export interface TokenEntries {
+  post: RequestHandler;
+  get: RequestHandler;
+  revoke: RequestHandler;
+}
+
+export function tokenEntries(config: Config, verifier: Verifier, pipeline: Pipeline, store: SessionStore, metrics: Metrics): TokenEntries {
+  const base = config.listen.basePath;
+  const origins = allowedOrigins(config.token);
+  const off = (setting: string) => () => Promise.reject(new HandoffError('transport_disabled', `token.${setting} is off`));
+
+  return {
+    post: (req, res) =>
+      pipeline.run(req, res, async () => {
+        if (!sameSiteOrAllowed(req, origins)) throw new HandoffError('cross_site_refused', `Origin ${req.get('origin') ?? '(none)'}`);
+        return verifier.verifyHandoff((req.body as Record<string, unknown> | undefined)?.token);
+      }),
+
+    get(req, res) {
+      const token = req.query.token;
+      if (token !== undefined)
+        return pipeline.run(req, res, config.token.queryTransport ? () => verifier.verifyHandoff(token) : off('queryTransport'));
+      if (!config.token.fragmentTransport) return pipeline.run(req, res, off('fragmentTransport'));
+      // No query token: the token is in the fragment; this page posts it.
+      res.set('Referrer-Policy', SELF_POSTING).type('html').send(page('Opening your notebook', postForm(`${base}handoff`, undefined, 'Opening your notebook…'), FRAGMENT_SCRIPT));
+    },
+
+    async revoke(req, res) {
+      const auth = req.get('authorization');
+      const token = auth?.startsWith('Bearer ') ? auth.slice(7) : (req.body as Record<string, unknown> | undefined)?.token;
+      let outcome = 'internal';
+      let user: string | undefined;
+      try {
+        const revocation = await verifier.verifyRevocation(token);
+        user = revocation.user;
+        const revoked = await store.revoke(revocation);
+        outcome = revoked ? 'revoked' : 'absent';
+        res.json({ revoked });
+      } catch (e) {
+        outcome = fail(req, res, e, 'revoke failed').code;
+      } finally {
+        metrics.revocations.inc({ outcome });
+        req.log.info({ event: 'revoke', user, outcome }, 'revoke');
+      }
+    },
+  };
+}

@@ -1,0 +1,12 @@
+/** Hubs whose servers are started elsewhere: 303 straight to the lab. */
+import type { Config } from '../../config/types.js';
+import { labUrl } from '../../hub/lab-url.js';
+import type { Landing } from '../pipeline.js';
+
+export function directLanding(redirect: Config['redirect']): Landing {
+  return {
+    async land({ handoff, res }) {
+      res.redirect(303, labUrl(redirect, handoff.user));
+    },
+  };
+}

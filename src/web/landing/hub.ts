@@ -1,0 +1,162 @@
+/**
+ * The JupyterHub landing. Before the session is stored: the gates (../sign-in.ts) and the hub user,
+ * read or created. After: the destination (../../hub/destination.ts) — the lab when the server runs,
+ * else a progress page (../progress.ts) that follows the spawn and ends in that redirect. In login
+ * mode `handoff` the final hop goes through /hub/login with a one-time login token that the shipped
+ * authenticator exchanges here. Header mode (../session-login.ts) lands through `sessionLanding`:
+ * the same checks before the store, answered to the authenticator instead of the browser.
+ * Every page and exchange works on any replica: its state is in a ticket (../../hub/tickets.ts) and
+ * at the hub, single use is recorded in the session store.
+ */
+import type { RequestHandler } from 'express';
+import type { Config } from '../../config/types.js';
+import { errorFields, HandoffError } from '../../errors.js';
+import { HubClient, type HubUser } from '../../hub/client.js';
+import { destinationOf } from '../../hub/destination.js';
+import { labUrl } from '../../hub/lab-url.js';
+import { createLoginTokens } from '../../hub/login.js';
+import { serverTasks } from '../../hub/servers.js';
+import { presentsToken, readApiToken } from '../../hub/service-token.js';
+import { createTickets } from '../../hub/tickets.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import type { AcceptResult, SessionStore } from '../../store/types.js';
+import type { Landing } from '../pipeline.js';
+import { PROGRESS_SCRIPT, progressHandlers, type ProgressHandlers } from '../progress.js';
+import { createSignIn, type SignIn } from '../sign-in.js';
+
+export interface HubLandingDeps {
+  store: Pick<SessionStore, 'spend'>;
+  env?: NodeJS.ProcessEnv;
+  logger?: Pick<Logger, 'info' | 'warn'>;
+  fetch?: typeof fetch;
+  metrics?: Pick<Metrics, 'spawnTasks'>;
+}
+
+export interface HubLanding {
+  /** Handoff tokens: the browser is redirected. */
+  landing: Landing;
+  /** Header mode: the authenticator is told the hub user and where its browser goes next (JSON). */
+  sessionLanding: Landing;
+  progress: ProgressHandlers;
+  signIn: SignIn;
+  /** POST login-token/exchange: the shipped authenticator trades a login token for the user name. */
+  exchange: RequestHandler;
+  /** Whether an Authorization header presents this service's hub API token (the authenticator's channel). */
+  fromHub(authorization: string | undefined): boolean;
+  /** Inline scripts of its pages, for the CSP to allow by hash. */
+  scripts: string[];
+  /** Throws when the hub does not answer or refuses the service's token. */
+  readiness(): Promise<void>;
+}
+
+export function createHubLanding(config: Config, deps: HubLandingDeps): HubLanding {
+  const hubConfig = config.hub;
+  if (!hubConfig.apiUrl) throw new HandoffError('hub_unavailable', 'hub.apiUrl is not set');
+  const token = readApiToken(hubConfig, deps.env ?? process.env);
+  const client = new HubClient({
+    apiUrl: hubConfig.apiUrl,
+    token,
+    requestTimeoutMs: hubConfig.requestTimeoutMs,
+    retries: hubConfig.retries,
+    ...(deps.fetch ? { fetch: deps.fetch } : {}),
+  });
+  const { store } = deps;
+  const log = deps.logger;
+  const base = config.listen.basePath;
+  // Progress pages outlive the spawn a little so the browser can still read the outcome.
+  const progressTtlMs = hubConfig.spawnTimeoutSeconds * 1000 + 10 * 60_000;
+  const handoffLogin = hubConfig.loginMode === 'handoff';
+  const tickets = createTickets(token);
+  const loginTokens = createLoginTokens(tickets, store, hubConfig.loginTokenTtlSeconds * 1000);
+  const fromHub = presentsToken(token);
+  const taskFor = serverTasks(client, hubConfig, {
+    onCount: (n) => deps.metrics?.spawnTasks.set(n),
+    onError: (user, err) => log?.warn({ user, ...errorFields(err) }, 'server did not start'),
+  });
+
+  /** /hub/login with a fresh login token for `user`, continuing to the hub path `next` (login mode `handoff`). */
+  const hubLogin = (user: string, next: string): string => {
+    const login = new URL(`${config.redirect.hubPublicUrl}/hub/login`);
+    login.search = `login_token=${loginTokens.issue(user)}&next=${encodeURIComponent(next)}`;
+    return login.toString();
+  };
+
+  /** Where the browser finally goes: the lab, through /hub/login when `login`. */
+  const finalUrl = (user: string, login: boolean): string => {
+    const lab = labUrl(config.redirect, user, hubConfig.serverName);
+    if (!login) return lab;
+    const u = new URL(lab);
+    return hubLogin(user, u.pathname + u.search);
+  };
+
+  const signIn = createSignIn({ config, client, tickets, store, ...(handoffLogin ? { hubLogin } : {}) });
+
+  /** The lab, or a progress page (bound to the browser when `bind` is given) once the server was asked for. */
+  async function next(user: string, result: AcceptResult, model: HubUser | undefined, login: boolean, bind?: string): Promise<string> {
+    const d = destinationOf(result, model, hubConfig.serverName, hubConfig.connectionChangePolicy);
+    if (d === 'lab') return finalUrl(user, login);
+    // Asked before the browser is sent on, so that a replica showing its page finds the spawn under way.
+    if (d !== 'keep') await taskFor(user, { restart: d === 'restart', ...(model ? { model } : {}) }).requested;
+    const body = { ...(bind ? { bind } : {}), ...(login ? { login } : {}), ...(d === 'keep' ? { notice: true } : {}) };
+    return `${base}progress/${tickets.issue('progress', user, progressTtlMs, body).ticket}`;
+  }
+
+  /** The hub's model of the user; a missing user is created (hub.createUsers) or refused. */
+  async function hubUserOf(user: string): Promise<HubUser | undefined> {
+    const model = await client.getUser(user);
+    if (model) return model;
+    if (!hubConfig.createUsers) throw new HandoffError('hub_user_unknown', `no hub user ${user}`);
+    await client.createUser(user);
+    log?.info({ user }, 'hub user created');
+    return undefined;
+  }
+
+  return {
+    landing: {
+      async prepare(ctx) {
+        if (handoffLogin && (await signIn.confirm(ctx)) === 'deferred') return 'deferred';
+        ctx.hubUser = await hubUserOf(ctx.handoff.user);
+        return hubConfig.identityCheck ? signIn.checkIdentity(ctx) : undefined;
+      },
+      async land(ctx) {
+        const { handoff, result, hubUser, req, res } = ctx;
+        if (handoffLogin) signIn.loggedIn(ctx);
+        res.redirect(303, await next(handoff.user, result, hubUser, handoffLogin, signIn.bindBrowser(req, res)));
+      },
+    },
+
+    sessionLanding: {
+      async prepare(ctx) {
+        ctx.hubUser = await hubUserOf(ctx.handoff.user);
+      },
+      async land({ handoff, result, hubUser, res }) {
+        res.json({ name: handoff.user, next: await next(handoff.user, result, hubUser, false) });
+      },
+    },
+
+    progress: progressHandlers({ base, tickets, store, boundTo: signIn.boundTo, taskFor, finalUrl }),
+    signIn,
+
+    async exchange(req, res) {
+      if (!fromHub(req.get('authorization'))) {
+        res.status(403).json({ error: 'forbidden' });
+        return;
+      }
+      const loginToken = (req.body as { token?: unknown } | undefined)?.token;
+      try {
+        const user = typeof loginToken === 'string' ? await loginTokens.exchange(loginToken) : undefined;
+        log?.info({ event: 'login-token-exchange', user, outcome: user ? 'ok' : 'login_token_invalid' }, 'login token exchange');
+        if (!user) throw new HandoffError('login_token_invalid');
+        res.json({ name: user });
+      } catch (e) {
+        const err = e instanceof HandoffError ? e : new HandoffError('store_unavailable');
+        res.status(err.status).json({ error: err.code, message: err.message });
+      }
+    },
+
+    fromHub,
+    scripts: [PROGRESS_SCRIPT],
+    readiness: () => client.userOf(undefined, { once: true }).then(() => undefined),
+  };
+}
