@@ -75,12 +75,12 @@ const chartSchema: Schema = {
   topologySpreadConstraints: list('Pod topology spread constraints. Empty: replicas spread over zones when possible.'),
   priorityClassName: name('Pod priority class.'),
   podDisruptionBudget: obj('PodDisruptionBudget (created when replicaCount > 1).', {
-    enabled: bool('Create it.', true),
+    enabled: bool('Create the PodDisruptionBudget.', true),
     maxUnavailable: int('Replicas that may be down at once during voluntary disruptions.', 1, 20, 1),
   }),
   serviceAccount: obj('ServiceAccount of the pods.', {
-    create: bool('Create it.', true),
-    name: name('Its name. Empty: the full name.'),
+    create: bool('Create the ServiceAccount. Otherwise serviceAccount.name must name an existing one.', true),
+    name: name('Its name. Empty: the chart\'s full name (only when create is true).'),
     annotations: freeMap('Its annotations.'),
   }),
   rbac: obj('Role and RoleBinding in the release namespace (never cluster-wide).', {
@@ -146,7 +146,7 @@ const chartSchema: Schema = {
     }),
   }),
   networkPolicy: obj('NetworkPolicy of the pods.', {
-    enabled: bool('Create it.', true),
+    enabled: bool('Create the NetworkPolicy.', true),
     apiServer: obj('The Kubernetes API server (calls the webhook; the store calls it).', {
       cidrs: strings('Its addresses (CIDRs). Empty: any address, on the ports below only.', []),
       ports: {
@@ -161,8 +161,8 @@ const chartSchema: Schema = {
     extraIngress: list('Extra ingress rules.'),
     extraEgress: list('Extra egress rules.'),
   }),
-  serviceMonitor: obj('Prometheus operator ServiceMonitor for {base}metrics.', {
-    enabled: bool('Create it.', false),
+  serviceMonitor: obj('Prometheus operator ServiceMonitor for /metrics of the internal listener (the Service\'s `metrics` port).', {
+    enabled: bool('Create the ServiceMonitor (needs the Prometheus operator\'s CRDs).', false),
     interval: str('Scrape interval.', { default: '30s', pattern: '^[0-9]+(ms|s|m|h)$' }),
     labels: freeMap('Extra labels (to match your Prometheus selector).'),
   }),
