@@ -70,7 +70,7 @@ export const configSchema = {
         audience: str('Required `aud` claim value (the token must list it).', { minLength: 1 }),
         algorithms: {
           type: 'array',
-          description: 'Allowed `alg` header values. HS* need keys.hmacSecret; the others need public keys.',
+          description: 'Allowed `alg` header values. HS* need an HMAC secret (`token.keys.hmacSecretFile` or `hmacSecretEnv`); the others need public keys (`publicKeyFiles` or `jwksUrl`). `none` is never accepted.',
           items: { enum: ALGORITHMS },
           minItems: 1,
           uniqueItems: true,
@@ -80,10 +80,10 @@ export const configSchema = {
           'Required `typ` header (RFC 8725 explicit typing; an "application/" prefix is ignored). Empty turns the check off, for issuers that cannot set typ: a handoff is then told from other JWTs of the same issuer and audience by its claims only.',
           { default: 'omnisci-handoff+jwt' },
         ),
-        revokeType: str('Required `typ` header of revocation tokens (POST {base}/revoke).', {
+        revokeType: str('Required `typ` header of revocation tokens (`POST {base}revoke`, Immerse logout); a handoff token with this typ is refused.', {
           default: 'omnisci-revoke+jwt',
         }),
-        maxTokenBytes: int('Tokens longer than this are refused before parsing.', 256, 1048576, 16384),
+        maxTokenBytes: int('Tokens longer than this (bytes) are refused before parsing (`token_too_large`).', 256, 1048576, 16384),
         allowedOrigins: {
           type: 'array',
           items: { type: 'string', pattern: '^https?://[^/?#]+$' },
@@ -93,68 +93,68 @@ export const configSchema = {
         },
         queryTransport: bool('Accept the token in the query (GET {base}handoff?token=…), where access logs and Referer headers may see it.', true),
         fragmentTransport: bool('Serve the page that posts a token from the URL fragment (GET {base}handoff#token=…).', true),
-        maxLifetimeSeconds: int('Largest allowed `exp - iat`.', 1, 86400, 300),
-        clockToleranceSeconds: int('Clock skew tolerated on `exp`, `nbf` and `iat`.', 0, 600, 30),
-        sessionPattern: str('Regular expression an OmniSci session id must match (HeavyDB: 32 alphanumerics).', {
+        maxLifetimeSeconds: int('Largest allowed `exp - iat`, in seconds (`token_lifetime_too_long`).', 1, 86400, 300),
+        clockToleranceSeconds: int('Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.', 0, 600, 30),
+        sessionPattern: str('Regular expression an OmniSci session id must match (HeavyDB: 32 alphanumerics); other ids get `session_invalid`.', {
           default: '^[A-Za-z0-9]{32}$',
         }),
         keys: obj(
           'Verification key sources; several may be used at once, `kid` selects among them.',
           {
-            jwksUrl: str('URL of the issuer JWKS (fetched, cached, refetched on an unknown kid). https:// (http:// only on a loopback address).', {
+            jwksUrl: str('URL of the issuer JWKS (fetched, cached, refetched on an unknown `kid`). https:// (http:// only on a loopback address).', {
               pattern: '^https?://',
             }),
-            jwksTimeoutMs: int('Timeout of one JWKS fetch.', 100, 60000, 5000),
-            jwksCooldownSeconds: int('Least time between two JWKS refetches.', 0, 3600, 30),
-            jwksCacheMaxAgeSeconds: int('JWKS cache lifetime.', 1, 86400, 600),
-            publicKeyFiles: strings('Files holding a PEM SPKI public key, a JWK or a JWKS.', []),
-            hmacSecretFile: str('File holding the HMAC shared secret (HS* algorithms).'),
-            hmacSecretEnv: { ...ENV_NAME, description: 'Env var holding the HMAC shared secret (HS* algorithms).' },
+            jwksTimeoutMs: int('Timeout of one JWKS fetch, in milliseconds.', 100, 60000, 5000),
+            jwksCooldownSeconds: int('Least time between two JWKS refetches, in seconds (an unknown `kid` within it is refused, not fetched).', 0, 3600, 30),
+            jwksCacheMaxAgeSeconds: int('How long a fetched JWKS is used before it is fetched again, in seconds.', 1, 86400, 600),
+            publicKeyFiles: strings('Files holding a PEM SPKI public key, a JWK or a JWKS (read at start).', []),
+            hmacSecretFile: str('File holding the HMAC shared secret (HS* algorithms; at least 32 bytes).'),
+            hmacSecretEnv: { ...ENV_NAME, description: 'Name of the env var holding the HMAC shared secret (HS* algorithms; at least 32 bytes), when it comes from the environment instead of a file.' },
           },
         ),
       },
       { required: ['issuer', 'audience'] },
     ),
     user: obj('How the JupyterHub user name is derived from the token.', {
-      claim: str('Claim holding the user name.', { default: 'sub', minLength: 1 }),
+      claim: str('Claim holding the user name (the header-mode login takes HeavyDB\'s user name instead).', { default: 'sub', minLength: 1 }),
       lowercase: bool('Lower-case the name (JupyterHub normalizes names to lower case by default).', true),
       stripEmailDomain: bool(
-        'Drop the "@domain" of an e-mail address. Only for the domains in emailDomains: a name of another domain, or without one, is refused (bad_username), so that alice@other.example never becomes the hub user of alice@example.com.',
+        'Drop the "@domain" of an e-mail address. Only for the domains in `user.emailDomains`: a name of another domain, or without one, is refused (`bad_username`), so that alice@other.example never becomes the hub user of alice@example.com.',
         false,
       ),
-      emailDomains: strings('Domains whose addresses stripEmailDomain maps to bare names (case-insensitive); required with it.', []),
-      pattern: str('Extra regular expression the resulting name must match.'),
+      emailDomains: strings('Domains whose addresses `user.stripEmailDomain` maps to bare names (case-insensitive); required with it.', []),
+      pattern: str('Extra regular expression the resulting name must match (else `bad_username`).'),
     }),
-    omnisci: obj('OmniSci (HeavyDB) connection values handed to the notebook.', {
-      protocol: { enum: ['binary', 'http', 'https'], default: 'https', description: 'Default protocol.' },
-      host: str('Default host, used when the token names none.', { default: '' }),
-      port: int('Default port, used when the token names none.', 1, 65535, 443),
-      database: str('Default database.', { default: '' }),
+    omnisci: obj('OmniSci (HeavyDB) connection values handed to the notebook, and which of them a token may choose.', {
+      protocol: { enum: ['binary', 'http', 'https'], default: 'https', description: 'Protocol the notebook connects with when the token names none (header mode: always).' },
+      host: str('Host the notebook connects to when the token names none (header mode: always).', { default: '' }),
+      port: int('Port the notebook connects to when the token names none (header mode: always).', 1, 65535, 443),
+      database: str('Database recorded with the session when the token (header mode: HeavyDB) names none. Only the store\'s record keeps it: the session file and env vars do not carry it.', { default: '' }),
       allowedHosts: {
         type: 'array',
         items: HOST_OR_PATTERN,
         default: [],
-        description: 'Hosts a token may name ("*.example.com" allowed). Empty: a token may not name a host.',
+        description: 'Hosts a token may name besides `omnisci.host` ("*.example.com" patterns allowed); another host gets `host_not_allowed`. Empty: a token may only name `omnisci.host`.',
       },
       allowedPorts: {
         type: 'array',
         items: { type: 'integer', minimum: 1, maximum: 65535 },
         default: [],
-        description: 'Ports a token may name. Empty: a token may not name a port.',
+        description: 'Ports a token may name besides `omnisci.port`; another port gets `port_not_allowed`. Empty: a token may only name `omnisci.port`.',
       },
     }),
-    notebook: obj('What the single-user server receives.', {
+    notebook: obj('What the single-user server receives: the session file, the connection env vars and the Jupyter config (docs/notebook.md).', {
       sessionFormat: {
         enum: ['json', 'text'],
         default: 'json',
         description:
-          'Session file format: "json" ({"session","query"}, what released jupyterlab-omnisci parses) or "text" (the id alone).',
+          'Session file format: `json` (`{"session","query"}`, what every released jupyterlab-omnisci parses) or `text` (the id alone, which the released extension cannot read).',
       },
-      sessionDir: str('Directory in the single-user server where the session file is mounted.', {
+      sessionDir: str('Directory of the single-user container where the webhook (or the webhook-free z2jh values) mounts the session file; the spawner hook of non-Kubernetes hubs points the server at the store\'s file instead.', {
         default: '/var/run/omnisci-handoff',
         pattern: '^/',
       }),
-      sessionFileName: str('Name of the session file in sessionDir.', {
+      sessionFileName: str('Name of the session file, in `notebook.sessionDir` and in each user\'s store directory.', {
         default: 'session',
         pattern: '^[A-Za-z0-9._-]+$',
       }),
@@ -164,32 +164,32 @@ export const configSchema = {
         uniqueItems: true,
         default: [],
         description:
-          'Further env var families that get the connection, each as <FAMILY>_PROTOCOL, _HOST and _PORT: the stock notebook helpers read OMNISCI_* (omnisci_connect) and HEAVYAI_* (heavyai_connect). Names that notebook.env already sets are set once.',
+          'Further env var families that get the connection, each as `<FAMILY>_PROTOCOL`, `_HOST` and `_PORT`: the stock notebook helpers read `OMNISCI_*` (omnisci_connect) and `HEAVYAI_*` (heavyai_connect). Names that `notebook.env` already sets are set once.',
       },
       allowHidden: bool(
         "Set ContentsManager.allow_hidden, so that the HEAVY.AI web server's own contents-API write of ~/.jupyterscratch/.omniscisession succeeds on jupyter_server 2 (header mode, docs/heavyai.md).",
         false,
       ),
-      env: obj('Env var names the extension reads (OmniSciSessionManager.protocol/host/port traits).', {
-        protocol: { ...ENV_NAME, default: 'OMNISCI_PROTOCOL', description: 'Protocol env var name.' },
-        host: { ...ENV_NAME, default: 'OMNISCI_HOST', description: 'Host env var name.' },
-        port: { ...ENV_NAME, default: 'OMNISCI_PORT', description: 'Port env var name.' },
+      env: obj('Env var names of the connection, which the extension reads (its `OmniSciSessionManager.protocol`/`host`/`port` traits, written to the Jupyter config).', {
+        protocol: { ...ENV_NAME, default: 'OMNISCI_PROTOCOL', description: 'Env var holding the protocol.' },
+        host: { ...ENV_NAME, default: 'OMNISCI_HOST', description: 'Env var holding the host.' },
+        port: { ...ENV_NAME, default: 'OMNISCI_PORT', description: 'Env var holding the port.' },
       }),
     }),
     redirect: obj('Where the browser goes after a successful handoff.', {
-      hubPublicUrl: str('Public URL of JupyterHub as the browser sees it.', {
+      hubPublicUrl: str('Public URL of JupyterHub as the browser sees it (`HUB_PUBLIC_URL` in local mode, `npm start`).', {
         default: 'http://127.0.0.1:8000',
         pattern: '^https?://',
       }),
       labUrlTemplate: str(
-        'Lab URL template; {hubPublicUrl}, {username} (percent-encoded) and {servername} are replaced. The bare omnisci and reset params must stay.',
+        'Lab URL template; `{hubPublicUrl}`, `{username}` (percent-encoded) and `{servername}` are replaced. The bare `omnisci` and `reset` params must stay: the extension opens its workspace on `?omnisci`.',
         { default: '{hubPublicUrl}/user/{username}/lab?omnisci&reset' },
       ),
     }),
-    store: obj('Where sessions are stored.', {
-      backend: { enum: ['local', 'kubernetes'], default: 'local', description: 'Store backend.' },
+    store: obj('Where sessions are stored: a directory (local mode, hubs without Kubernetes) or one Secret per user.', {
+      backend: { enum: ['local', 'kubernetes'], default: 'local', description: 'Store backend: `local` (`store.local`) or `kubernetes` (`store.kubernetes`; needed by the webhook).' },
       local: obj('Local directory backend (local mode, non-Kubernetes hubs).', {
-        dir: str('Directory of the store.', { default: './.data' }),
+        dir: str('Directory of the store, owned by one service process (docs/non-kubernetes.md).', { default: './.data' }),
         userAccess: {
           enum: ['none', 'group'],
           default: 'none',
@@ -197,7 +197,7 @@ export const configSchema = {
             "Who besides the service reads a user's session file. none: nobody (directories 0700, files 0600; the servers run as the service's account). group: the user's own unix account, for hubs that run each server under it (store and users/ 0711, session files 0640; the spawner hook gives each user directory the user's group, docs/non-kubernetes.md).",
         },
       }),
-      maxJtis: int('How many recent token ids are kept per user for replay detection.', 1, 1000, 64),
+      maxJtis: int('How many recent token ids (and spent one-time tickets) are kept per user for replay detection; expired ones are dropped on every write.', 1, 1000, 64),
       kubernetes: obj('Kubernetes backend: one Secret per hub user in the hub namespace (docs/kubernetes.md).', {
         namespace: str(
           'Namespace of the Secrets (the hub namespace). Default: POD_NAMESPACE, else the service account namespace file, else the kubeconfig context namespace.',
@@ -209,8 +209,8 @@ export const configSchema = {
           maxLength: 180,
         }),
         kubeconfig: str('Kubeconfig file (outside a cluster). Unset: the in-cluster service account is used.'),
-        requestTimeoutMs: int('Timeout of one API request.', 100, 60000, 5000),
-        retries: int('Retries of an API request on 429, 5xx or a network error.', 0, 10, 3),
+        requestTimeoutMs: int('Timeout of one Kubernetes API request, in milliseconds.', 100, 60000, 5000),
+        retries: int('Retries of a Kubernetes API request on 429, 5xx or a network error.', 0, 10, 3),
         fastRefresh: bool(
           "After a write, annotate the user's running pods so kubelet refreshes the Secret volume now, not in ~1 min.",
           true,
@@ -222,7 +222,7 @@ export const configSchema = {
     webhook: obj(
       'Mutating admission webhook that injects the session into KubeSpawner single-user pods (docs/kubernetes.md).',
       {
-        enabled: bool('Serve the webhook (needs store.backend kubernetes).', false),
+        enabled: bool('Serve the webhook (needs `store.backend: kubernetes`).', false),
         host: str('Interface of the webhook HTTPS listener (the API server must reach it).', { default: '0.0.0.0' }),
         port: int('Webhook HTTPS port (0 picks a free one).', 0, 65535, 8443),
         certFile: str('PEM certificate (chain) of the webhook; reloaded when it changes.'),
@@ -240,7 +240,7 @@ export const configSchema = {
           default: '/etc/omnisci-handoff/jupyter',
           pattern: '^/',
         }),
-        maxBodyBytes: int('Largest AdmissionReview accepted.', 1024, 16777216, 4194304),
+        maxBodyBytes: int('Largest AdmissionReview accepted, in bytes.', 1024, 16777216, 4194304),
       },
     ),
     hub: obj('JupyterHub integration: make sure the user exists and their server runs before landing. See docs/jupyterhub.md.', {
@@ -249,7 +249,7 @@ export const configSchema = {
         pattern: '^https?://',
       }),
       apiTokenFile: str('File holding the service API token. Without it the token comes from JUPYTERHUB_API_TOKEN (never from this file).'),
-      createUsers: bool('Create missing hub users (needs the admin:users scope besides servers).', false),
+      createUsers: bool('Create missing hub users (needs the `admin:users` scope besides `servers`).', false),
       serverName: str('Named server to start ("" is the default server; named ones need allow_named_servers).', {
         default: '',
         pattern: '^[A-Za-z0-9._~-]*$',
@@ -259,8 +259,8 @@ export const configSchema = {
         default: {},
         description: 'Spawn request body (user_options). Admin-configured only: the hub persists it, so no session ever goes here.',
       },
-      spawnTimeoutSeconds: int('How long a handoff waits for the server to become ready.', 5, 3600, 300),
-      requestTimeoutMs: int('Timeout of one hub API request (not of the progress stream).', 100, 120000, 10000),
+      spawnTimeoutSeconds: int('How long a handoff waits for the server to become ready, in seconds.', 5, 3600, 300),
+      requestTimeoutMs: int('Timeout of one hub API request, in milliseconds (not of the progress stream).', 100, 120000, 10000),
       retries: int('Retries of a hub API request that failed to connect or got a 5xx (429 is retried until the spawn timeout).', 0, 10, 3),
       connectionChangePolicy: {
         enum: ['keep', 'restart'],
@@ -274,7 +274,7 @@ export const configSchema = {
         description:
           'How the browser logs in to the hub: sso (the hub uses the same identity provider as Immerse) or handoff (one-time login token for the shipped authenticator).',
       },
-      loginTokenTtlSeconds: int('Lifetime of a one-time hub login token (handoff login mode).', 1, 30, 30),
+      loginTokenTtlSeconds: int('Lifetime of a one-time hub login token (login mode `handoff`), in seconds.', 1, 30, 30),
       identityCheck: bool(
         'Refuse a handoff for another user than the one the browser is logged in to the hub as (identity_mismatch): the service asks the hub, as its OAuth client, who the browser is.',
         false,
@@ -299,10 +299,10 @@ export const configSchema = {
     heavydb: obj(
       'Header mode for stock HEAVY.AI (docs/heavyai.md): the shipped authenticator hands the X-OmniSci-SessionID header the HEAVY.AI web server sets on /hub/login to this service, which accepts the session only after HeavyDB confirms it (get_session_info) and never ends it (no disconnect).',
       {
-        enabled: bool('Accept sessions from the authenticator (needs hub.enabled).', false),
+        enabled: bool('Accept sessions from the authenticator (needs `hub.enabled`, `heavydb.url` and `omnisci.host`).', false),
         url: str("HeavyDB's HTTP port (Thrift JSON over HTTP POST), e.g. http://heavydb:6278/.", { pattern: '^https?://' }),
         caFile: str('PEM CA bundle trusted for an https:// url, besides the system CAs.'),
-        requestTimeoutMs: int('Timeout of one HeavyDB call.', 100, 60000, 5000),
+        requestTimeoutMs: int('Timeout of one HeavyDB call, in milliseconds.', 100, 60000, 5000),
         retries: int('Retries of a HeavyDB call that failed to connect, timed out or got a 5xx.', 0, 5, 1),
         cacheSeconds: int(
           "How long HeavyDB's confirmation of a session is reused (0: ask every login). Only confirmations are cached; HeavyDB's idle timeout (60 min by default) is far longer.",
@@ -316,11 +316,11 @@ export const configSchema = {
         }),
       },
     ),
-    log: obj('Logging.', {
-      level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'Log level.' },
+    log: obj('Logging: JSON lines on stdout (pino).', {
+      level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'Least level logged (`silent`: nothing).' },
     }),
     metrics: obj('Prometheus metrics at /metrics of the internal listener.', {
-      enabled: bool('Serve metrics.', true),
+      enabled: bool('Serve /metrics on the internal listener.', true),
     }),
   },
   required: ['token'],

@@ -62,7 +62,7 @@ const chartSchema: Schema = {
     pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'], default: 'IfNotPresent', description: 'Image pull policy.' },
     pullSecrets: strings('Names of image pull Secrets.', []),
   }),
-  replicaCount: int('Number of replicas (the store is safe with several: it uses optimistic concurrency).', 1, 20, 2),
+  replicaCount: int('Number of replicas. Every hub flow works on any replica (docs/jupyterhub.md) and the store uses optimistic concurrency.', 1, 20, 2),
   resources: freeObject('Container resources.', {
     requests: { cpu: '50m', memory: '96Mi' },
     limits: { memory: '256Mi' },
@@ -75,15 +75,15 @@ const chartSchema: Schema = {
   topologySpreadConstraints: list('Pod topology spread constraints. Empty: replicas spread over zones when possible.'),
   priorityClassName: name('Pod priority class.'),
   podDisruptionBudget: obj('PodDisruptionBudget (created when replicaCount > 1).', {
-    enabled: bool('Create it.', true),
+    enabled: bool('Create the PodDisruptionBudget.', true),
     maxUnavailable: int('Replicas that may be down at once during voluntary disruptions.', 1, 20, 1),
   }),
   serviceAccount: obj('ServiceAccount of the pods.', {
-    create: bool('Create it.', true),
-    name: name('Its name. Empty: the full name.'),
+    create: bool('Create the ServiceAccount. Otherwise serviceAccount.name must name an existing one.', true),
+    name: name('Its name. Empty: the chart\'s full name (only when create is true).'),
     annotations: freeMap('Its annotations.'),
   }),
-  rbac: obj('Role and RoleBinding in the release namespace (never cluster-wide).', {
+  rbac: obj('Role and RoleBinding in the release namespace (never cluster-wide): Secrets get, list, create, update, delete; pods list, patch only with config.store.kubernetes.fastRefresh.', {
     create: bool('Create them; otherwise bind an equivalent Role yourself.', true),
     admissionPolicy: bool(
       "A ValidatingAdmissionPolicy (Kubernetes >= 1.30) fencing the service account's writes: Secrets only with the store's prefix and label, pods only in the refresh annotation (docs/kubernetes.md).",
@@ -145,8 +145,8 @@ const chartSchema: Schema = {
       }),
     }),
   }),
-  networkPolicy: obj('NetworkPolicy of the pods.', {
-    enabled: bool('Create it.', true),
+  networkPolicy: obj('NetworkPolicy of the pods: ingress from the z2jh proxy and hub, from the API server to the webhook port and, with serviceMonitor.enabled, to the internal listener; egress to DNS, the hub, the API server and the JWKS URL\'s port.', {
+    enabled: bool('Create the NetworkPolicy.', true),
     apiServer: obj('The Kubernetes API server (calls the webhook; the store calls it).', {
       cidrs: strings('Its addresses (CIDRs). Empty: any address, on the ports below only.', []),
       ports: {
@@ -161,8 +161,8 @@ const chartSchema: Schema = {
     extraIngress: list('Extra ingress rules.'),
     extraEgress: list('Extra egress rules.'),
   }),
-  serviceMonitor: obj('Prometheus operator ServiceMonitor for {base}metrics.', {
-    enabled: bool('Create it.', false),
+  serviceMonitor: obj('Prometheus operator ServiceMonitor for /metrics of the internal listener (the Service\'s `metrics` port).', {
+    enabled: bool('Create the ServiceMonitor (needs the Prometheus operator\'s CRDs).', false),
     interval: str('Scrape interval.', { default: '30s', pattern: '^[0-9]+(ms|s|m|h)$' }),
     labels: freeMap('Extra labels (to match your Prometheus selector).'),
   }),

@@ -5,7 +5,7 @@
  *
  * Not @heavyai/connector 7.0.0: on Node 24 it needs an undocumented initClients() to use a session
  * without a password, has no `has_role`, no timeout and no per-client CA, and an unreachable server
- * crashes the process with an uncaught error (README, "HeavyDB client").
+ * crashes the process with an uncaught error (docs/design/0001-heavydb-json-thrift-client.md).
  */
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';

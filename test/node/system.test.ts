@@ -18,7 +18,7 @@
  *   server, fast refresh on and off (figures); 5. a burst of handoffs for 20 users while a service
  *   pod is deleted, with the PodDisruptionBudget holding (hub off: nothing spawns); 6. the
  *   webhook-free mode (`omnisci-handoff z2jh-values`, webhook off) spawns bob's server.
- * Figures are printed as `FIGURE <name>: <value>` lines (docs/testing-kubernetes.md quotes them).
+ * Figures are printed as `FIGURE <name>: <value>` lines (CHANGELOG.md records them).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

@@ -6,6 +6,7 @@ import { CHART_MANAGED_CONFIG, valuesSchema, valuesYaml } from '../../src/deploy
 import { configSchema } from '../../src/config/schema.js';
 import { errorReference } from '../../src/deploy/error-reference.js';
 import { claimsSchemaJson } from '../../src/handoff/claims.js';
+import { configReference } from '../../src/deploy/config-reference.js';
 
 // Generated files and their one source (npm run generate writes them; these tests fail on drift).
 const CHART = join(process.cwd(), 'helm/omnisci-handoff');
@@ -21,6 +22,10 @@ test('values.schema.json and values.yaml are generated from the config schema (r
 
 test('docs/errors.md is generated from src/errors.ts (run npm run generate)', () => {
   expect(readFileSync(join(process.cwd(), 'docs/errors.md'), 'utf8')).toBe(errorReference());
+});
+
+test('docs/config.md is generated from the config and values schemas (run npm run generate)', () => {
+  expect(readFileSync(join(process.cwd(), 'docs/config.md'), 'utf8')).toBe(configReference(configSchema, valuesSchema()));
 });
 
 /** Dotted paths of every leaf setting of a schema. */
@@ -39,6 +44,16 @@ test('every config setting except the chart-managed ones is a value, described',
     for (const k of p.split('.')) node = node.properties[k];
     expect({ p, description: typeof node.description }).toEqual({ p, description: 'string' });
   }
+});
+
+test('docs/config.md has a heading for every setting and every chart value', () => {
+  const reference = configReference(configSchema, valuesSchema());
+  const { config: _c, global: _g, ...chart } = valuesSchema().properties as any;
+  for (const p of [...leaves(configSchema), ...leaves({ type: 'object', properties: chart })]) expect(reference).toContain(`# \`${p}\`\n`);
+  expect(reference).toContain('#### `hub.enabled`\n\nUse the hub REST API');
+  expect(reference).toMatch(/#### `listen.basePath`\n\n[^#]*Set by the chart/);
+  expect(reference).toMatch(/#### `webhook.enabled`\n[^#]*- Default: `false`\n- Chart default: `true`/);
+  expect(reference).toMatch(/#### `token.issuer`\n[^#]*- Required\n- Chart default: `"omnisci-immerse"`/);
 });
 
 test('values.yaml holds every default, and its values pass the values schema', () => {
