@@ -13,6 +13,15 @@ find_python() {
   exit 1
 }
 
+# cache_lock DIR: makes DIR and holds its lock until the script exits, so that checkouts sharing a
+# cache (~/.cache/omnisci-handoff) build into it one at a time and the later ones find the result.
+cache_lock() {
+  local fd
+  mkdir -p "$1"
+  exec {fd}>"$1/.lock"
+  flock "$fd"
+}
+
 # go_build_k8s SRC OUT: builds the Go module SRC (commands of k8s.io/kubernetes) into OUT, static and
 # stamped with the module's Kubernetes version as a release build is (helm and clients read /version).
 go_build_k8s() {

@@ -37,9 +37,9 @@ fi
 version="$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$src/go.mod")"
 key="$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)"
 dir="$cache/node-$version-$key"
+cache_lock "$dir"
 if [[ ! -x "$dir/node" ]]; then
   start=$(date +%s)
-  mkdir -p "$dir"
   # Static like a release build (kubelet's release build uses cgo only for os/user and DNS lookups).
   go_build_k8s "$src" "$dir/node"
   echo "kube-scheduler, kube-controller-manager, kubelet, kube-proxy $version built in $(( $(date +%s) - start ))s: $dir/node"
@@ -49,9 +49,9 @@ ln -sfn "$dir/node" "$root/.cache/k8s/node"
 # nodeinit and the image programs (small, no dependencies).
 tkey="$(cat "$src/nodeinit/main.go" "$src/images/pause/main.go" "$src/images/echo/main.go" | sha256sum | cut -c1-12)"
 tdir="$cache/node-tools-$tkey"
+cache_lock "$tdir"
 if [[ ! -x "$tdir/echo" ]]; then
   start=$(date +%s)
-  mkdir -p "$tdir"
   for p in nodeinit images/pause images/echo; do
     (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tdir/$(basename "$p").tmp" "./$p")
     mv "$tdir/$(basename "$p").tmp" "$tdir/$(basename "$p")"

@@ -16,9 +16,9 @@ key="$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)"
 dir="${OMNISCI_K8S_CACHE:-$HOME/.cache/omnisci-handoff/k8s}/$version-$key"
 link="$root/.cache/k8s/controlplane"
 
+cache_lock "$dir"
 if [[ ! -x "$dir/controlplane" ]]; then
   start=$(date +%s)
-  mkdir -p "$dir"
   go_build_k8s "$src" "$dir/controlplane"
   echo "kube-apiserver $version + etcd built in $(( $(date +%s) - start ))s: $dir/controlplane"
 fi
