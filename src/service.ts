@@ -59,7 +59,7 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
   // With a hub, make sure the user's server runs (progress page) before landing; local mode without
   // a hub ends on the service's own page of what the notebook would receive; else land directly.
   const hub = config.hub.enabled ? createHubLanding(config, { store, env, logger, metrics }) : undefined;
-  const local = !hub && isLocalOnly(config) ? createLocalLanding(config, store, o.demoToken ? { demoToken: o.demoToken } : {}) : undefined;
+  const local = !hub && isLocalOnly(config) ? createLocalLanding(config, store, { demoLink: Boolean(o.demoToken) }) : undefined;
   const app = createApp({
     config,
     verifier,
@@ -68,6 +68,7 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
     metrics,
     ...(hub ? { hub } : {}),
     ...(local ? { local } : {}),
+    ...(o.demoToken ? { demoToken: o.demoToken } : {}),
     // Header mode (stock HEAVY.AI): the authenticator hands over sessions that HeavyDB confirms.
     ...(hub && config.heavydb.enabled ? { sessionCheck: createSessionCheck(config) } : {}),
   });

@@ -14,7 +14,7 @@ import type { SessionCheck } from '../heavydb/session.js';
 import { sanitizeUrl, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SessionStore } from '../store/types.js';
-import { tokenEntries } from './handoff.js';
+import { demoPage, tokenEntries } from './handoff.js';
 import { directLanding } from './landing/direct.js';
 import type { HubLanding } from './landing/hub.js';
 import type { LocalLanding } from './landing/local.js';
@@ -35,6 +35,8 @@ export interface AppDeps {
   local?: LocalLanding;
   /** Header mode (heavydb.enabled, with a hub): HeavyDB's check of a forwarded session. */
   sessionCheck?: SessionCheck;
+  /** Local mode: mints a fresh demo token for GET {base}dev/demo. */
+  demoToken?: () => Promise<string>;
 }
 
 export interface App {
@@ -82,10 +84,8 @@ export function createApp(deps: AppDeps): App {
   r.post('/handoff', form, tokens.post);
   r.get('/handoff', tokens.get);
   r.post('/revoke', form, tokens.revoke);
-  if (local) {
-    r.get('/local/:id', local.page);
-    if (local.demo) r.get('/dev/demo', local.demo);
-  }
+  if (deps.demoToken) r.get('/dev/demo', demoPage(config.listen.basePath, deps.demoToken));
+  if (local) r.get('/local/:id', local.page);
   if (hub) {
     r.get('/progress/:id', hub.progress.page);
     r.get('/progress/:id/events', hub.progress.events);

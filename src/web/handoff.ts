@@ -1,7 +1,7 @@
 /**
  * The token entries: `POST {base}handoff` (form field `token`, Immerse's auto-posting form),
- * `GET {base}handoff?token=…`, `GET {base}handoff#token=…` (a page that posts the fragment), and
- * `POST {base}revoke`. A handoff runs through the pipeline (./pipeline.ts).
+ * `GET {base}handoff?token=…`, `GET {base}handoff#token=…` (a page that posts the fragment),
+ * `POST {base}revoke`, and local mode's demo page. A handoff runs through the pipeline (./pipeline.ts).
  */
 import type { RequestHandler } from 'express';
 import type { Config } from '../config/types.js';
@@ -9,7 +9,7 @@ import { HandoffError } from '../errors.js';
 import type { Verifier } from '../handoff/verify.js';
 import type { Metrics } from '../metrics.js';
 import type { SessionStore } from '../store/types.js';
-import { FRAGMENT_SCRIPT, page, postForm, SELF_POSTING } from './pages.js';
+import { AUTOSUBMIT_SCRIPT, FRAGMENT_SCRIPT, page, postForm, SELF_POSTING } from './pages.js';
 import { fail, type Pipeline } from './pipeline.js';
 import { allowedOrigins, sameSiteOrAllowed } from './security.js';
 
@@ -17,6 +17,14 @@ export interface TokenEntries {
   post: RequestHandler;
   get: RequestHandler;
   revoke: RequestHandler;
+}
+
+/** GET {base}dev/demo (local mode): a page that posts a freshly minted demo token, as Immerse's form does. */
+export function demoPage(base: string, mint: () => Promise<string>): RequestHandler {
+  return async (_req, res) => {
+    const token = await mint();
+    res.set('Referrer-Policy', SELF_POSTING).type('html').send(page('Demo handoff', postForm(`${base}handoff`, token, 'Handing a demo session over…'), AUTOSUBMIT_SCRIPT));
+  };
 }
 
 export function tokenEntries(config: Config, verifier: Verifier, pipeline: Pipeline, store: SessionStore, metrics: Metrics): TokenEntries {

@@ -20,23 +20,21 @@ import { jupyterConfigFiles, notebookEnv, sessionFileContent } from '../../noteb
 import { userDir } from '../../store/local.js';
 import type { AcceptOutcome, SessionRecord, SessionStore } from '../../store/types.js';
 import { cookie, setCookie } from '../cookie.js';
-import { AUTOSUBMIT_SCRIPT, escapeHtml, page, postForm, SELF_POSTING } from '../pages.js';
+import { escapeHtml, page } from '../pages.js';
 import type { Landing } from '../pipeline.js';
 
 export const LOCAL_PAGE_TTL_MS = 30 * 60_000;
 const MAX_ENTRIES = 1000;
 
 export interface LocalLandingOptions {
-  /** Mints a fresh demo token: the service serves `{base}dev/demo` (local mode's demo link), which the page offers. */
-  demoToken?: () => Promise<string>;
+  /** The service serves `{base}dev/demo` (local mode's demo link): offer it on the page. */
+  demoLink?: boolean;
 }
 
 export interface LocalLanding {
   landing: Landing;
   /** GET {base}local/:id — the page of one handoff, for the browser that made it. */
   page: RequestHandler;
-  /** GET {base}dev/demo — an auto-posting demo handoff (with `demoToken`). */
-  demo?: RequestHandler;
 }
 
 interface Entry {
@@ -151,20 +149,8 @@ export function createLocalLanding(config: Config, store: SessionStore, o: Local
       res.status(404).type('html').send(gone());
       return;
     }
-    res.type('html').send(localPage(config, store, record, entry.outcome, Boolean(o.demoToken)));
+    res.type('html').send(localPage(config, store, record, entry.outcome, o.demoLink === true));
   };
 
-  const demoToken = o.demoToken;
-  return {
-    landing,
-    page: localPageHandler,
-    ...(demoToken
-      ? {
-          demo: async (_req, res) => {
-            const token = await demoToken();
-            res.set('Referrer-Policy', SELF_POSTING).type('html').send(page('Demo handoff', postForm(`${base}handoff`, token, 'Handing a demo session over…'), AUTOSUBMIT_SCRIPT));
-          },
-        }
-      : {}),
-  };
+  return { landing, page: localPageHandler };
 }
