@@ -8,6 +8,11 @@ legacy extension and this one. Unlike the legacy manager, a missing, empty, unre
 session file is an error with a stable code (:class:`SessionError`), never an empty session or a
 traceback, and the file may also hold the id alone (plain text).
 
+omnisci-handoff also writes ``"fingerprint"`` into a JSON session file: an opaque base64url keyed
+hash of the session (never the id), which the lab URL of that handoff carries, so the lab can tell
+the handed-over session has reached this server. The answer then carries it too (after the legacy
+keys); jupyterlab-omnisci reads only ``session`` and ``query`` and ignores it.
+
 Nothing here ever logs or puts the session id into an error message.
 """
 
@@ -17,7 +22,7 @@ import errno
 import json
 import os
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from traitlets import Unicode
 from traitlets.config import Configurable
@@ -27,6 +32,17 @@ MAX_SESSION_FILE_BYTES = 1 << 20
 
 #: A plain-text session file: one token of printable ASCII (and not starting like JSON).
 _PLAIN_ID = re.compile(r"[!-~]+")
+
+#: The service's fingerprint: base64url without padding (a keyed hash; bounded length).
+_FINGERPRINT = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+class HandedOver(NamedTuple):
+    """What a session file holds: the id, the query and (JSON format only) the fingerprint."""
+
+    session: str
+    query: str
+    fingerprint: str | None = None
 
 
 class SessionError(Exception):
@@ -74,8 +90,8 @@ class OmniSciSessionManager(BaseOmniSciSessionManager):
         config=True,
     )
 
-    def read_session_file(self) -> tuple[str, str]:
-        """``(session, query)`` from the session file, or :class:`SessionError`."""
+    def read_session_file(self) -> HandedOver:
+        """What the session file holds, or :class:`SessionError`."""
         if not self.session_file:
             raise SessionError(
                 "session_not_configured",
@@ -100,9 +116,9 @@ class OmniSciSessionManager(BaseOmniSciSessionManager):
         return parse_session_file(raw)
 
     def get_session(self) -> dict[str, Any]:
-        session, query = self.read_session_file()
-        return {
-            "session": session,
+        handed_over = self.read_session_file()
+        answer = {
+            "session": handed_over.session,
             "connection": {
                 "protocol": os.environ.get(self.protocol, ""),
                 "host": os.environ.get(self.host, ""),
@@ -113,16 +129,19 @@ class OmniSciSessionManager(BaseOmniSciSessionManager):
                 "host": self.host,
                 "port": self.port,
             },
-            "query": query,
+            "query": handed_over.query,
         }
+        if handed_over.fingerprint is not None:
+            answer["fingerprint"] = handed_over.fingerprint
+        return answer
 
 
 def _malformed(what: str) -> SessionError:
     return SessionError("session_malformed", 500, f"The session file is malformed: {what}.")
 
 
-def parse_session_file(raw: bytes) -> tuple[str, str]:
-    """``(session, query)`` from the bytes of a session file (JSON object or plain id).
+def parse_session_file(raw: bytes) -> HandedOver:
+    """What the bytes of a session file (JSON object or plain id) hold.
 
     Error messages describe the problem, never the content.
     """
@@ -145,18 +164,21 @@ def parse_session_file(raw: bytes) -> tuple[str, str]:
             raise _malformed("not a JSON object")
         session = data.get("session", "")
         query = data.get("query", "")
+        fingerprint = data.get("fingerprint")
         if query is None:
             query = ""
         if not isinstance(session, str):
             raise _malformed('"session" is not a string')
         if not isinstance(query, str):
             raise _malformed('"query" is not a string')
+        if fingerprint is not None and not (isinstance(fingerprint, str) and _FINGERPRINT.fullmatch(fingerprint)):
+            raise _malformed('"fingerprint" is not a base64url string')
     elif text[0] not in '"[' and _PLAIN_ID.fullmatch(text):
-        session, query = text, ""
+        session, query, fingerprint = text, "", None
     else:
         raise _malformed("neither a JSON object nor a plain session id")
     if not session:
         raise SessionError(
             "no_session", 404, "No session has been handed over to this server (the session is empty)."
         )
-    return session, query
+    return HandedOver(session, query, fingerprint)

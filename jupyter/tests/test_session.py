@@ -24,16 +24,18 @@ def manager_for(path, **section):
 @pytest.mark.parametrize(
     "content, expected",
     [
-        (b'{"session": "S", "query": "SELECT 1"}\n', ("S", "SELECT 1")),
-        (b'{"session": "S"}', ("S", "")),
-        (b'{"session": "S", "query": null}', ("S", "")),
-        (b'{"session": "S", "query": "SELECT \\"x\\"\\nFROM t -- \\u00e9"}', ("S", 'SELECT "x"\nFROM t -- \u00e9')),
-        (f"{SESSION}\n".encode(), (SESSION, "")),
-        (b"  abc-DEF_123.456:789  \n", ("abc-DEF_123.456:789", "")),
+        (b'{"session": "S", "query": "SELECT 1"}\n', ("S", "SELECT 1", None)),
+        (b'{"session": "S"}', ("S", "", None)),
+        (b'{"session": "S", "query": null}', ("S", "", None)),
+        (b'{"session": "S", "query": "SELECT \\"x\\"\\nFROM t -- \\u00e9"}', ("S", 'SELECT "x"\nFROM t -- \u00e9', None)),
+        (b'{"session": "S", "query": "q", "fingerprint": "Zm9v_-Ab"}', ("S", "q", "Zm9v_-Ab")),
+        (b'{"session": "S", "query": "q", "fingerprint": null}', ("S", "q", None)),
+        (f"{SESSION}\n".encode(), (SESSION, "", None)),
+        (b"  abc-DEF_123.456:789  \n", ("abc-DEF_123.456:789", "", None)),
     ],
 )
 def test_formats_omnisci_handoff_writes(content, expected):
-    assert parse_session_file(content) == expected
+    assert tuple(parse_session_file(content)) == expected
 
 
 @pytest.mark.parametrize(
@@ -46,6 +48,9 @@ def test_formats_omnisci_handoff_writes(content, expected):
         (b'{"session": "S", ', "session_malformed", 500),
         (b'{"session": 42}', "session_malformed", 500),
         (b'{"session": "S", "query": ["SELECT 1"]}', "session_malformed", 500),
+        (b'{"session": "S", "fingerprint": 7}', "session_malformed", 500),
+        (b'{"session": "S", "fingerprint": "not base64url!"}', "session_malformed", 500),
+        (b'{"session": "S", "fingerprint": ""}', "session_malformed", 500),
         (b'["S"]', "session_malformed", 500),
         (b'"S"', "session_malformed", 500),
         (b"two words", "session_malformed", 500),
@@ -103,6 +108,14 @@ def test_file_is_read_on_every_call(tmp_path):
     assert (manager.get_session()["session"], manager.get_session()["query"]) == ("one", "q1")
     f.write_text(json.dumps({"session": "two", "query": "q2"}))
     assert (manager.get_session()["session"], manager.get_session()["query"]) == ("two", "q2")
+
+
+def test_the_fingerprint_follows_the_legacy_keys(tmp_path):
+    f = tmp_path / "session"
+    f.write_text(json.dumps({"session": SESSION, "query": "q", "fingerprint": "fp_1-x"}))
+    answer = manager_for(f).get_session()
+    assert list(answer) == ["session", "connection", "environment", "query", "fingerprint"]
+    assert answer["fingerprint"] == "fp_1-x"
 
 
 def test_not_configured_and_unreadable(tmp_path):

@@ -7,10 +7,14 @@ with the vendor's own generated code (pyheavydb's ``heavydb.thrift.Heavy.Process
 HeavyDB's ``heavy.thrift`` compiled) and Apache Thrift's ``TJSONProtocol``, so clients such as
 ``heavydb.connect(sessionid=..., protocol="http")`` talk to it as to a real server.
 
-What the test controls, over JSON on the same port (paths under ``/_standin/``, never Thrift):
+What the test controls, over JSON on the same port (paths under ``/_standin/``, never Thrift; or,
+in-process, ``make_server(...).state``: ``add``, ``expire``, ``calls``):
 
 - ``PUT /_standin/sessions/<id>`` ``{"user", "database", "roles": [...], "superuser"}``: a session
-  (valid until removed); ``DELETE /_standin/sessions/<id>``: expire it; ``GET /_standin/sessions``;
+  (valid until removed); ``DELETE /_standin/sessions/<id>``: expire it as HeavyDB >= 6.2 does
+  (every later call: ``Session not valid or expired.``); ``DELETE /_standin/sessions/<id>?as=idle``:
+  as OmniSci and HeavyDB < 6.2 did (the next call: ``Idle Session Timeout. User should
+  re-authenticate.``, then ``Session not valid.``); ``GET /_standin/sessions``;
 - ``GET /_standin/calls``: every Thrift call so far, in order, ``{"method", "args": {...}}`` (args by
   the names in heavy.thrift, session ids included: this is a test double), including methods this
   stand-in does not implement and names heavy.thrift does not have (``{"unknown_method": true}``);
@@ -20,8 +24,8 @@ Implemented like HeavyDB (ThriftHandler/DBHandler.cpp): ``get_session_info``, ``
 ``get_version``, ``get_server_status``, ``get_status``, ``has_role``, ``sql_execute`` (the same small
 result set for any query), ``disconnect`` (ends the session: a test asserts it is never called).
 An invalid or expired session fails with HeavyDB's ``TDBException("Session not valid or
-expired.")``; any other method is recorded and fails with a ``TDBException`` saying it is not
-implemented here.
+expired.")`` (ThriftHandler/DBHandler.cpp, get_session_ptr), or the older messages above; any other
+method is recorded and fails with a ``TDBException`` saying it is not implemented here.
 
 Run: ``python standin.py [--port N]``; prints one JSON line ``{"url": ...}`` once listening on 127.0.0.1.
 """
@@ -45,6 +49,9 @@ from heavydb.thrift import ttypes as T
 
 VERSION = "8.0.1-standin"
 INVALID_SESSION = "Session not valid or expired."
+#: OmniSci / HeavyDB < 6.2: the call that finds a session idle too long, then any later call.
+IDLE_TIMEOUT = "Idle Session Timeout. User should re-authenticate."
+INVALID_SESSION_LEGACY = "Session not valid."
 
 #: The result set of every query: (name, HeavyDB type, values).
 RESULT = [
@@ -62,8 +69,32 @@ class State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.sessions: dict[str, dict] = {}
+        #: Sessions expired the old way: True until the call that reports the idle timeout.
+        self.idle: dict[str, bool] = {}
         self.calls: list[dict] = []
         self.started = int(time.time())
+
+    def add(self, session_id: str, spec: dict) -> dict:
+        """A valid session (``spec``: user, database, roles, superuser, start_time; defaults)."""
+        session = {
+            "user": str(spec.get("user", "admin")),
+            "database": str(spec.get("database", "heavyai")),
+            "roles": [str(r) for r in spec.get("roles", [])],
+            "superuser": bool(spec.get("superuser", False)),
+            "start_time": int(spec.get("start_time", time.time())),
+        }
+        with self.lock:
+            self.sessions[session_id] = session
+            self.idle.pop(session_id, None)
+        return session
+
+    def expire(self, session_id: str, idle: bool = False) -> bool:
+        """Ends the session as HeavyDB >= 6.2 does, or (``idle``) as older versions did; whether it existed."""
+        with self.lock:
+            found = self.sessions.pop(session_id, None)
+            if found and idle:
+                self.idle[session_id] = True
+        return found is not None
 
     def record(self, method: str, **args) -> None:
         with self.lock:
@@ -72,6 +103,11 @@ class State:
     def session(self, session_id: str) -> dict:
         with self.lock:
             found = self.sessions.get(session_id)
+            idle = self.idle.get(session_id)
+            if idle:
+                self.idle[session_id] = False
+        if idle is not None:
+            raise T.TDBException(error_msg=IDLE_TIMEOUT if idle else INVALID_SESSION_LEGACY)
         if found is None:
             raise T.TDBException(error_msg=INVALID_SESSION)
         return found
@@ -248,7 +284,7 @@ def make_server(port: int = 0) -> ThreadingHTTPServer:
             self._send(status, json.dumps(value).encode(), "application/json")
 
         def _control(self, method: str) -> None:
-            path = self.path[len(control) :]
+            path, _, query = self.path[len(control) :].partition("?")
             if path == "calls" and method == "GET":
                 with state.lock:
                     return self._json(200, list(state.calls))
@@ -264,23 +300,11 @@ def make_server(port: int = 0) -> ThreadingHTTPServer:
                 if not session_id:
                     return self._json(400, {"error": "empty session id"})
                 if method == "DELETE":
-                    with state.lock:
-                        found = state.sessions.pop(session_id, None)
-                    return self._json(200 if found else 404, {})
+                    return self._json(200 if state.expire(session_id, idle=query == "as=idle") else 404, {})
                 try:
-                    spec = json.loads(self._body() or b"{}")
-                    session = {
-                        "user": str(spec.get("user", "admin")),
-                        "database": str(spec.get("database", "heavyai")),
-                        "roles": [str(r) for r in spec.get("roles", [])],
-                        "superuser": bool(spec.get("superuser", False)),
-                        "start_time": int(spec.get("start_time", time.time())),
-                    }
+                    return self._json(200, state.add(session_id, json.loads(self._body() or b"{}")))
                 except (ValueError, TypeError, AttributeError) as e:
                     return self._json(400, {"error": f"bad session: {e}"})
-                with state.lock:
-                    state.sessions[session_id] = session
-                return self._json(200, session)
             return self._json(404, {"error": f"no control endpoint {method} {self.path}"})
 
         def do_GET(self):
@@ -316,7 +340,9 @@ def make_server(port: int = 0) -> ThreadingHTTPServer:
                 return self._send(400, f"bad Thrift request: {type(e).__name__}\n".encode(), "text/plain")
             self._send(200, otrans.getvalue(), "application/x-thrift")
 
-    return ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
+    server.state = state  # for tests that run the stand-in in their own process
+    return server
 
 
 def main() -> None:

@@ -43,8 +43,12 @@ export interface HeavyDbStandIn {
   /** What `OMNISCI_PROTOCOL` / heavydb.connect(protocol=…) should say for it. */
   protocol: 'http';
   addSession(id: string, session: StandInSession): Promise<void>;
-  /** The session stops being valid (HeavyDB: "Session not valid or expired."). */
-  expireSession(id: string): Promise<void>;
+  /**
+   * The session stops being valid: as HeavyDB >= 6.2 ("Session not valid or expired."), or `idle` as
+   * OmniSci / HeavyDB < 6.2 ("Idle Session Timeout. User should re-authenticate." once, then
+   * "Session not valid.").
+   */
+  expireSession(id: string, as?: 'idle'): Promise<void>;
   /** Every Thrift call so far, in order. */
   calls(): Promise<HeavyCall[]>;
   clearCalls(): Promise<void>;
@@ -91,7 +95,7 @@ export async function startHeavyDb(opts: { sessions?: Record<string, StandInSess
     port: Number(new URL(url).port),
     protocol: 'http',
     addSession: async (id, session) => void (await control('PUT', `sessions/${encodeURIComponent(id)}`, session)),
-    expireSession: async (id) => void (await control('DELETE', `sessions/${encodeURIComponent(id)}`)),
+    expireSession: async (id, as) => void (await control('DELETE', `sessions/${encodeURIComponent(id)}${as ? `?as=${as}` : ''}`)),
     calls: async () => (await control('GET', 'calls')) as HeavyCall[],
     clearCalls: async () => void (await control('DELETE', 'calls')),
     post: async (body) => {
