@@ -2,6 +2,7 @@
 export interface SessionAnswer {
   session: string;
   query?: string;
+  fingerprint?: string;
   connection?: Record<string, string>;
   environment?: { protocol?: string; host?: string; port?: string };
 }
@@ -20,6 +21,6 @@ export interface SessionNotebook {
   nbformat_minor: 5;
 }
 export function pyString(value: string): string;
-export function connectCellSource(answer: SessionAnswer): string;
+export function connectCellSource(): string;
 export function queryCellSource(answer: SessionAnswer): string;
 export function sessionNotebook(answer: SessionAnswer, kernel: { name: string; displayName: string }): SessionNotebook;

@@ -35,25 +35,20 @@ export function pyString(value) {
   return `"""${body}"""`;
 }
 
-/** The connect cell: the session id literally, host/port/protocol from the env vars the server names. */
-export function connectCellSource(answer) {
-  const env = (answer && answer.environment) || {};
-  const name = (key, fallback) => pyString(env[key] || fallback);
+/**
+ * The connect cell. It holds no session id: connect() reads the handed-over session where the server
+ * reads it, at every query, so a new handoff reaches a running kernel and no copy of the notebook
+ * carries a credential.
+ */
+export function connectCellSource() {
   return [
-    '# The OmniSci (HEAVY.AI) session handed over from Immerse.',
-    '# Never call disconnect() on it: it is the session your Immerse tab is logged in with,',
-    '# and disconnecting it logs you out of Immerse. (con.close() is safe: heavydb leaves a',
-    '# session it was given with sessionid= open.)',
-    'import os',
+    '# The OmniSci (HEAVY.AI) session handed over from Immerse. connect() reads it from this server',
+    '# (never from this notebook) and follows the next handoff by itself: after "Re-link with',
+    '# Immerse", just run your next query. connect() never ends the session (it is the one your',
+    '# Immerse tab is logged in with; con.close() is safe): do not disconnect it yourself.',
+    'from omnisci_handoff_jupyter import connect',
     '',
-    'from heavydb import connect',
-    '',
-    'con = connect(',
-    `    sessionid=${pyString(answer.session)},`,
-    `    host=os.environ[${name('host', 'OMNISCI_HOST')}],`,
-    `    port=int(os.environ[${name('port', 'OMNISCI_PORT')}]),`,
-    `    protocol=os.environ[${name('protocol', 'OMNISCI_PROTOCOL')}],`,
-    ')',
+    'con = connect()',
   ].join('\n');
 }
 
@@ -78,7 +73,7 @@ export function queryCellSource(answer) {
 export function sessionNotebook(answer, kernel) {
   const code = (id, source) => ({ cell_type: 'code', id, execution_count: null, metadata: {}, outputs: [], source });
   return {
-    cells: [code('omnisci-connect', connectCellSource(answer)), code('omnisci-query', queryCellSource(answer))],
+    cells: [code('omnisci-connect', connectCellSource()), code('omnisci-query', queryCellSource(answer))],
     metadata: {
       kernelspec: { name: kernel.name, display_name: kernel.displayName, language: 'python' },
       language_info: { name: 'python' },

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # omnisci-handoff-jupyter (jupyter/): today's single-user server, jupyter_server 2 + JupyterLab 4 +
-# ipykernel + pyheavydb (import name heavydb), in a cached venv (.cache/venv-jlab4), with the wheel
+# ipykernel + pyheavydb (import name heavydb) + jupyterhub (its jupyterhub-singleuser, for the tests
+# that spawn this server from a real JupyterHub 5), in a cached venv (.cache/venv-jlab4), with the wheel
 # built from jupyter/ (its lab extension by @jupyterlab/builder: npm ci + `jupyter labextension
 # build`, then hatchling + hatch-jupyter-builder) and installed into it. The wheel is left in
 # .cache/jlab4-dist/. The venv also runs the HeavyDB stand-in (test/support/heavydb/).
@@ -21,7 +22,7 @@ mkdir -p "$root/.cache"
 exec 9>"$root/.cache/.jupyterlab4.lock"
 flock 9
 
-spec="jupyterlab==4.5.11 jupyter_server==2.21.1 ipykernel==7.4.0 pyheavydb==8.0.1.post1 importlib-metadata==10.2.0 hatchling==1.33.0 hatch-jupyter-builder==0.10.0 pytest==8.4.2"
+spec="jupyterlab==4.5.11 jupyter_server==2.21.1 ipykernel==7.4.0 jupyterhub==5.5.4 pyheavydb==8.0.1.post1 importlib-metadata==10.2.0 hatchling==1.33.0 hatch-jupyter-builder==0.10.0 pytest==8.4.2"
 
 # What goes into the wheel: everything under jupyter/ but build outputs, node_modules and tests.
 sources_hash() {

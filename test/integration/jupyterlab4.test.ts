@@ -9,21 +9,23 @@
  * - GET {base_url}omnisci/session answers jupyterlab-omnisci's JSON, re-reads the file per request,
  *   and answers JSON errors with stable codes for a missing, empty or malformed file;
  * - Chromium opens /user/alice/lab?omnisci&reset: a notebook opens whose cells connect with the
- *   handed-over session and run the handed-over SQL in a real kernel against the stand-in, which
- *   sees exactly that session and SQL — and never a `disconnect`, not even after the kernel and the
+ *   handed-over session (read by omnisci_handoff_jupyter.connect() in the kernel: no id in any cell
+ *   or saved file) and run the handed-over SQL in a real kernel against the stand-in, which sees
+ *   exactly that session and SQL — and never a `disconnect`, not even after the kernel and the
  *   server stopped. The test writes docs/images/jupyterlab4-notebook.png.
+ *   (Following a new handoff, the status bar, waiting for a handoff: jupyterlab4-session.test.ts.)
  */
 import { afterAll, beforeAll, expect, jest, test } from '@jest/globals';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { connectionEnv, jupyterConfigFiles, sessionFileContent } from '../../src/notebook/outputs.js';
 import { launchChromium } from '../support/browser.js';
 import { startHeavyDb, type HeavyCall, type HeavyDbStandIn } from '../support/heavydb/standin.js';
-import { JLAB4_VENV, startJupyterServer, type RunningJupyterServer } from '../support/jupyterlab4.js';
+import { JLAB4_VENV, logInToLab, pageWaiter, replaceFile, startJupyterServer, type RunningJupyterServer } from '../support/jupyterlab4.js';
 import { writeTree } from '../support/notebook.js';
 import { connectCellSource, pyString, queryCellSource } from '../../jupyter/src/notebook.mjs';
 import { ROOT } from '../support/root.js';
@@ -62,9 +64,7 @@ function handoff(session: string, query: string, format: 'json' | 'text' = 'json
 }
 
 function writeRaw(content: string | Buffer): void {
-  const tmp = `${sessionFile}.tmp`;
-  writeFileSync(tmp, content, { mode: 0o600 });
-  renameSync(tmp, sessionFile);
+  replaceFile(sessionFile, content);
 }
 
 interface SessionAnswer {
@@ -278,19 +278,13 @@ test('the generated cells are valid Python whose string literals are exactly the
       '    compile(cell, "cell", "exec")',
       'json.dump([ast.literal_eval(s) for s in data["literals"]], sys.stdout)',
     ].join('\n'),
-    { literals: strings.map(pyString), cells: answers.flatMap((a) => [connectCellSource(a), queryCellSource(a)]) },
+    { literals: strings.map(pyString), cells: [connectCellSource(), ...answers.map(queryCellSource)] },
   );
   expect(evaluated).toEqual(strings);
   // Multi-line SQL reads as written (triple quotes); one line stays a plain literal.
   expect(pyString('SELECT "a"\nFROM t')).toBe('"""SELECT "a"\nFROM t"""');
   expect(pyString('SELECT 1')).toBe('"SELECT 1"');
 });
-
-async function logIn(page: Page): Promise<void> {
-  await page.goto(`${server.origin}${server.baseUrl}login`);
-  await page.fill('#password_input', server.token);
-  await Promise.all([page.waitForURL((u) => !u.pathname.endsWith('/login')), page.click('#login_submit')]);
-}
 
 interface SavedNotebook {
   cells: { cell_type: string; source: string | string[] }[];
@@ -307,23 +301,16 @@ test('Chromium on /lab?omnisci&reset: a notebook connects with the handed-over s
   const page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
   const consoleLines: string[] = [];
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
-  /** Waits for `what`; a failure says where the page was and what its console said. */
-  const waitFor = async (what: string, wait: () => Promise<unknown>) => {
-    try {
-      await wait();
-    } catch (e) {
-      throw new Error(`waiting for ${what} at ${page.url()}: ${(e as Error).message}\nconsole:\n${consoleLines.join('\n')}`);
-    }
-  };
-  await logIn(page);
+  const waitFor = pageWaiter(page);
+  await logInToLab(page, server);
   await page.goto(`${server.origin}${server.baseUrl}lab?omnisci&reset`);
 
   // The notebook opens on its own, its first cell the connect cell.
   const cells = page.locator('.jp-NotebookPanel .jp-Notebook .jp-Cell');
   await waitFor('the notebook', () => cells.nth(1).waitFor({ timeout: 90_000 }));
   const firstCell = await cells.nth(0).locator('.cm-content').innerText();
-  expect(firstCell).toContain('from heavydb import connect');
-  expect(firstCell).toContain(`sessionid="${BROWSER_SESSION}"`);
+  expect(firstCell).toContain('from omnisci_handoff_jupyter import connect');
+  expect(firstCell).not.toContain(BROWSER_SESSION);
   // omnisci (and reset, JupyterLab's) are gone from the address: a reload opens no second notebook.
   expect(new URL(page.url()).search).toBe('');
 
@@ -335,20 +322,10 @@ test('Chromium on /lab?omnisci&reset: a notebook connects with the handed-over s
   expect(saved.metadata.kernelspec?.name).toBe('python3');
   expect(saved.cells.map((c) => c.cell_type)).toEqual(['code', 'code']);
   const [connectCell, queryCell] = saved.cells.map(sourceOf) as [string, string];
-  expect(connectCell).toContain('from heavydb import connect');
-  expect(connectCell).toMatch(/never call disconnect\(\)/i);
-  expect(connectCell).toContain('logs you out of Immerse');
-  expect(connectCell).toContain(
-    [
-      'con = connect(',
-      `    sessionid="${BROWSER_SESSION}",`,
-      '    host=os.environ["OMNISCI_HOST"],',
-      '    port=int(os.environ["OMNISCI_PORT"]),',
-      '    protocol=os.environ["OMNISCI_PROTOCOL"],',
-      ')',
-    ].join('\n'),
-  );
-  expect(connectCell).not.toMatch(/\.close\(\)\s*$|^\s*con\.close\(|disconnect\(con|_client\.disconnect\(con/m);
+  expect(connectCell).toContain('from omnisci_handoff_jupyter import connect\n\ncon = connect()');
+  expect(connectCell).toMatch(/do not disconnect it yourself/);
+  expect(connectCell).not.toMatch(/^\s*con\.close\(|disconnect\(con|_client\.disconnect\(/m);
+  expect(JSON.stringify(saved)).not.toContain(BROWSER_SESSION);
   expect(queryCell).toContain('cursor = con.execute(query)');
 
   // Once the kernel is up, run both cells in it (Run > Run All Cells), as a user would.
@@ -365,11 +342,14 @@ test('Chromium on /lab?omnisci&reset: a notebook connects with the handed-over s
   expect(await cells.nth(0).locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').count()).toBe(0);
 
   // The stand-in saw the handed-over session and exactly the handed-over SQL — and no disconnect.
+  // (get_session_info: connect()'s check before pyheavydb's, and the status bar's checks.)
   const calls = await heavy.calls();
   const bySession = (c: HeavyCall) => c.args['session'] === undefined || c.args['session'] === BROWSER_SESSION;
   expect(calls.every(bySession)).toBe(true);
-  expect(calls.map((c) => c.method)).toEqual(['get_tables', 'get_version', 'sql_execute']);
-  expect(calls[2]!.args).toMatchObject({ session: BROWSER_SESSION, query: BROWSER_QUERY, column_format: true });
+  const kernelCalls = calls.filter((c) => c.method !== 'get_session_info');
+  expect(kernelCalls.map((c) => c.method)).toEqual(['get_tables', 'get_version', 'sql_execute']);
+  expect(calls.findIndex((c) => c.method === 'get_session_info')).toBeLessThan(calls.findIndex((c) => c.method === 'get_tables'));
+  expect(kernelCalls[2]!.args).toMatchObject({ session: BROWSER_SESSION, query: BROWSER_QUERY, column_format: true });
 
   await page.locator('#jp-main-dock-panel').screenshot({ path: join(ROOT, 'docs/images/jupyterlab4-notebook.png') });
   expect(consoleLines.filter((l) => l.startsWith('error:') && /omnisci/i.test(l))).toEqual([]);
@@ -379,7 +359,7 @@ test('Chromium on /lab?omnisci&reset: a notebook connects with the handed-over s
 test('without a session, ?omnisci says so in the lab (the server\'s message) and opens no notebook', async () => {
   rmSync(sessionFile, { force: true });
   const page = await browser!.newPage({ viewport: { width: 1280, height: 820 } });
-  await logIn(page);
+  await logInToLab(page, server);
   await page.goto(`${server.origin}${server.baseUrl}lab?omnisci&reset`);
   const dialog = page.locator('.jp-Dialog');
   await dialog.waitFor({ timeout: 90_000 });

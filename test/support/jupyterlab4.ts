@@ -7,9 +7,10 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Page } from 'playwright-core';
 import { freePort } from './jupyterhub.js';
 import { jupyterProcess } from './notebook.js';
 import { ROOT } from './root.js';
@@ -114,4 +115,31 @@ export async function startJupyterServer(opts: JupyterServerOptions): Promise<Ru
   if ((await proc.until(async () => (await get('api/status')).status)) === 'exited' && !opts.expectExit)
     throw new Error(`jupyter-server exited during startup:\n${output}`);
   return server;
+}
+
+/** Logs `page` in to the server with its token (the login form, as a user would). */
+export async function logInToLab(page: Page, server: RunningJupyterServer): Promise<void> {
+  await page.goto(`${server.origin}${server.baseUrl}login`);
+  await page.fill('#password_input', server.token);
+  await Promise.all([page.waitForURL((u) => !u.pathname.endsWith('/login')), page.click('#login_submit')]);
+}
+
+/** Replaces `path` atomically (as the service's store and the kubelet do), mode 0600. */
+export function replaceFile(path: string, content: string | Buffer): void {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, content, { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+/** A `waitFor(what, wait)` for `page` whose failure says where the page was and what its console said. */
+export function pageWaiter(page: Page): (what: string, wait: () => Promise<unknown>) => Promise<void> {
+  const consoleLines: string[] = [];
+  page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+  return async (what, wait) => {
+    try {
+      await wait();
+    } catch (e) {
+      throw new Error(`waiting for ${what} at ${page.url()}: ${(e as Error).message}\nconsole:\n${consoleLines.join('\n')}`);
+    }
+  };
 }
