@@ -28,21 +28,15 @@ import type { Browser, Page } from 'playwright-core';
 import { connectionEnv, jupyterConfigFiles, sessionFileContent } from '../../src/notebook/outputs.js';
 import { launchChromium } from '../support/browser.js';
 import { startHeavyDb, type HeavyDbStandIn } from '../support/heavydb/standin.js';
-import { logInToLab, pageWaiter, replaceFile, startJupyterServer, type RunningJupyterServer } from '../support/jupyterlab4.js';
+import { logInToLab, pageWaiter, replaceFile, type RunningJupyterServer, SERVICE_NOTEBOOK_DEFAULTS, startJupyterServer } from '../support/jupyterlab4.js';
 import { OMNISCI_VENV, writeTree } from '../support/notebook.js';
 import { ROOT } from '../support/root.js';
 
 jest.setTimeout(300_000);
 
-type NotebookConfig = Parameters<typeof jupyterConfigFiles>[0];
 type Connection = Parameters<typeof connectionEnv>[0];
 
-const nbConfig = {
-  sessionFormat: 'json',
-  sessionDir: '/var/run/omnisci-handoff',
-  sessionFileName: 'session',
-  env: { protocol: 'OMNISCI_PROTOCOL', host: 'OMNISCI_HOST', port: 'OMNISCI_PORT' },
-} as NotebookConfig;
+const nbConfig = SERVICE_NOTEBOOK_DEFAULTS;
 
 /** HeavyDB-like ids (32 alphanumerics) and the service's base64url fingerprints. */
 const A = 'AaaaQ9LmT2pR7sWc4NhB8yFd1GjZ6aUe';

@@ -25,23 +25,16 @@ import type { Browser } from 'playwright-core';
 import { connectionEnv, jupyterConfigFiles, sessionFileContent } from '../../src/notebook/outputs.js';
 import { launchChromium } from '../support/browser.js';
 import { startHeavyDb, type HeavyCall, type HeavyDbStandIn } from '../support/heavydb/standin.js';
-import { JLAB4_VENV, logInToLab, pageWaiter, replaceFile, startJupyterServer, type RunningJupyterServer } from '../support/jupyterlab4.js';
+import { JLAB4_VENV, logInToLab, pageWaiter, replaceFile, type RunningJupyterServer, SERVICE_NOTEBOOK_DEFAULTS, startJupyterServer } from '../support/jupyterlab4.js';
 import { writeTree } from '../support/notebook.js';
 import { connectCellSource, pyString, queryCellSource } from '../../jupyter/src/notebook.mjs';
 import { ROOT } from '../support/root.js';
 
 jest.setTimeout(240_000);
 
-type NotebookConfig = Parameters<typeof jupyterConfigFiles>[0];
 type Connection = Parameters<typeof connectionEnv>[0];
 
-/** The service's defaults (notebook.* in the config schema); jupyterConfigFiles reads env, the path is given. */
-const nbConfig = {
-  sessionFormat: 'json',
-  sessionDir: '/var/run/omnisci-handoff',
-  sessionFileName: 'session',
-  env: { protocol: 'OMNISCI_PROTOCOL', host: 'OMNISCI_HOST', port: 'OMNISCI_PORT' },
-} as NotebookConfig;
+const nbConfig = SERVICE_NOTEBOOK_DEFAULTS;
 const LEGACY = 'jupyterlab_omnisci.serverextension';
 /** A HeavyDB-like session id (32 alphanumerics): fixed for the browser test so the screenshot is stable. */
 const BROWSER_SESSION = 'Xk3vQ9LmT2pR7sWc4NhB8yFd1GjZ6aUe';

@@ -11,9 +11,18 @@ import { existsSync, mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import type { jupyterConfigFiles } from '../../src/notebook/outputs.js';
 import { freePort } from './jupyterhub.js';
 import { jupyterProcess } from './notebook.js';
 import { ROOT } from './root.js';
+
+/** The service's notebook.* defaults, for jupyterConfigFiles (which reads env and the session file path only). */
+export const SERVICE_NOTEBOOK_DEFAULTS = {
+  sessionFormat: 'json',
+  sessionDir: '/var/run/omnisci-handoff',
+  sessionFileName: 'session',
+  env: { protocol: 'OMNISCI_PROTOCOL', host: 'OMNISCI_HOST', port: 'OMNISCI_PORT' },
+} as Parameters<typeof jupyterConfigFiles>[0];
 
 /** The venv (JLAB4_VENV overrides it, e.g. to try another JupyterLab 4 release). */
 export const JLAB4_VENV = process.env.JLAB4_VENV ?? join(ROOT, '.cache/venv-jlab4');
