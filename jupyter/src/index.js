@@ -151,7 +151,26 @@ async function openSessionNotebook(app, answer) {
   const kernel = pythonKernel(serviceManager.kernelspecs.specs);
   const created = await serviceManager.contents.newUntitled({ type: 'notebook', path: '' });
   await serviceManager.contents.save(created.path, { type: 'notebook', format: 'json', content: sessionNotebook(answer, kernel) });
-  return app.commands.execute('docmanager:open', { path: created.path, factory: 'Notebook' });
+  const notebook = await app.commands.execute('docmanager:open', { path: created.path, factory: 'Notebook' });
+  keepInFront(app, notebook);
+  return notebook;
+}
+
+/**
+ * The file browser opens a Launcher when it finds the main area empty after routing, which races
+ * with this notebook: until the user does something, a Launcher that becomes current hands the
+ * focus back to the notebook.
+ */
+function keepInFront(app, notebook) {
+  const onChanged = (_, { newValue }) => {
+    if (newValue && newValue !== notebook && newValue.hasClass('jp-Launcher') && !notebook.isDisposed) app.shell.activateById(notebook.id);
+  };
+  const stop = () => {
+    app.shell.currentChanged.disconnect(onChanged);
+    for (const type of ['pointerdown', 'keydown']) document.removeEventListener(type, stop, true);
+  };
+  app.shell.currentChanged.connect(onChanged);
+  for (const type of ['pointerdown', 'keydown']) document.addEventListener(type, stop, true);
 }
 
 /** The session, waiting for the handoff's fingerprint when there is one, with a notification while it waits. */

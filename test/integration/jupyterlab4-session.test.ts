@@ -110,6 +110,8 @@ const cellsOf = (page: Page) => page.locator('.jp-NotebookPanel:not(.lm-mod-hidd
 const statusItem = (page: Page) => page.locator('.omnisci-handoff-status');
 
 async function runAll(page: Page, waitFor: ReturnType<typeof pageWaiter>): Promise<void> {
+  // The opened notebook is the current tab (not a Launcher the file browser opened meanwhile).
+  await waitFor('the notebook in front', () => page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' }).waitFor({ timeout: 60_000 }));
   const indicator = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]');
   await waitFor('an idle kernel', () => indicator.waitFor({ timeout: 120_000 }));
   await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();

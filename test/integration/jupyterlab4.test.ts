@@ -321,7 +321,9 @@ test('Chromium on /lab?omnisci&reset: a notebook connects with the handed-over s
   expect(JSON.stringify(saved)).not.toContain(BROWSER_SESSION);
   expect(queryCell).toContain('cursor = con.execute(query)');
 
-  // Once the kernel is up, run both cells in it (Run > Run All Cells), as a user would.
+  // Once the kernel is up, run both cells in it (Run > Run All Cells), as a user would; the opened
+  // notebook is the current tab (not a Launcher the file browser opened meanwhile).
+  await waitFor('the notebook in front', () => page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' }).waitFor({ timeout: 60_000 }));
   const indicator = page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]');
   await waitFor('an idle kernel', () => indicator.waitFor({ timeout: 120_000 }));
   await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
