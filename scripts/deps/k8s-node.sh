@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the node half of the one-node test cluster (test/support/k8s-node.ts, docs/testing-kubernetes.md):
-#  - test/k8s/node: kube-scheduler, kube-controller-manager, kubelet and kube-proxy in one binary, from
+#  - test/k8s/node: kube-scheduler, kube-controller-manager, kubelet, kube-proxy and the cluster DNS (dns.go) in one binary, from
 #    the same k8s.io/kubernetes module version as test/k8s/controlplane (whose build shares the Go
 #    build cache: built after it, this one compiles mostly the node packages);
 #  - nodeinit (PID 1 of the node's namespaces) and the static programs of the test images (pause, echo).
@@ -35,7 +35,7 @@ fi
 
 # The Kubernetes node binary.
 version="$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$src/go.mod")"
-key="$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)"
+key="$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-12)"
 dir="$cache/node-$version-$key"
 cache_lock "$dir"
 if [[ ! -x "$dir/node" ]]; then

@@ -44,6 +44,8 @@ export const NODE_NAME = 'k8s-node';
 export const NODE_IP = '10.240.0.1';
 export const POD_CIDR = '10.244.0.0/24';
 export const SERVICE_CIDR = '10.96.0.0/24';
+/** Pods resolve `<service>.<namespace>.svc.cluster.local` (and short names, by their search list) at the node address. */
+export const CLUSTER_DOMAIN = 'cluster.local';
 export const PAUSE_IMAGE = 'omnisci.local/pause:1';
 /** test/k8s/node/images/echo (GET / → host name, /healthz, /file?path=); call `echoImage()` to write it. */
 export const ECHO_IMAGE = 'omnisci.local/echo:1';
@@ -91,7 +93,7 @@ export interface K8sNode {
   httpGet(url: string, timeoutMs?: number): Promise<{ status: number; body: string }>;
   /** Imports an image tarball (docker-archive or OCI) into containerd's k8s.io namespace. */
   loadImage(tarPath: string): Promise<void>;
-  /** A component's log so far: etcd, apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy. */
+  /** A component's log so far: etcd, apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy, cluster-dns. */
   log(component: string): string;
   stop(): Promise<void>;
   /** After stop(): seconds of its phases (components, the rest of the namespace via nodeinit, cgroups, temp dir). */
@@ -587,7 +589,7 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
 
     // Inside: loopback and the node address, forwarding, private /run, /var/lib, /var/log, masked sysctls, cgroups.
     mkdirSync(p('sysctl'));
-    writeFileSync(p('resolv.conf'), '# no DNS: the node and its pods never query the host\'s resolvers\n');
+    writeFileSync(p('resolv.conf'), '# no upstream DNS: the node never queries the host\'s resolvers (pods use the cluster DNS)\n');
     writeFileSync(p('hosts'), `127.0.0.1 localhost\n::1 localhost\n${NODE_IP} ${NODE_NAME}\n`);
     const masked = ['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes'];
     await sh([
@@ -769,7 +771,9 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
       authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: pki('ca.crt') } },
       authorization: { mode: 'Webhook' },
       resolvConf: p('resolv.conf'),
-      clusterDomain: 'cluster.local',
+      // The cluster DNS below (`node cluster-dns`) on the node address: pods find Services by name.
+      clusterDNS: [NODE_IP],
+      clusterDomain: CLUSTER_DOMAIN,
       hairpinMode: 'hairpin-veth',
       syncFrequency: o.syncFrequency ?? '1m',
       podLogsDir: p('pod-logs'),
@@ -801,6 +805,8 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
       iptables: { localhostNodePorts: false },
     }));
     run('kube-proxy', [NODE_BIN, 'kube-proxy', `--config=${p('kube-proxy.yaml')}`, '--v=1']);
+    // Cluster DNS for Services (test/k8s/node/dns.go), as kube-proxy may list and watch them.
+    run('cluster-dns', [NODE_BIN, 'cluster-dns', `--kubeconfig=${kc('kube-proxy')}`, `--listen=${NODE_IP}:53`, `--domain=${CLUSTER_DOMAIN}`]);
 
     await until('node not Ready', async () => {
       const r = await get(`/api/v1/nodes/${NODE_NAME}`);
@@ -808,6 +814,7 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
       return node?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True') ?? false;
     }, 'kubelet');
     await until('no default ServiceAccount', async () => (await get('/api/v1/namespaces/default/serviceaccounts/default')).status === 200, 'controller-manager');
+    await until('cluster DNS not serving', async () => readFileSync(p('cluster-dns.log'), 'utf8').includes('serving '), 'cluster-dns');
     await until('kube-proxy not healthy', async () => {
       const s = await tunnel(socketPath, '127.0.0.1:10256');
       s.destroy();

@@ -7,6 +7,7 @@
 //	node kube-controller-manager [flags]
 //	node kubelet [flags]
 //	node kube-proxy [flags]
+//	node cluster-dns [flags]   (dns.go: the node's cluster DNS for Services)
 //
 // A separate binary (not more subcommands of controlplane) so that the API server tests keep their
 // cached binary; the two builds share the Go build cache.
@@ -30,7 +31,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: node kube-scheduler|kube-controller-manager|kubelet|kube-proxy [flags]")
+		fmt.Fprintln(os.Stderr, "usage: node kube-scheduler|kube-controller-manager|kubelet|kube-proxy|cluster-dns [flags]")
 		os.Exit(2)
 	}
 	sub := os.Args[1]
@@ -45,6 +46,8 @@ func main() {
 		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
 	case "kube-proxy":
 		os.Exit(cli.Run(proxy.NewProxyCommand()))
+	case "cluster-dns":
+		os.Exit(runClusterDNS(os.Args[1:]))
 	default:
 		fmt.Fprintf(os.Stderr, "unknown command %q\n", sub)
 		os.Exit(2)
