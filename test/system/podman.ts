@@ -61,11 +61,19 @@ export interface Built {
 }
 
 /** `podman build` (nice'd: 2-core machines), network host for npm/pip/apt, never pulling. */
-export async function build(o: { tag: string; context: string; file?: string; args?: Record<string, string> }): Promise<Built> {
+export async function build(o: {
+  tag: string; context: string; file?: string; args?: Record<string, string>;
+  /** The stage to build (`--target`). */
+  target?: string;
+  /** Images standing in for the recipe's `FROM` names (`--build-context NAME=container-image://IMAGE`). */
+  from?: Record<string, string>;
+}): Promise<Built> {
   const started = Date.now();
   const args = ['-n', '10', 'podman', 'build', '--pull=never', '--network', 'host', '--layers', '-t', o.tag];
   if (o.file) args.push('-f', o.file);
+  if (o.target) args.push('--target', o.target);
   for (const [k, v] of Object.entries(o.args ?? {})) args.push('--build-arg', `${k}=${v}`);
+  for (const [k, v] of Object.entries(o.from ?? {})) args.push('--build-context', `${k}=container-image://${v}`);
   const r = await run('nice', [...args, o.context]);
   const output = `${r.stdout}\n${r.stderr}`;
   if (r.code !== 0) throw new Error(`podman build ${o.tag} exited ${r.code}:\n${output}`);
