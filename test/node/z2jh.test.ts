@@ -1,0 +1,518 @@
+/**
+ * Issue 27 on the one-node cluster (test/support/k8s-node.ts): the admin guide (docs/admin-guide.md),
+ * executed with the real zero-to-jupyterhub chart. Everything runs as it would on a cluster: z2jh's
+ * hub image (its own recipe) as z2jh's hub pod with z2jh's RBAC and service account, KubeSpawner
+ * creating the users' pods, configurable-http-proxy's image as z2jh's proxy pod, our chart with its
+ * webhook; pods find Services by name through the node's cluster DNS.
+ *
+ * The admin's steps are shell commands run with kubectl, helm and the `omnisci-handoff` CLI on PATH,
+ * in an admin directory, as the guide writes them. Local equivalents (no registry, no load balancer,
+ * no storage provisioner) are listed in docs/admin-guide.md ("Tested on") and set in `your.yaml`,
+ * the site's own z2jh values: the images (loaded into containerd, pullPolicy Never), the chart from
+ * the pinned copy (../shared/z2jh or OMNISCI_Z2JH_DIR) instead of `jupyterhub/jupyterhub`, a
+ * PersistentVolume for the hub database, user storage `none`, proxy Service `ClusterIP`, the image
+ * pullers, user scheduler and cloud-metadata blocker off (their images are not built here).
+ *
+ * Chromium reaches the hub as `http://hub.example.test` through a front proxy of the test that
+ * relays only to the proxy-public Service (like a load balancer or ingress in front of it); Immerse
+ * is a page served by Playwright at http://immerse.test that posts a signed token (ES256, the
+ * guide's `omnisci-handoff-keys` Secret holds its public key).
+ *
+ * In order, on one cluster:
+ *   1. z2jh installed as the site runs it; the guide's install (keys Secret, handoff-values.yaml,
+ *      helm install, z2jh-values merged and helm upgrade of z2jh); both replicas Ready.
+ *   2. login mode sso (the hub's login form standing in for the identity provider), the notebook 6
+ *      image: a handoff lands on the lab, the pod (created by the hub's service account, API audit
+ *      log) has the session; a second handoff reaches the running server.
+ *   3. login mode handoff + identityCheck, the JupyterLab 4 image: the same.
+ *   4. the webhook off: the webhook-free values (z2jh expands `{username}`) mount the user's Secret.
+ * Figures are printed as `FIGURE <name>: <value>` lines.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { calculateJwkThumbprint } from 'jose';
+import type { Browser } from 'playwright-core';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { secretName } from '../../src/k8s/layout.js';
+import { launchChromium } from '../support/browser.js';
+import { AUDIENCE, ISSUER, makeKey, mint, randomSessionId, type TestKey } from '../support/core.js';
+import { ensureHelm, HELMS, helmEnv } from '../support/helm.js';
+import { missingPrerequisites, startK8sNode, type K8sNode } from '../support/k8s-node.js';
+import { ROOT } from '../support/root.js';
+import { buildZ2jhImages, imageValue, Z2JH_CHART, Z2JH_IMAGES, z2jhAppVersion, z2jhMissing, type Z2jhImage } from '../support/z2jh.js';
+import { podman, podmanOk } from '../system/podman.js';
+
+const NS = 'jhub';
+const SERVICE = 'omnisci-handoff';
+const BASE_PATH = `/services/${SERVICE}/`;
+const HUB_HOST = 'hub.example.test';
+const HUB_PUBLIC = `http://${HUB_HOST}`;
+const IMMERSE = 'http://immerse.test';
+const OMNISCI = { protocol: 'https', host: 'heavydb.example.com', port: 6274 } as const;
+
+async function whyNot(): Promise<string | undefined> {
+  const why = missingPrerequisites() ?? z2jhMissing();
+  if (why) return why;
+  try {
+    if ((await podman('--version')).code !== 0) return 'podman does not run';
+  } catch {
+    return 'podman not found (scripts/deps/podman.sh)';
+  }
+  return undefined;
+}
+const why = await whyNot();
+// Under CI a missing prerequisite (the z2jh copy included) fails the run: never a silent skip.
+if (why && process.env.CI === 'true') throw new Error(`test/node/z2jh.test.ts cannot run: ${why}`);
+const suite = why ? describe.skip : describe;
+if (why) console.warn(`test/node/z2jh.test.ts skipped: ${why}`);
+
+let node: K8sNode;
+let tmp: string;
+let adminDir: string;
+let issuerKey: TestKey;
+let proxyIP: string;
+const times: Record<string, number> = {};
+const seconds = (t0: number) => Math.round((Date.now() - t0) / 100) / 10;
+const figure = (name: string, value: string) => console.log(`FIGURE ${name}: ${value}`);
+
+/** The admin's handoff-values.yaml (guide step 3) as an object; each mode edits it. */
+let handoffValues: Record<string, any>;
+/** The site's own z2jh values (your.yaml): what this cluster needs, nothing of ours. */
+let siteValues: Record<string, any>;
+
+/** Runs a shell script as the admin: in the admin directory, kubectl/helm/omnisci-handoff on PATH, KUBECONFIG set. */
+function admin(script: string, timeoutMs = 300_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const env = {
+      ...helmEnv(join(tmp, 'helm')),
+      KUBECONFIG: node.kubeconfigPath,
+      PATH: `${join(adminDir, 'bin')}:${dirname(HELMS.v4)}:/usr/local/bin:/usr/bin:/bin`,
+    };
+    const child = spawn('bash', ['-eo', 'pipefail', '-c', script], { cwd: adminDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`admin step failed (${code}):\n$ ${script}\n${err}${out}`));
+    });
+  });
+}
+
+async function kubectl(args: string[], input?: string): Promise<string> {
+  const r = await node.kubectl(['-n', NS, ...args], input);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.code}):\n${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, everyMs = 500, detail?: () => Promise<string>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${detail ? `:\n${await detail().catch((e) => String(e))}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+interface Pod {
+  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string>; deletionTimestamp?: string };
+  spec: {
+    serviceAccountName?: string;
+    containers: { name: string; image: string; volumeMounts?: { name: string; mountPath: string }[] }[];
+    volumes?: { name: string; secret?: { secretName: string }; configMap?: { name: string } }[];
+  };
+  status: { podIP?: string; conditions?: { type: string; status: string }[] };
+}
+const ready = (p: Pod) => !p.metadata.deletionTimestamp && !!p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+const pods = async (selector: string): Promise<Pod[]> => JSON.parse(await kubectl(['get', 'pods', '-l', selector, '-o', 'json'])).items;
+const logsOf = async (selector: string, n = 40) => (await node.kubectl(['-n', NS, 'logs', '-l', selector, '--tail', String(n), '--prefix', '--all-containers'])).stdout;
+const state = async () => `${await kubectl(['get', 'pods,pvc,events', '-o', 'wide']).catch((e) => String(e))}\n--- hub\n${await logsOf('component=hub')}\n--- omnisci-handoff\n${await logsOf('app.kubernetes.io/name=omnisci-handoff')}`;
+
+/** podman save of a built image, for loadImage. */
+async function saveImage(name: Z2jhImage): Promise<string> {
+  const out = join(tmp, `${name}.tar`);
+  await podmanOk('save', '--format', 'docker-archive', '-o', out, Z2JH_IMAGES[name]);
+  return out;
+}
+
+/** The service's healthz through the hub's proxy (the route the hub adds for hub.services.url), n times in a row. */
+async function serviceRouted(n = 5): Promise<void> {
+  await waitFor(`${n} answers in a row from ${BASE_PATH}healthz through the proxy`, async () => {
+    for (let i = 0; i < n; i++) if ((await node.httpGet(`http://${proxyIP}:80${BASE_PATH}healthz`, 5000)).status !== 200) return undefined;
+    return true;
+  }, 180_000, 500, state);
+}
+
+async function ourRollout(): Promise<void> {
+  await admin(`kubectl -n ${NS} rollout status deploy/${SERVICE} --timeout=240s`);
+  await waitFor('2 Ready replicas of omnisci-handoff, none terminating', async () => {
+    const ps = await pods('app.kubernetes.io/name=omnisci-handoff');
+    return ps.length === 2 && ps.every(ready) ? true : undefined;
+  }, 240_000, 500, state);
+}
+
+/** The guide's Upgrade section: `helm upgrade` of ours with the edited handoff-values.yaml. */
+async function upgradeOurs(label: string): Promise<number> {
+  writeFileSync(join(adminDir, 'handoff-values.yaml'), toYaml(handoffValues));
+  const t0 = Date.now();
+  await admin(`helm upgrade ${SERVICE} ./helm/omnisci-handoff -n ${NS} -f handoff-values.yaml`);
+  await ourRollout();
+  const s = seconds(t0);
+  console.log(`helm upgrade ${SERVICE} (${label}): rolled out in ${s}s`);
+  return s;
+}
+
+/** Guide step 5: the config the chart rendered, `omnisci-handoff z2jh-values`, merged into the z2jh release. */
+async function mergeIntoZ2jh(label: string): Promise<Record<string, any>> {
+  writeFileSync(join(adminDir, 'your.yaml'), toYaml(siteValues));
+  const t0 = Date.now();
+  const hubBefore = (await pods('component=hub')).map((p) => p.metadata.name);
+  await admin([
+    `kubectl -n ${NS} get configmap ${SERVICE} -o jsonpath='{.data.config\\.yaml}' > config.yaml`,
+    'omnisci-handoff z2jh-values --config config.yaml > z2jh-handoff.yaml',
+    `helm upgrade jhub ${Z2JH_CHART} -n ${NS} -f your.yaml -f z2jh-handoff.yaml`,
+  ].join('\n'));
+  await admin(`kubectl -n ${NS} rollout status deploy/hub --timeout=240s && kubectl -n ${NS} rollout status deploy/proxy --timeout=120s`);
+  // The values changed the hub's config: a new hub pod (Recreate), Ready.
+  await waitFor('the new hub pod to be Ready', async () => {
+    const hub = await pods('component=hub');
+    return hub.length === 1 && ready(hub[0]!) && !hubBefore.includes(hub[0]!.metadata.name) ? true : undefined;
+  }, 240_000, 500, state);
+  await ourRollout(); // the service's readiness follows the hub's
+  await serviceRouted();
+  const s = seconds(t0);
+  times[`z2jh upgrade ${label}`] = s;
+  console.log(`z2jh-values merged and helm upgrade jhub (${label}): hub back and the service routed in ${s}s`);
+  return parseYaml(readFileSync(join(adminDir, 'z2jh-handoff.yaml'), 'utf8')) as Record<string, any>;
+}
+
+/**
+ * The way in for Chromium, like a load balancer in front of z2jh's proxy-public Service: an HTTP
+ * proxy on loopback that relays requests for http://hub.example.test to the Service's ClusterIP in
+ * the node, each on a new connection. Anything else (CONNECT included) is refused.
+ */
+async function frontProxy(): Promise<{ server: string; log: string[]; close(): Promise<void> }> {
+  const log: string[] = [];
+  const server = createServer((req, res) => {
+    const u = URL.canParse(req.url ?? '') ? new URL(req.url!) : undefined;
+    if (u?.protocol !== 'http:' || u.host !== HUB_HOST) {
+      log.push(`${req.method} ${req.url} refused`);
+      res.writeHead(403).end();
+      return;
+    }
+    const entry = log.push(`${req.method} ${u.pathname}${u.search.slice(0, 60)}`) - 1;
+    const headers: Record<string, string | string[] | undefined> = { ...req.headers, connection: 'close' };
+    delete headers['proxy-connection'];
+    delete headers['keep-alive'];
+    node.connect(`${proxyIP}:80`).then(
+      (sock) => {
+        const up = httpRequest({ createConnection: () => sock, method: req.method, path: u.pathname + u.search, headers }, (r) => {
+          const h = { ...r.headers };
+          for (const k of ['connection', 'keep-alive', 'transfer-encoding']) delete h[k];
+          res.writeHead(r.statusCode ?? 502, h);
+          log[entry] += ` → ${r.statusCode}${r.headers.location ? ` ${r.headers.location.slice(0, 80)}` : ''}`;
+          r.pipe(res);
+        });
+        up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
+        res.on('close', () => up.destroy());
+        req.pipe(up);
+      },
+      () => res.writeHead(502).end(),
+    );
+  });
+  server.on('connect', (_req, sock: Socket) => sock.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    log,
+    close: () => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+  };
+}
+
+let browser: Browser | undefined;
+let front: Awaited<ReturnType<typeof frontProxy>> | undefined;
+
+/** The hub's services' view of a session Secret: the session file's session id. */
+async function storedSession(user: string): Promise<string> {
+  const secret = JSON.parse(await kubectl(['get', 'secret', secretName('omnisci-session', user), '-o', 'json'])) as { data: Record<string, string> };
+  return (JSON.parse(Buffer.from(secret.data.session!, 'base64').toString('utf8')) as { session: string }).session;
+}
+
+interface Flow { secs: number; served: { session: string; query: string; connection: Record<string, string> }; seen: string[] }
+
+/**
+ * One handoff in a fresh browser: Immerse posts the token → (confirmation, login mode handoff) →
+ * progress page → hub login (its form: sso; the login token: handoff) → the lab. Then the page asks
+ * its own server for /user/<name>/omnisci/session (the extension in the pod answers).
+ */
+async function openNotebook(user: string, loginMode: 'sso' | 'handoff', session: string, query: string): Promise<Flow> {
+  const context = await browser!.newContext();
+  const page = await context.newPage();
+  const seen: string[] = [];
+  const from = front!.log.length;
+  try {
+    page.on('framenavigated', (f) => {
+      if (f === page.mainFrame()) seen.push(f.url());
+    });
+    const token = await mint(issuerKey.signing, { subject: user, omnisci: { session, query, ...OMNISCI } });
+    await context.route(`${IMMERSE}/**`, (route) => route.fulfill({
+      status: 200,
+      contentType: 'text/html',
+      body: `<!doctype html><title>Immerse</title><form method="post" action="${HUB_PUBLIC}${BASE_PATH}handoff">` +
+        `<input type="hidden" name="token" value="${token}"><button id="open">Open in notebook</button></form>`,
+    }));
+    const t0 = Date.now();
+    await page.goto(`${IMMERSE}/dashboard`);
+    await page.click('#open');
+    if (loginMode === 'handoff') {
+      await page.waitForSelector('#confirm', { timeout: 60_000 });
+      expect(await page.textContent('#confirm')).toBe(`Continue as ${user}`);
+      await page.click('#confirm');
+    } else {
+      // The hub's login form stands in for the identity provider (z2jh's default dummy authenticator).
+      await page.waitForSelector('input[name=username]', { timeout: 180_000 });
+      await page.fill('input[name=username]', user);
+      await page.fill('input[name=password]', 'any');
+      await page.press('input[name=password]', 'Enter');
+    }
+    await page.waitForURL((u) => u.pathname === `/user/${user}/lab`, { timeout: 240_000, waitUntil: 'domcontentloaded' });
+    const secs = seconds(t0);
+    expect(page.url()).toBe(`${HUB_PUBLIC}/user/${user}/lab?omnisci&reset`);
+    expect(await page.content()).toMatch(/JupyterLab/);
+    const served = await page.evaluate(async (path) => {
+      const r = await fetch(path);
+      return { status: r.status, body: await r.text() };
+    }, `/user/${user}/omnisci/session`);
+    expect(served.status).toBe(200);
+    // No URL the browser was shown carries the token or the session.
+    expect(seen.filter((u) => !u.startsWith(IMMERSE) && (u.includes(session) || u.includes(token.slice(-20))))).toEqual([]);
+    return { secs, served: JSON.parse(served.body), seen };
+  } catch (e) {
+    const text = await page.innerText('body', { timeout: 2000 }).catch((x: unknown) => String(x));
+    throw new Error(`${user} (${loginMode}): ${(e as Error).message}\nat ${page.url()}: ${text.slice(0, 600)}\nnavigations: ${seen.join(' | ')}\n` +
+      `requests through the front proxy:\n${front!.log.slice(from).join('\n')}\n${await state()}`);
+  } finally {
+    await context.close();
+  }
+}
+
+/** Who created a pod, from the API server's audit log (pods create, Metadata level). */
+function podCreator(name: string): string | undefined {
+  const lines = readFileSync(join(tmp, 'audit.log'), 'utf8').split('\n').filter(Boolean);
+  for (const l of lines) {
+    const e = JSON.parse(l) as { verb: string; stage: string; objectRef?: { namespace?: string; name?: string }; user: { username: string }; responseStatus?: { code: number } };
+    if (e.verb === 'create' && e.stage === 'ResponseComplete' && e.objectRef?.namespace === NS && e.objectRef.name === name && e.responseStatus?.code === 201) return e.user.username;
+  }
+  return undefined;
+}
+
+/** The user's single-user pod, Ready. */
+async function userPod(user: string): Promise<Pod> {
+  return waitFor(`${user}'s pod to be Ready`, async () => {
+    // KubeSpawner 7 annotates the raw name (its label holds an escaped one).
+    const [p] = (await pods('component=singleuser-server')).filter((q) => ready(q) && q.metadata.annotations?.['hub.jupyter.org/username'] === user);
+    return p;
+  }, 60_000, 500, state);
+}
+
+async function podEnv(pod: Pod): Promise<Record<string, string>> {
+  const out = await kubectl(['exec', pod.metadata.name, '-c', 'notebook', '--', 'env']);
+  return Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+/**
+ * A mode: a first handoff spawns the user's server and lands on the lab, with the session in the
+ * pod KubeSpawner created (as the hub's service account); a second handoff reaches the running server.
+ */
+async function handoffTwice(user: string, loginMode: 'sso' | 'handoff', image: Z2jhImage, webhook: boolean): Promise<Pod> {
+  const s1 = randomSessionId();
+  const first = await openNotebook(user, loginMode, s1, `SELECT '${user} 1'`);
+  expect(first.served).toMatchObject({ session: s1, query: `SELECT '${user} 1'`, connection: { protocol: OMNISCI.protocol, host: OMNISCI.host, port: String(OMNISCI.port) } });
+  expect(await storedSession(user)).toBe(s1);
+  const pod = await userPod(user);
+  expect(pod.spec.containers.find((c) => c.name === 'notebook')?.image).toBe(Z2JH_IMAGES[image]);
+  expect(pod.metadata.labels).toMatchObject({ component: 'singleuser-server', release: 'jhub' });
+  // Created by KubeSpawner in the hub pod, with the hub's own service account (z2jh's Role).
+  expect(podCreator(pod.metadata.name)).toBe(`system:serviceaccount:${NS}:hub`);
+  const env = await podEnv(pod);
+  expect(env).toMatchObject({ OMNISCI_PROTOCOL: OMNISCI.protocol, OMNISCI_HOST: OMNISCI.host, OMNISCI_PORT: String(OMNISCI.port) });
+  expect(pod.metadata.annotations?.['omnisci-handoff/secret']).toBe(webhook ? secretName('omnisci-session', user) : undefined);
+
+  const s2 = randomSessionId();
+  const t0 = Date.now();
+  const second = await openNotebook(user, loginMode, s2, `SELECT '${user} 2'`);
+  // The same pod serves it: nothing restarted the server.
+  expect((await userPod(user)).metadata.name).toBe(pod.metadata.name);
+  expect(await storedSession(user)).toBe(s2);
+  // The page asked right on landing; the Secret volume follows within a second with fast refresh on.
+  const served = second.served.session === s2 ? second.served : await waitFor('the second session in the running pod', async () => {
+    const r = JSON.parse(await kubectl(['exec', pod.metadata.name, '-c', 'notebook', '--', 'cat', '/var/run/omnisci-handoff/session'])) as { session: string };
+    return r.session === s2 ? r : undefined;
+  }, 30_000, 250);
+  expect(served.session).toBe(s2);
+  figure(`z2jh ${user}`, `${loginMode}, ${image}${webhook ? '' : ', webhook-free'}: first handoff landed on the lab in ${first.secs} s (spawn included), ` +
+    `second in ${second.secs} s (${seconds(t0)} s with the checks)`);
+  return pod;
+}
+
+suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cluster (issue 27)', () => {
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'node-z2jh-'));
+    adminDir = join(tmp, 'admin');
+    mkdirSync(join(adminDir, 'bin'), { recursive: true });
+    // The admin's checkout (./helm/omnisci-handoff) and the CLI of the npm package (`omnisci-handoff`).
+    symlinkSync(join(ROOT, 'helm'), join(adminDir, 'helm'));
+    writeFileSync(join(adminDir, 'bin', 'omnisci-handoff'), `#!/bin/sh\nexec ${join(ROOT, 'node_modules/node/bin/node')} ${join(ROOT, 'dist/src/cli.js')} "$@"\n`, { mode: 0o755 });
+    ensureHelm();
+    let t0 = Date.now();
+    const built = await buildZ2jhImages();
+    times.buildSeconds = seconds(t0);
+    console.log(`images built (s): ${Object.entries(built).map(([k, b]) => `${k} ${b.seconds.toFixed(1)}`).join(', ')}`);
+    t0 = Date.now();
+    const tars = await Promise.all((Object.keys(Z2JH_IMAGES) as Z2jhImage[]).map(saveImage));
+    times.saveSeconds = seconds(t0);
+    // Who creates pods: the API server's audit log.
+    writeFileSync(join(tmp, 'audit-policy.yaml'), toYaml({
+      apiVersion: 'audit.k8s.io/v1', kind: 'Policy', omitStages: ['RequestReceived'],
+      rules: [{ level: 'Metadata', verbs: ['create'], resources: [{ group: '', resources: ['pods'] }] }, { level: 'None' }],
+    }));
+    t0 = Date.now();
+    node = await startK8sNode({ images: tars, apiserverFlags: [`--audit-policy-file=${join(tmp, 'audit-policy.yaml')}`, `--audit-log-path=${join(tmp, 'audit.log')}`] });
+    times.nodeWithImagesSeconds = seconds(t0);
+    for (const t of tars) rmSync(t);
+    // A PEM key's kid is its RFC 7638 thumbprint (docs/issuer-guide.md): Immerse signs with that kid.
+    issuerKey = await makeKey('ES256');
+    issuerKey.signing.kid = await calculateJwkThumbprint(issuerKey.publicJwk);
+    writeFileSync(join(adminDir, 'immerse-public.pem'), issuerKey.publicPem);
+    console.log(`images saved in ${times.saveSeconds}s; node with them loaded in ${times.nodeWithImagesSeconds}s (start ${node.startupSeconds.toFixed(1)}s)`);
+  }, 40 * 60_000);
+
+  afterAll(async () => {
+    await browser?.close().catch(() => undefined);
+    await front?.close().catch(() => undefined);
+    const t0 = Date.now();
+    await node?.stop();
+    times.nodeStopSeconds = seconds(t0);
+    rmSync(tmp, { recursive: true, force: true });
+    console.log(`times (s): ${JSON.stringify(times)}`);
+  }, 120_000);
+
+  test('z2jh as the site runs it, then the admin guide: keys Secret, helm install of ours, z2jh-values merged into the z2jh release; both replicas Ready', async () => {
+    // The site's z2jh (the guide starts from a running z2jh): its images, and what this cluster lacks.
+    const hubDb = '/var/lib/z2jh-hub-db';
+    const r = await node.exec(['sh', '-c', `mkdir -p ${hubDb} && chown 1000:1000 ${hubDb}`]);
+    expect(r.code).toBe(0);
+    const pv = { apiVersion: 'v1', kind: 'PersistentVolume', metadata: { name: 'z2jh-hub-db' }, spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'], storageClassName: '', hostPath: { path: hubDb, type: 'Directory' } } };
+    expect((await node.kubectl(['apply', '-f', '-'], JSON.stringify(pv))).code).toBe(0);
+    siteValues = {
+      hub: { image: imageValue(Z2JH_IMAGES.hub), config: { Authenticator: { allow_all: true } } },
+      proxy: { service: { type: 'ClusterIP' }, chp: { image: imageValue(Z2JH_IMAGES.chp) } },
+      singleuser: { image: imageValue(Z2JH_IMAGES.notebook6), storage: { type: 'none' }, cloudMetadata: { blockWithIptables: false } },
+      scheduling: { userScheduler: { enabled: false }, userPlaceholder: { enabled: false } },
+      prePuller: { hook: { enabled: false }, continuous: { enabled: false } },
+    };
+    writeFileSync(join(adminDir, 'your.yaml'), toYaml(siteValues));
+    let t0 = Date.now();
+    await admin(`helm install jhub ${Z2JH_CHART} -n ${NS} --create-namespace -f your.yaml`);
+    await admin(`kubectl -n ${NS} rollout status deploy/hub --timeout=300s && kubectl -n ${NS} rollout status deploy/proxy --timeout=120s`)
+      .catch(async (e) => { throw new Error(`${(e as Error).message}\n${await state()}`); });
+    proxyIP = (await kubectl(['get', 'service', 'proxy-public', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    await waitFor('the hub through proxy-public', async () => ((await node.httpGet(`http://${proxyIP}:80/hub/api/`, 5000)).status === 200 ? true : undefined), 120_000, 500, state);
+    times.z2jhInstallSeconds = seconds(t0);
+    console.log(`z2jh ${z2jhAppVersion()} installed, hub and proxy Ready, in ${times.z2jhInstallSeconds}s`);
+
+    // Guide step 2: the issuer's verification key in a Secret of the hub namespace.
+    await admin(`kubectl -n ${NS} create secret generic omnisci-handoff-keys --from-file=issuer.pem=immerse-public.pem`);
+    // Guide step 3: handoff-values.yaml (the image: built here, not pushed; the browser's Immerse origin allowed).
+    handoffValues = {
+      image: { repository: imageValue(Z2JH_IMAGES.service).name, tag: imageValue(Z2JH_IMAGES.service).tag, pullPolicy: 'Never' },
+      jupyterhub: { release: 'jhub' },
+      config: {
+        token: { issuer: ISSUER, audience: AUDIENCE, allowedOrigins: [IMMERSE] },
+        redirect: { hubPublicUrl: HUB_PUBLIC },
+        omnisci: { host: OMNISCI.host, port: OMNISCI.port, allowedHosts: [OMNISCI.host], allowedPorts: [OMNISCI.port] },
+        // Immerse users who never logged in to the hub: the service creates them (admin:users).
+        hub: { createUsers: true },
+      },
+    };
+    writeFileSync(join(adminDir, 'handoff-values.yaml'), toYaml(handoffValues));
+    // Guide step 4.
+    t0 = Date.now();
+    await admin(`helm install ${SERVICE} ./helm/omnisci-handoff -n ${NS} -f handoff-values.yaml`);
+    times.oursInstallSeconds = seconds(t0);
+    // As the guide says: the pods wait for the token z2jh has not generated yet.
+    const waiting = await waitFor('the pods to wait for the hub API token', async () => {
+      const events = JSON.parse(await kubectl(['get', 'events', '--field-selector', 'reason=FailedMount', '-o', 'json'])) as { items: { message: string }[] };
+      return events.items.map((e) => e.message).find((m) => m.includes(`hub.services.${SERVICE}.apiToken`));
+    }, 120_000, 500, state);
+    expect(waiting).toContain(`references non-existent secret key: hub.services.${SERVICE}.apiToken`);
+    expect((await pods('app.kubernetes.io/name=omnisci-handoff')).filter(ready)).toEqual([]);
+    // Guide step 5: z2jh-values merged into the z2jh release (the hub then registers the service and
+    // z2jh generates its API token, which our pods mount).
+    t0 = Date.now();
+    const z2jh = await mergeIntoZ2jh('install');
+    times.installToReadySeconds = seconds(t0);
+    expect(Object.keys(z2jh.hub.services)).toEqual([SERVICE]);
+    expect(z2jh.hub.services[SERVICE]).toEqual({ url: `http://${SERVICE}:8470`, display: false, oauth_no_confirm: true });
+    expect(z2jh.hub.loadRoles[SERVICE].scopes).toEqual(['servers', 'admin:users']);
+    // z2jh generated the service's token into its hub Secret; our pods read it and the hub accepts it (readyz).
+    const hubSecret = JSON.parse(await kubectl(['get', 'secret', 'hub', '-o', 'json'])) as { data: Record<string, string> };
+    expect(Buffer.from(hubSecret.data[`hub.services.${SERVICE}.apiToken`]!, 'base64').toString()).toMatch(/^[0-9a-f]{32,}$/);
+    // z2jh's hub runs as its own service account, bound to z2jh's Role.
+    const [hub] = await pods('component=hub');
+    expect(hub!.spec.serviceAccountName).toBe('hub');
+    expect(hub!.spec.containers[0]!.image).toBe(Z2JH_IMAGES.hub);
+    const webhook = JSON.parse(await node.kubectl(['get', 'mutatingwebhookconfigurations', '-o', 'json']).then((x) => x.stdout)) as { items: { metadata: { name: string } }[] };
+    expect(webhook.items.map((w) => w.metadata.name)).toContain(`${SERVICE}-${NS}`);
+    figure('z2jh install', `z2jh ${times.z2jhInstallSeconds} s; ours: helm install ${times.oursInstallSeconds} s, then z2jh-values merged and both replicas Ready in ${times.installToReadySeconds} s`);
+
+    front = await frontProxy();
+    browser = await launchChromium({ proxy: { server: front.server } });
+  }, 900_000);
+
+  test('login mode sso, notebook 6 + jupyterlab-omnisci 3.0.0: a handoff lands on the lab with the session in the pod the hub created; a second reaches the running server', async () => {
+    expect(browser).toBeDefined();
+    await handoffTwice('carol', 'sso', 'notebook6', true);
+  }, 600_000);
+
+  test('login mode handoff + identityCheck, JupyterLab 4 + omnisci-handoff-jupyter: the same', async () => {
+    expect(browser).toBeDefined();
+    handoffValues.config.hub = { ...handoffValues.config.hub, loginMode: 'handoff', identityCheck: true };
+    times.upgradeHandoffMode = await upgradeOurs('login mode handoff + identityCheck');
+    siteValues.singleuser.image = imageValue(Z2JH_IMAGES.jupyterlab4);
+    const z2jh = await mergeIntoZ2jh('handoff + identityCheck');
+    // The shipped authenticator as a z2jh extraFile + extraConfig, and the user role for the OAuth check.
+    expect(Object.keys(z2jh.hub.extraFiles)).toEqual(['omnisci-handoff-authenticator']);
+    expect(z2jh.hub.loadRoles.user.scopes).toEqual(['self', `access:services!service=${SERVICE}`]);
+    await handoffTwice('erin', 'handoff', 'jupyterlab4', true);
+  }, 900_000);
+
+  test("webhook-free: the webhook off, z2jh-values' singleuser mounts name the user's Secret with {username}, which z2jh's KubeSpawner expands to the store's name", async () => {
+    expect(browser).toBeDefined();
+    handoffValues.config.webhook = { enabled: false };
+    times.upgradeWebhookOff = await upgradeOurs('webhook off');
+    const hooks = JSON.parse((await node.kubectl(['get', 'mutatingwebhookconfigurations', '-o', 'json'])).stdout) as { items: { metadata: { name: string } }[] };
+    expect(hooks.items.map((w) => w.metadata.name)).not.toContain(`${SERVICE}-${NS}`);
+    const z2jh = await mergeIntoZ2jh('webhook-free');
+    const secretRef = z2jh.singleuser.storage.extraVolumes.find((v: { name: string }) => v.name === 'omnisci-session').secret.secretName as string;
+    expect(secretRef).toBe('omnisci-session-{username}');
+    // A name KubeSpawner must escape: the store and the pod must agree on its slug.
+    const user = 'dana.quinn';
+    const pod = await handoffTwice(user, 'handoff', 'jupyterlab4', false);
+    const volumes = Object.fromEntries((pod.spec.volumes ?? []).map((v) => [v.name, v]));
+    expect(volumes['omnisci-session']?.secret?.secretName).toBe(secretName('omnisci-session', user));
+    expect(secretName('omnisci-session', user)).not.toBe(`omnisci-session-${user}`);
+    expect(volumes['omnisci-handoff-session']).toBeUndefined();
+  }, 900_000);
+});
