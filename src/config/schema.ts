@@ -197,7 +197,12 @@ export const configSchema = {
             "Who besides the service reads a user's session file. none: nobody (directories 0700, files 0600; the servers run as the service's account). group: the user's own unix account, for hubs that run each server under it (store and users/ 0711, session files 0640; the spawner hook gives each user directory the user's group, docs/non-kubernetes.md).",
         },
       }),
-      maxJtis: int('How many recent token ids (and spent one-time tickets) are kept per user for replay detection; expired ones are dropped on every write.', 1, 1000, 64),
+      maxJtis: int(
+        "How many live single-use ids a user's record holds (token ids until their exp, spent progress, login and sign-in tickets until theirs; about 4 per handoff for up to ~20 minutes). Expired ids are dropped on every write; a live one never is: one more is refused with `record_full`. Raise it with token.maxLifetimeSeconds.",
+        1,
+        1000,
+        256,
+      ),
       kubernetes: obj('Kubernetes backend: one Secret per hub user in the hub namespace (docs/kubernetes.md).', {
         namespace: str(
           'Namespace of the Secrets (the hub namespace). Default: POD_NAMESPACE, else the service account namespace file, else the kubeconfig context namespace.',

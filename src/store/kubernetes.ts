@@ -23,7 +23,7 @@ import type { Logger } from '../log.js';
 import { applyHandoff, applyOptions, applySpend, applyRevoke } from './record.js';
 import { recordOf, secretFor, stateOf } from './secret.js';
 import { scheduleSweeps, sweepSecrets } from './sweep.js';
-import type { AcceptResult, SessionRecord, SessionStore, Spend } from './types.js';
+import type { AcceptOptions, AcceptResult, SessionRecord, SessionStore, Spend } from './types.js';
 
 export interface KubernetesStore extends SessionStore {
   /** Deletes this service's Secrets older than store.kubernetes.gcMaxAgeDays; resolves how many. */
@@ -88,9 +88,9 @@ export function createKubernetesStore(config: Config, o: { kube?: KubeApi; logge
   return {
     backend: 'kubernetes',
 
-    async accept(handoff: Handoff): Promise<AcceptResult> {
+    async accept(handoff: Handoff, o?: AcceptOptions): Promise<AcceptResult> {
       const result = await update(handoff.user, (current) => {
-        const r = applyHandoff(current, handoff, applyOptions(config, Date.now()));
+        const r = applyHandoff(current, handoff, applyOptions(config, Date.now()), o?.reserved);
         return { record: r.record, result: r };
       });
       if (result.outcome === 'stored') await refresh(handoff.user);

@@ -28,7 +28,7 @@ import { safeSlug } from '../k8s/slug.js';
 import { sessionFileContent } from '../notebook/outputs.js';
 import { applyHandoff, applyOptions, applySpend, applyRevoke } from './record.js';
 import { replaceAll } from './replace.js';
-import type { AcceptResult, SessionRecord, SessionStore, Spend } from './types.js';
+import type { AcceptOptions, AcceptResult, SessionRecord, SessionStore, Spend } from './types.js';
 
 export const STATE_FILE = 'state.json';
 
@@ -152,10 +152,10 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
   return {
     backend: 'local',
 
-    accept(h: Handoff): Promise<AcceptResult> {
+    accept(h: Handoff, o?: AcceptOptions): Promise<AcceptResult> {
       return queue.run(h.user, async () => {
         try {
-          const result = applyHandoff(await read(h.user), h, applyOptions(config, clock()));
+          const result = applyHandoff(await read(h.user), h, applyOptions(config, clock()), o?.reserved);
           await write(result.record);
           return result;
         } catch (e) {

@@ -2,10 +2,11 @@
 import type { Connection, Handoff, Revocation } from '../handoff/types.js';
 
 export interface SeenJti {
+  /** A token's jti, or `<kind>:<nonce>` of a ticket. */
   jti: string;
   /** Seconds since the epoch after which the token can no longer be replayed (its exp + clock tolerance). */
   until: number;
-  /** Spent by `spend` as a reservation ahead of its handoff, which `accept` then takes once. */
+  /** Spent by `spend` as a reservation ahead of its parked handoff, which only that handoff's resume takes (`accept` with `reserved`), once. */
   reserved?: true;
 }
 
@@ -45,21 +46,30 @@ export interface AcceptResult {
  * (replay check + ordering + write), so they stay correct under concurrency: the local backend
  * serialises in-process, the Kubernetes backend uses optimistic concurrency on its Secret.
  */
+export interface AcceptOptions {
+  /** Only the resume of a parked handoff: it reserved its jti before it was parked, and takes that reservation now. */
+  reserved?: boolean;
+}
+
 export interface SessionStore {
   readonly backend: string;
-  /** Throws HandoffError `token_replayed` when the jti was already accepted. */
-  accept(handoff: Handoff): Promise<AcceptResult>;
+  /**
+   * Throws HandoffError `token_replayed` when the jti was already accepted or spent (a reserved jti
+   * too, unless `reserved`), `record_full` when the user's record holds store.maxJtis live ids.
+   */
+  accept(handoff: Handoff, o?: AcceptOptions): Promise<AcceptResult>;
   get(user: string): Promise<SessionRecord | undefined>;
   /**
    * Spends a single-use id in the user's record, so that every replica sees it spent: a handoff's
-   * jti before anything is issued for it (a `reservation`, which its own `accept` later takes, once),
-   * a hub login token, a progress page's one hub login. Throws `token_replayed` when already spent.
-   * Stores no session.
+   * jti before it is parked (a `reservation`, which the parked handoff's resume later takes, once),
+   * a hub login token, a progress page's one hub login. Throws `token_replayed` when already spent,
+   * `record_full` when the record holds store.maxJtis live ids. Stores no session.
    */
   spend(spend: Spend): Promise<void>;
   /**
    * Empties the user's session, keeping the ordering watermark so older handoffs cannot restore it.
-   * Resolves true when a session was there to revoke. Throws `token_replayed` like accept.
+   * Resolves true when a session was there to revoke. Throws `token_replayed` like accept; a full
+   * record still revokes.
    */
   revoke(revocation: Revocation): Promise<boolean>;
   /** Resolves when the backend can serve (readiness probe); throws otherwise. */

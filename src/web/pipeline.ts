@@ -29,6 +29,11 @@ export interface HandoffContext {
   hubUser?: HubUser;
   /** Spends the handoff's jti now (once per handoff): call it before deferring, so nothing is issued for a used token. */
   reserve(): Promise<void>;
+  /**
+   * The jti is reserved for this handoff: by `reserve` in this request, or before it was parked (a
+   * resume). Only then may its accept take the reservation; any other request with that jti is a replay.
+   */
+  readonly reserved: boolean;
 }
 
 export interface LandedContext extends HandoffContext {
@@ -113,6 +118,9 @@ export function createPipeline(deps: { store: SessionStore; landing: Landing; me
         await store.spend({ user: handoff.user, id: handoff.jti, exp: handoff.exp, reservation: true });
         reserved = true;
       },
+      get reserved() {
+        return reserved;
+      },
     };
   }
 
@@ -121,7 +129,7 @@ export function createPipeline(deps: { store: SessionStore; landing: Landing; me
       a.outcome = 'deferred';
       return;
     }
-    const result = await store.accept(ctx.handoff);
+    const result = await store.accept(ctx.handoff, { reserved: ctx.reserved });
     a.outcome = result.outcome;
     await landing.land({ ...ctx, result });
   }
@@ -136,7 +144,8 @@ export function createPipeline(deps: { store: SessionStore; landing: Landing; me
       }),
 
     // A parked handoff's jti was reserved before it was parked; its accept takes the reservation once,
-    // so a ticket resumed twice (on any replica) is a replay.
+    // so a ticket resumed twice (on any replica) is a replay, and so is the same token sent again by
+    // anyone (`run`: not reserved by that request).
     resume: (parked, req, res, gate) =>
       audited(metrics, req, res, async (a) => {
         const h = parked.handoff;

@@ -130,6 +130,27 @@ describe('login mode handoff: the confirmation page', () => {
     expect(html).toContain('This browser last opened notebooks as <b>dora</b>');
     expect(await stored(lax, 'mallory')).toBeUndefined();
   });
+
+  test('a parked handoff is taken only by its own browser: the same token replayed from another client is 409 token_replayed, the confirmation then lands', async () => {
+    const b = new NoJsBrowser();
+    b.autoConfirm = false;
+    expect((await b.postToken(lax.url, await mint(key, { subject: 'gwen' }))).status).toBe(303);
+    const token = await mint(key, { subject: 'hank' });
+    const page = await b.postToken(lax.url, token);
+    const ticket = /name="ticket" value="([^"]+)"/.exec(await page.text())![1]!;
+    // A client the confirmation gate lets through (confirmLogin off, known as nobody) with the parked token.
+    const replay = await postToken(lax.url, token, { accept: 'application/json' });
+    expect(replay.status).toBe(409);
+    expect(await errorOf(replay)).toBe('token_replayed');
+    expect(await stored(lax, 'hank')).toBeUndefined();
+    const go = await b.request(`${lax.url}confirm`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
+      body: new URLSearchParams({ ticket }).toString(),
+    });
+    expect(go.status).toBe(303);
+    expect(await stored(lax, 'hank')).toBeDefined();
+  });
 });
 
 test("behind https, the cookies saying who the browser is cross sites (Immerse's POST carries them): SameSite=None; Secure; the others stay Lax", async () => {

@@ -91,15 +91,26 @@ export function storeContract(name: string, make: () => Promise<ContractTarget>)
       expect((await s.get(user))?.session).toBe(newer.session);
     });
 
-    test('expired jtis are pruned and the list stays bounded by maxJtis', async () => {
+    test('expired ids are pruned; a full record refuses the next id (record_full) and forgets none, the shortest-lived neither', async () => {
       const s = store({ maxJtis: 3 });
       const user = newUser();
       await s.accept(handoff(user, { iat: now() - 4000, exp: now() - 3000 }));
       const fresh = [handoff(user), handoff(user)];
       for (const h of fresh) await s.accept(h);
       expect((await s.get(user))!.jtis.map((j) => j.jti).sort()).toEqual(fresh.map((h) => h.jti).sort());
-      for (let i = 0; i < 3; i++) await s.accept(handoff(user));
-      expect((await s.get(user))!.jtis).toHaveLength(3);
+      // A hub login token: the shortest-lived id, the first a bounded list that keeps the longest-lived would drop.
+      const login = { user, id: 'login:short', exp: now() + 30 };
+      await s.spend(login);
+      const before = await s.get(user);
+      const next = handoff(user);
+      expect(await rejection(s.accept(next))).toMatchObject({ code: 'record_full', status: 429 });
+      expect((await rejection(s.spend({ user, id: 'login:other', exp: now() + 30 }))).code).toBe('record_full');
+      expect(await s.get(user)).toEqual(before);
+      expect((await rejection(s.spend(login))).code).toBe('token_replayed');
+      for (const h of fresh) expect((await rejection(s.accept(h))).code).toBe('token_replayed');
+      // A logout still empties the session.
+      expect(await s.revoke(revocation(user))).toBe(true);
+      expect((await s.get(user))?.session).toBe('');
     });
 
     test('revoke empties the session, keeps the connection and the watermark; older handoffs cannot restore it', async () => {
@@ -128,7 +139,7 @@ export function storeContract(name: string, make: () => Promise<ContractTarget>)
       expect((await s.get(user))?.session).toBe('');
     });
 
-    test('spend: a reservation spends a jti ahead of its handoff (used tokens are refused, the handoff itself takes it once), a plain id is spent once; no session is stored by it', async () => {
+    test('spend: a reservation spends a jti ahead of its parked handoff (used tokens are refused, only its resume takes it, once), a plain id is spent once; no session is stored by it', async () => {
       const s = store();
       const user = newUser();
       const h = handoff(user);
@@ -139,9 +150,11 @@ export function storeContract(name: string, make: () => Promise<ContractTarget>)
       const ticket = { user, id: 'login:n1', exp: now() + 30 };
       await s.spend(ticket);
       expect((await rejection(s.spend(ticket))).code).toBe('token_replayed');
-      expect((await s.accept(h)).outcome).toBe('stored');
-      expect(JSON.parse((await t.sessionFile(user)) ?? 'null')).toEqual({ session: h.session, query: h.query });
+      // Only the resume of the parked handoff takes the reservation: the same token sent again is a replay.
       expect((await rejection(s.accept(h))).code).toBe('token_replayed');
+      expect((await s.accept(h, { reserved: true })).outcome).toBe('stored');
+      expect(JSON.parse((await t.sessionFile(user)) ?? 'null')).toEqual({ session: h.session, query: h.query });
+      expect((await rejection(s.accept(h, { reserved: true }))).code).toBe('token_replayed');
       const used = handoff(user);
       await s.accept(used);
       expect((await rejection(reserve(used))).code).toBe('token_replayed');

@@ -31,20 +31,20 @@ const rev = (jti: string, iat: number): Revocation => ({ user: 'u', jti, iat, ex
 
 describe('applyHandoff', () => {
   test.each([
-    // [case, current record, handoff, outcome, stored session, remembered jtis (newest expiry first)]
+    // [case, current record, handoff, outcome, stored session, remembered jtis (in the order they came)]
     ['first handoff', undefined, h('a', NOW), 'stored', 's-a', ['a']],
-    ['newer iat replaces', rec(NOW - 10, [['x', NOW + 100]]), h('a', NOW), 'stored', 's-a', ['a', 'x']],
-    ['same iat replaces (later wins a tie)', rec(NOW, [['x', NOW + 100]]), h('a', NOW), 'stored', 's-a', ['a', 'x']],
-    ['older iat is superseded, its jti still spent', rec(NOW, [['x', NOW + 100]]), h('a', NOW - 5), 'superseded', 'old', ['a', 'x']],
+    ['newer iat replaces', rec(NOW - 10, [['x', NOW + 100]]), h('a', NOW), 'stored', 's-a', ['x', 'a']],
+    ['same iat replaces (later wins a tie)', rec(NOW, [['x', NOW + 100]]), h('a', NOW), 'stored', 's-a', ['x', 'a']],
+    ['older iat is superseded, its jti still spent', rec(NOW, [['x', NOW + 100]]), h('a', NOW - 5), 'superseded', 'old', ['x', 'a']],
     ['expired jtis are pruned', rec(NOW - 10, [['x', NOW - 1]]), h('a', NOW), 'stored', 's-a', ['a']],
-    ['a jti stays until exp + tolerance', rec(NOW - 10, [['x', NOW]]), h('a', NOW), 'stored', 's-a', ['a', 'x']],
+    ['a jti stays until exp + tolerance', rec(NOW - 10, [['x', NOW]]), h('a', NOW), 'stored', 's-a', ['x', 'a']],
     [
-      'over maxJtis the longest-lived are kept',
-      rec(NOW - 10, [['x', NOW + 50], ['y', NOW + 400], ['z', NOW + 10]]),
+      'a full record with an expired id: the expired one makes room',
+      rec(NOW - 10, [['x', NOW + 50], ['y', NOW - 1], ['z', NOW + 10]]),
       h('a', NOW),
       'stored',
       's-a',
-      ['y', 'a', 'x'],
+      ['x', 'z', 'a'],
     ],
   ] as const)('%s', (_case, current, handoff, outcome, session, jtis) => {
     const r = applyHandoff(current, handoff, o);
@@ -115,14 +115,55 @@ describe('applySpend', () => {
     expect(() => again(reserved)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
   });
 
+  test('only the resume of the parked handoff takes its reservation: the same token accepted otherwise is a replay', () => {
+    const reserved = applySpend(rec(NOW - 10, []), reservation('a'), o);
+    expect(() => applyHandoff(reserved, h('a', NOW), o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+    expect(applyHandoff(reserved, h('a', NOW), o, true)).toMatchObject({ outcome: 'stored', record: { session: 's-a' } });
+    // `reserved` takes only a reservation: a jti spent otherwise stays a replay.
+    const spent = applySpend(rec(NOW - 10, []), { user: 'u', id: 'a', exp: NOW + 300 }, o);
+    expect(() => applyHandoff(spent, h('a', NOW), o, true)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+  });
+
   test('its own handoff takes the reservation once; the same jti after that is a replay', () => {
     const reserved = applySpend(rec(NOW - 10, []), reservation('a'), o);
-    const taken = applyHandoff(reserved, h('a', NOW), o);
+    const taken = applyHandoff(reserved, h('a', NOW), o, true);
     expect(taken).toMatchObject({ outcome: 'stored', record: { session: 's-a' } });
     expect(taken.record.jtis.filter((j) => j.jti === 'a')).toEqual([{ jti: 'a', until: NOW + 300 + o.clockTolerance }]);
-    expect(() => applyHandoff(taken.record, h('a', NOW), o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+    expect(() => applyHandoff(taken.record, h('a', NOW), o, true)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
     // A spent (not reserved) jti cannot be reserved, nor spent again as a plain id.
     expect(() => applySpend(taken.record, reservation('a'), o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
     expect(() => applySpend(taken.record, { user: 'u', id: 'a', exp: NOW + 30 }, o)).toThrow(expect.objectContaining({ code: 'token_replayed' }));
+  });
+});
+
+describe('a full record (store.maxJtis live ids)', () => {
+  // Three live ids of very different lifetimes: a progress page's login (long), a token (5 min), a hub login token (short).
+  const full = () => rec(NOW - 10, [['progress:p', NOW + 1200], ['t', NOW + 330], ['login:l', NOW + 40]]);
+  const replay = expect.objectContaining({ code: 'token_replayed' });
+
+  test.each([
+    ['a handoff', (r: SessionRecord) => applyHandoff(r, h('a', NOW), o)],
+    ['a spend', (r: SessionRecord) => applySpend(r, { user: 'u', id: 'login:new', exp: NOW + 30 }, o)],
+    ['a reservation', (r: SessionRecord) => applySpend(r, reservation('a'), o)],
+  ] as const)('refuses %s with record_full and forgets no live id, the shortest-lived neither', (_case, add) => {
+    const r = full();
+    expect(() => add(r)).toThrow(expect.objectContaining({ code: 'record_full', status: 429 }));
+    for (const { jti } of r.jtis) expect(() => applySpend(r, { user: 'u', id: jti, exp: NOW + 30 }, o)).toThrow(replay);
+  });
+
+  test('the reservation a parked handoff holds is taken even when the record is full: it takes no new room', () => {
+    const r = applySpend(rec(NOW - 10, [['x', NOW + 100], ['y', NOW + 100]]), reservation('a'), o);
+    expect(applyHandoff(r, h('a', NOW), o, true).record.jtis.map((j) => j.jti)).toEqual(['x', 'y', 'a']);
+  });
+
+  test('a revocation still revokes (its jti remembered only when there is room)', () => {
+    const out = applyRevoke(full(), rev('r', NOW), o);
+    expect(out).toMatchObject({ revoked: true, record: { session: '', iat: NOW } });
+    expect(out.record.jtis.map((j) => j.jti)).toEqual(['progress:p', 't', 'login:l']);
+  });
+
+  test('ids are refused only while they live: once one expires there is room again', () => {
+    const later = { ...o, now: NOW + 41 };
+    expect(applySpend(full(), { user: 'u', id: 'login:new', exp: NOW + 71 }, later).jtis.map((j) => j.jti)).toEqual(['progress:p', 't', 'login:new']);
   });
 });
