@@ -310,10 +310,10 @@ export const configSchema = {
         requestTimeoutMs: int('Timeout of one HeavyDB call, in milliseconds.', 100, 60000, 5000),
         retries: int('Retries of a HeavyDB call that failed to connect, timed out or got a 5xx.', 0, 5, 1),
         cacheSeconds: int(
-          "How long HeavyDB's confirmation of a session is reused (0: ask every login). Only confirmations are cached; HeavyDB's idle timeout (60 min by default) is far longer.",
+          "How long HeavyDB's confirmation of a session is reused (0: ask every login). Within it a session HeavyDB has ended, or a user whose role was revoked, is still accepted; a refusal of a user's role drops that user's confirmations at once. Refusals are never cached.",
           0,
-          300,
-          30,
+          60,
+          5,
         ),
         requireSuperuser: bool('Accept only sessions of HeavyDB superusers.', false),
         requireRole: str('Accept only sessions whose user has this HeavyDB role (has_role; superusers pass), e.g. omnisci_jupyter, the role Immerse shows its Jupyter button to.', {

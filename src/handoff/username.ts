@@ -2,6 +2,12 @@
  * Maps a verified identity (a token's claim, a HeavyDB session's user) to a JupyterHub user name. JupyterHub refuses empty names and names with
  * '/' (Authenticator.validate_username); we also refuse what would break URLs, headers or paths:
  * control characters, surrounding whitespace, '.' and '..', and names over 255 characters (the hub DB column).
+ *
+ * The hub folds names to lower case (Authenticator.normalize_username), and Unicode lower-casing also
+ * folds lookalikes ('\u212A', the Kelvin sign, becomes 'k'): two identities must never become one hub
+ * user. So names with compatibility characters (those NFKC changes: the Kelvin sign, full-width
+ * letters, ligatures) are refused from every source, and where the source's names are case-sensitive
+ * (HeavyDB: "Carol" and "carol" are two users) a name the fold would change is refused, not folded.
  */
 import type { Config } from '../config/types.js';
 import { ERRORS, HandoffError } from '../errors.js';
@@ -14,8 +20,16 @@ export function mapUsername(claims: Record<string, unknown>, user: Config['user'
   return mapName(raw, user);
 }
 
-/** The hub name for an identity's name (a token's claim, HeavyDB's TSessionInfo.user): the same rules for every source. */
-export function mapName(raw: string, user: Config['user']): string {
+const refuse = (problem: string) =>
+  // The reason is safe to show (it names no part of the token) and tells the admin what to map.
+  new HandoffError('bad_username', problem, { message: `${ERRORS.bad_username[1]} Reason: ${problem}.` });
+
+/**
+ * The hub name for an identity's name (a token's claim, HeavyDB's TSessionInfo.user): the same rules
+ * for every source. `caseSensitive`: the source tells "Carol" from "carol" (HeavyDB), so with
+ * `user.lowercase` a name with upper-case letters is refused rather than given another user's hub name.
+ */
+export function mapName(raw: string, user: Config['user'], caseSensitive = false): string {
   let name = raw;
   if (user.stripEmailDomain) {
     const at = name.lastIndexOf('@');
@@ -27,10 +41,16 @@ export function mapName(raw: string, user: Config['user']): string {
       });
     name = name.slice(0, at);
   }
-  if (user.lowercase) name = name.toLowerCase();
+  if (name.normalize('NFKC') !== name)
+    throw refuse('the name is not in Unicode normal form NFKC (it has characters such as the Kelvin sign, full-width letters or decomposed accents), so it could pass for another name');
+  if (user.lowercase) {
+    const folded = name.toLowerCase();
+    if (caseSensitive && folded !== name)
+      throw refuse('the name has upper-case letters, and the hub user of its lower-case form may be another person (rename the user in lower case)');
+    name = folded;
+  }
   const problem = usernameProblem(name, user.pattern);
-  // The reason is safe to show (it names no part of the token) and tells the admin what to map.
-  if (problem) throw new HandoffError('bad_username', problem, { message: `${ERRORS.bad_username[1]} Reason: ${problem}.` });
+  if (problem) throw refuse(problem);
   return name;
 }
 

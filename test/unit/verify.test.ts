@@ -324,6 +324,13 @@ describe('error codes', () => {
     // Unicode names are fine (and lower-cased like JupyterHub does by default).
     expect((await v.verifyHandoff(await mint(es(), { subject: 'Ünïcødé@Example.com' }))).user).toBe('ünïcødé@example.com');
   });
+
+  test("bad_username: a name that is not NFKC could pass for another (the Kelvin sign lower-cases to kim's k); case is folded, as documented", async () => {
+    for (const sub of ['\u212Aim', 'ｋｉｍ', 'jose\u0301', 'ﬁona'])
+      expect({ sub, code: await code(v.verifyHandoff(await mint(es(), { subject: sub }))) }).toEqual({ sub, code: 'bad_username' });
+    expect((await v.verifyHandoff(await mint(es(), { subject: 'Kim' }))).user).toBe('kim');
+    expect((await v.verifyHandoff(await mint(es(), { subject: 'jos\u00e9' }))).user).toBe('jos\u00e9');
+  });
 });
 
 describe('user mapping', () => {
