@@ -20,8 +20,10 @@ user name. Security model and setup: docs/non-kubernetes.md.
 With ``user_access="group"`` (the service's ``store.local.userAccess: group``: each server runs under
 its own unix account, the hub as root) the hook also gives the user's store directory and Jupyter
 config directory the user's unix group (setgid, 2750) and their files 0640, so that account, and no
-other, can read them. Below the directories the admin names, the hook never follows a symlink: the
-store is writable by the service's account, which must not be able to steer root's chown/chmod.
+other, can read them. Below the directories the admin names, the hook never follows a symlink, and
+it reads and changes only regular files of the store's owner (``state.json`` too, opened non-blocking:
+a FIFO there must not freeze the hub): the store is writable by the service's account, which must not
+be able to steer root's reads, chown or chmod.
 
 The per-user Jupyter config directories are what each server *executes* its configuration from, so
 they never live in the store (the service's account could plant a ``jupyter_server_config.py``
@@ -69,6 +71,8 @@ except ImportError:
 
 
 STATE_FILE = "state.json"
+# Far above a record's size (store.maxJtis is at most 1000): a larger file is not the service's.
+_MAX_RECORD = 4 << 20
 CONFIG_FILE = "omnisci-handoff.json"
 SERVER_EXTENSION = "jupyterlab_omnisci.serverextension"
 COMPANION_EXTENSION = "omnisci_handoff_jupyter"  # the jupyter_server 2 + JupyterLab 4 companion (jupyter/)
@@ -153,6 +157,22 @@ def _subdir(parent_fd, name, mode, gid=None, owner=-1):
     return fd
 
 
+def _open_own_file(dir_fd, name, owner, what):
+    """An fd of the regular file ``name`` of ``owner`` in ``dir_fd``, or None when there is none. Never a
+    symlink (ELOOP), a FIFO or device (opened non-blocking, so a FIFO cannot freeze the hub, then refused),
+    nor a file of another account (e.g. a hard link to root's): the store is writable by the service's
+    account, and root must never be steered to act on, or read, anything else."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
+        os.close(fd)
+        raise ValueError(f"{what} is not a regular file of the store's owner")
+    return fd
+
+
 def _check_trusted(fd, path, shared_ok=False):
     """Refuses a directory somebody else could change under the hook: owned by neither root nor the hub's
     account, or writable by group or others (a shared parent such as /tmp only with the sticky bit)."""
@@ -212,12 +232,22 @@ class OmnisciHandoffHook:
         return os.path.join(self.user_dir(name), self.session_file_name)
 
     def record(self, name):
-        """The user's stored record (state.json), or None before their first handoff."""
-        try:
-            with open(os.path.join(self.user_dir(name), STATE_FILE)) as f:
-                record = json.load(f)
-        except FileNotFoundError:
-            return None
+        """The user's stored record (state.json), or None before their first handoff. Read (as root, in a
+        hub's pre_spawn_hook) only from the store's own directories and a regular file of its owner."""
+        with ExitStack() as fds:
+            try:
+                store = _keep(fds, os.open(self.store_dir, _TRUSTED_DIR_FLAGS))
+                user = _keep(fds, _open_dir(safe_slug(name), _keep(fds, _open_dir("users", store))))
+            except FileNotFoundError:
+                return None
+            f = _open_own_file(user, STATE_FILE, os.fstat(store).st_uid, f"{STATE_FILE} of {safe_slug(name)}")
+            if f is None:
+                return None
+            with os.fdopen(f, "rb") as file:
+                raw = file.read(_MAX_RECORD + 1)
+        if len(raw) > _MAX_RECORD:
+            raise ValueError(f"{STATE_FILE} of {safe_slug(name)} is larger than a record can be")
+        record = json.loads(raw)
         # Slugs never collide; refuse a record of another user should the directory have been tampered with.
         if record.get("user") != name:
             raise ValueError(f"{STATE_FILE} of {safe_slug(name)} belongs to another user")
@@ -282,14 +312,11 @@ class OmnisciHandoffHook:
             os.fchmod(store, 0o711)
             users = _keep(fds, _subdir(store, "users", 0o711, owner=owner))
             user = _keep(fds, _subdir(users, safe_slug(name), 0o2750, gid, owner))
-            try:
-                f = _keep(fds, os.open(self.session_file_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=user))
-            except FileNotFoundError:
-                return
-            st = os.fstat(f)
             # Only the service's own file: never hand root's chown a file linked in from elsewhere.
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
-                raise ValueError(f"the session file of {safe_slug(name)} is not a regular file of the store's owner")
+            f = _open_own_file(user, self.session_file_name, owner, f"the session file of {safe_slug(name)}")
+            if f is None:
+                return
+            _keep(fds, f)
             os.fchown(f, -1, gid)
             os.fchmod(f, 0o640)
 

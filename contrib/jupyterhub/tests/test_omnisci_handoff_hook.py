@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import pwd
+import signal
 import stat
 import sys
 from pathlib import Path
@@ -120,6 +121,57 @@ def test_refuses_a_record_of_another_user(hook_module, tmp_path):
 
 
 
+@pytest.mark.parametrize("link", ["users/bob", "users/bob/state.json"])
+def test_record_never_follows_a_symlink(hook_module, tmp_path, link):
+    """The store's account could link a user's record to any file root can read (another user's, or one
+    it wrote elsewhere): the hook, as root, must not read it into the user's environment."""
+    store = tmp_path / "store"
+    write_store(store, "bob", "bob", {"protocol": "https", "host": "db.example", "port": 443, "database": ""})
+    victim = write_store(tmp_path / "elsewhere", "bob", "bob", {"protocol": "https", "host": "evil.example", "port": 443, "database": ""})
+    target = store / link
+    if target.is_dir():
+        for p in target.iterdir():
+            p.unlink()
+        target.rmdir()
+        target.symlink_to(victim)
+    else:
+        target.unlink()
+        target.symlink_to(victim / "state.json")
+    s = spawner("bob")
+    with pytest.raises(OSError):
+        hook_module.OmnisciHandoffHook(store)(s)
+    assert "evil.example" not in json.dumps(s.environment)
+
+
+def test_record_refuses_a_fifo_without_blocking(hook_module, tmp_path):
+    """A FIFO in place of state.json: a plain open() would wait for a writer forever, freezing the hub."""
+    store = tmp_path / "store"
+    user_dir = write_store(store, "bob", "bob", {"protocol": "https", "host": "h", "port": 443, "database": ""})
+    (user_dir / "state.json").unlink()
+    os.mkfifo(user_dir / "state.json")
+
+    def frozen(signum, frame):
+        raise TimeoutError("the hook blocked on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, frozen)
+    signal.alarm(10)
+    try:
+        with pytest.raises(ValueError, match="not a regular file"):
+            hook_module.OmnisciHandoffHook(store)(spawner("bob"))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_record_too_large_is_refused(hook_module, tmp_path):
+    store = tmp_path / "store"
+    user_dir = write_store(store, "bob", "bob", {"protocol": "https", "host": "h", "port": 443, "database": ""})
+    with open(user_dir / "state.json", "r+b") as f:
+        f.truncate(hook_module._MAX_RECORD + 1)
+    with pytest.raises(ValueError, match="larger than a record"):
+        hook_module.OmnisciHandoffHook(store).record("bob")
+
+
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="user_access='group' changes groups: needs root (CI runs as root)")
 SERVICE = pwd.getpwnam("daemon")  # stands in for the service's account, owner of the store
 USER = pwd.getpwnam("nobody")  # the unix account of the user's server
@@ -210,6 +262,22 @@ def test_group_access_refuses_a_session_file_of_another_owner(hook_module, tmp_p
     with pytest.raises(ValueError):
         group_hook(hook_module, store)(spawner("nina"))
     assert mode_gid(user_dir / "session")[1] == 0
+
+
+@root_only
+@pytest.mark.parametrize("owner", ["root", "user"])
+def test_record_refuses_a_file_of_another_owner(hook_module, tmp_path, owner):
+    """A record the service did not write (root's, e.g. a hard link to a root-only file, or the user's own)
+    is not read: only the store's owner writes records."""
+    store = tmp_path / "store"
+    user_dir = write_store(store, "nina", "nina", {"protocol": "https", "host": "h", "port": 443, "database": ""})
+    service_owns(store)
+    account = USER if owner == "user" else pwd.getpwuid(0)
+    os.chown(user_dir / "state.json", account.pw_uid, account.pw_gid)
+    s = spawner("nina")
+    with pytest.raises(ValueError, match="not a regular file of the store's owner"):
+        hook_module.OmnisciHandoffHook(store)(s)
+    assert "OMNISCI_HOST" not in s.environment
 
 
 def test_config_dir_never_inside_the_store(hook_module, tmp_path):
