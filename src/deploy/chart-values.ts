@@ -86,7 +86,11 @@ const chartSchema: Schema = {
   rbac: obj('Role and RoleBinding in the release namespace (never cluster-wide): Secrets get, list, create, update, delete; pods list, patch only with config.store.kubernetes.fastRefresh.', {
     create: bool('Create them; otherwise bind an equivalent Role yourself.', true),
     admissionPolicy: bool(
-      "A ValidatingAdmissionPolicy (Kubernetes >= 1.30) fencing the service account's writes: Secrets only with the store's prefix and label, pods only in the refresh annotation (docs/kubernetes.md).",
+      "A ValidatingAdmissionPolicy (Kubernetes >= 1.30) fencing the service account's writes: only Opaque Secrets with the store's prefix, label and keys and no annotations but its own; on pods, nothing but the refresh annotation (docs/kubernetes.md).",
+      true,
+    ),
+    sessionSecretPolicy: bool(
+      "A ValidatingAdmissionPolicy (Kubernetes >= 1.30) on the hub namespace's pods, after every mutating webhook: a pod may reference a user's session Secret (volume, secretKeyRef, envFrom) only when it is that user's KubeSpawner pod by the name its creator asked for (jupyterhub.podNamePrefix), which no webhook can change (docs/kubernetes.md).",
       true,
     ),
   }),
@@ -102,6 +106,10 @@ const chartSchema: Schema = {
       pattern: '^[a-zA-Z0-9][-a-zA-Z0-9_.]*$',
     }),
     baseUrl: str('z2jh hub.baseUrl.', { default: '/', pattern: '^/' }),
+    podNamePrefix: str(
+      "What z2jh's singleuser.podNameTemplate (KubeSpawner's pod_name_template, default jupyter-{user_server}) puts before {user_server}: rbac.sessionSecretPolicy reads the user from the pod name after it.",
+      { default: 'jupyter-', pattern: '^[a-z0-9][-a-z0-9]*$', maxLength: 40 },
+    ),
     apiToken: obj('Where the hub API token of the service comes from.', {
       secretName: name(
         "Existing Secret holding the token. Empty: z2jh's hub Secret, key hub.services.<serviceName>.apiToken (z2jh generates it).",

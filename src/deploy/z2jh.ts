@@ -40,7 +40,7 @@ function omnisciEgress(c: Config['omnisci']): Record<string, unknown>[] {
 }
 
 function webhookFreeSingleuser(config: Config, configMap: string): Record<string, unknown> {
-  // KubeSpawner 7 expands {username} to safe_slug(name): the store's Secret is <prefix>-<safe_slug(name)>.
+  // KubeSpawner 7 expands {username} to safe_slug(name, 48): the store's Secret is <prefix>-<userSlug(name)>.
   const secret = `${config.store.kubernetes.secretPrefix}-{username}`;
   // z2jh's extraEnv is a map of name to EnvVar (without the name).
   const extraEnv = Object.fromEntries(connectionEnvFrom(secret, config.notebook).map(({ name, ...rest }) => [name, rest]));

@@ -11,7 +11,7 @@ import { safeSlug } from './slug.js';
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'omnisci-handoff';
 export const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
-/** Label with the user's slug (label values cannot hold every user name). */
+/** Label with the user's slug (userSlug: label values cannot hold every user name). */
 export const USER_LABEL = 'omnisci-handoff/user';
 /** Annotation with the raw hub user name. */
 export const USER_ANNOTATION = 'omnisci-handoff/username';
@@ -25,9 +25,18 @@ export const POD_USER_LABEL = 'hub.jupyter.org/username';
 /** Bumped on a running pod after its Secret changed, so kubelet resyncs the volume at once. */
 export const POD_REFRESH_ANNOTATION = 'omnisci-handoff/refreshed-at';
 
-/** `<prefix>-<slug>`: the slug equals what `{username}` expands to in KubeSpawner 7 templates. */
+/**
+ * What `{username}` expands to in KubeSpawner 7 templates (its _expand_user_properties: safe_slug with
+ * max_length 48), so that the pod name `jupyter-{user_server}` begins with it: the chart's pod policy
+ * binds a user's Secret to that user's pod by these names.
+ */
+export function userSlug(user: string): string {
+  return safeSlug(user, 48);
+}
+
+/** `<prefix>-<userSlug>`: also what `<prefix>-{username}` expands to in KubeSpawner (webhook-free z2jh values). */
 export function secretName(prefix: string, user: string): string {
-  return `${prefix}-${safeSlug(user)}`;
+  return `${prefix}-${userSlug(user)}`;
 }
 
 const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';

@@ -13,7 +13,8 @@ function isValidDefault(s: string): boolean {
   return s.length >= 1 && s.length <= 63 && /^[a-z]/.test(s) && /[a-z0-9]$/.test(s) && /^[a-z0-9-]+$/.test(s);
 }
 
-function extractSafeName(name: string, maxLength: number): string {
+/** Lower-case letters, digits and single '-', starting with a letter, at most maxLength (KubeSpawner's _extract_safe_name). */
+export function extractSafeName(name: string, maxLength: number): string {
   let safe = name.toLowerCase().replace(/[^a-z0-9]+/g, '-');
   safe = safe.replace(/^-+/, '').slice(0, maxLength).replace(/-+$/, '');
   if (safe && !/^[a-z]/.test(safe)) safe = `x-${safe.slice(0, maxLength - 2)}`;

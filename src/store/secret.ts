@@ -6,8 +6,7 @@
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Config } from '../config/types.js';
 import { SECRET_KEYS } from '../config/reserved.js';
-import { MANAGED_BY, MANAGED_BY_LABEL, USER_ANNOTATION, USER_LABEL } from '../k8s/layout.js';
-import { safeSlug } from '../k8s/slug.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, USER_ANNOTATION, USER_LABEL, userSlug } from '../k8s/layout.js';
 import { connectionEnv, sessionFileContent } from '../notebook/outputs.js';
 import type { SessionRecord } from './types.js';
 
@@ -66,7 +65,7 @@ export function secretFor(
       ...meta,
       name,
       namespace,
-      labels: { ...meta.labels, [MANAGED_BY_LABEL]: MANAGED_BY, [USER_LABEL]: safeSlug(record.user) },
+      labels: { ...meta.labels, [MANAGED_BY_LABEL]: MANAGED_BY, [USER_LABEL]: userSlug(record.user) },
       annotations: { ...meta.annotations, [USER_ANNOTATION]: record.user },
     },
     data: {

@@ -163,7 +163,7 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     expect(kinds(objs)).toEqual([
       'ConfigMap', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'NetworkPolicy',
       'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
-      'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding',
+      'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding',
     ]);
     const dep = find(objs, 'Deployment')!;
     expect(dep.spec.replicas).toBe(2);

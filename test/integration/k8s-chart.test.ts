@@ -6,7 +6,8 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
+import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiException, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -16,7 +17,7 @@ import type { Config } from '../../src/config/types.js';
 import { HandoffError } from '../../src/errors.js';
 import { POD_REFRESH_ANNOTATION, secretName } from '../../src/k8s/layout.js';
 import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
-import { JUPYTER_VOLUME, SESSION_VOLUME } from '../../src/webhook/patch.js';
+import { injectionSpec, JUPYTER_VOLUME, podPatch, SESSION_VOLUME } from '../../src/webhook/patch.js';
 import { startWebhookServer, type WebhookServer } from '../../src/webhook/server.js';
 import { makeHandoff } from '../support/core.js';
 import { CHART, clusterTools, ensureHelm, KUBECTL, runTool } from '../support/helm.js';
@@ -91,6 +92,20 @@ async function serviceConfig(ns: string, kubeconfig: string, over: Record<string
   return resolveConfig(raw, {});
 }
 
+/** The chart's generated serving certificate of the webhook, as stored, in files as the Deployment mounts it. */
+async function chartTls(): Promise<{ certFile: string; keyFile: string }> {
+  const tls = (await getJson(['-n', NS, 'secret', `${RELEASE}-webhook-tls`])).data;
+  const dir = mkdtempSync(join(home, 'tls-'));
+  writeFileSync(join(dir, 'tls.crt'), Buffer.from(tls['tls.crt'], 'base64'));
+  writeFileSync(join(dir, 'tls.key'), Buffer.from(tls['tls.key'], 'base64'));
+  return { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') };
+}
+
+/** The Service's ClusterIP:443, as the API server resolves the webhook's Service reference. */
+async function webhookTarget(): Promise<string> {
+  return `${(await getJson(['-n', NS, 'service', RELEASE])).spec.clusterIP}:443`;
+}
+
 function store(config: Config): KubernetesStore {
   const s = createKubernetesStore(config);
   stores.push(s);
@@ -130,7 +145,7 @@ describe('helm install', () => {
     expect(objs.map((o) => o.kind).sort()).toEqual([
       'ConfigMap', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'NetworkPolicy',
       'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
-      'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding',
+      'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding',
     ]);
     for (const o of objs) {
       const group = o.apiVersion.includes('/') ? `.${o.apiVersion.split('/')[0]}` : '';
@@ -154,7 +169,7 @@ describe('helm install', () => {
     const kinds = (await manifest(LITE_NS)).map((o) => o.kind).sort();
     expect(kinds).toEqual([
       'ConfigMap', 'ConfigMap', 'Deployment', 'NetworkPolicy', 'Role', 'RoleBinding', 'Service', 'ServiceAccount',
-      'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding',
+      'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding',
     ]);
     expect((await getJson(['-n', LITE_NS, 'role', RELEASE])).rules).toEqual([
       { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'create', 'update', 'delete'] },
@@ -172,6 +187,27 @@ describe("the store as the chart's ServiceAccount", () => {
     kc.loadFromFile(kubeconfig);
     api = kc.makeApiClient(CoreV1Api);
   });
+
+  /**
+   * A request as the service account, answered with its status; a 403 must be the policy's (`denied`:
+   * its message), never RBAC's. PATCH alone, as the store does it (kubectl would GET first, which the Role does not grant).
+   */
+  const asServiceAccount = (method: string, path: string, body: object, type = 'json', denied = /denied request: omnisci-handoff may only/) =>
+    new Promise<number>((resolve, reject) => {
+      const token = (parseYaml(readFileSync(kubeconfig, 'utf8')) as any).users[0].user.token as string;
+      const req = httpsRequest(`${k.url}/api/v1/namespaces/${NS}/${path}`, {
+        method,
+        ca: k.caPem,
+        headers: { authorization: `Bearer ${token}`, 'content-type': `application/${type}` },
+      }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => (res.statusCode === 403 && !denied.test(text) ? reject(new Error(text)) : resolve(res.statusCode ?? 0)));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify(body));
+    });
+  const patch = (path: string, body: object, type = 'merge-patch') => asServiceAccount('PATCH', path, body, `${type}+json`);
 
   test('can do everything the store does: check, accept, get, revoke, sweep', async () => {
     const s = store(await serviceConfig(NS, kubeconfig));
@@ -232,22 +268,6 @@ describe("the store as the chart's ServiceAccount", () => {
     expect(await status(api.deleteNamespacedSecret({ name: 'omnisci-session-stranger', namespace: NS }))).toBe(403);
     const labels = { 'app.kubernetes.io/managed-by': 'omnisci-handoff' };
     // Taking over a Secret by labelling it is an update of an unlabelled one: refused.
-    // A merge patch as the service account does it (PATCH alone; kubectl would GET first, which the Role does not grant).
-    const token = (parseYaml(readFileSync(kubeconfig, 'utf8')) as any).users[0].user.token as string;
-    const patch = (path: string, body: object, type = 'merge-patch') =>
-      new Promise<number>((resolve, reject) => {
-        const req = httpsRequest(`${k.url}/api/v1/namespaces/${NS}/${path}`, {
-          method: 'PATCH',
-          ca: k.caPem,
-          headers: { authorization: `Bearer ${token}`, 'content-type': `application/${type}+json` },
-        }, (res) => {
-          let text = '';
-          res.on('data', (d: Buffer) => (text += d.toString()));
-          res.on('end', () => (res.statusCode === 403 && !/denied request: omnisci-handoff may only/.test(text) ? reject(new Error(text)) : resolve(res.statusCode ?? 0)));
-        });
-        req.on('error', reject);
-        req.end(JSON.stringify(body));
-      });
     const stranger = await api.readNamespacedSecret({ name: 'omnisci-session-stranger', namespace: NS });
     expect(await status(api.replaceNamespacedSecret({ name: 'omnisci-session-stranger', namespace: NS, body: { ...stranger, metadata: { ...stranger.metadata, labels } } }))).toBe(403);
     expect(await status(api.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'not-ours', labels } } }))).toBe(403);
@@ -263,6 +283,51 @@ describe("the store as the chart's ServiceAccount", () => {
     // Reads stay possible (RBAC cannot narrow get/list by name prefix); docs/kubernetes.md says so.
     expect(await status(api.readNamespacedSecret({ name: 'hub', namespace: NS }))).toBe(200);
     expect((await getJson(['-n', NS, 'secret', 'hub'])).data['proxy.token']).toBe(hub.data!['proxy.token']);
+  }, 60_000);
+
+  test("the admission policy allows only Secrets shaped like the store's: no token Secret of the hub's account (a takeover), no other key, no foreign annotation", async () => {
+    const labels = { 'app.kubernetes.io/managed-by': 'omnisci-handoff' };
+    const createSecret = (body: object) =>
+      asServiceAccount('POST', 'secrets', { apiVersion: 'v1', kind: 'Secret', ...body }, 'json', /denied request: omnisci-handoff may only write Opaque Secrets with the keys session, protocol, host, port, state and no annotations but omnisci-handoff\//);
+    // The token controller fills a service-account-token Secret with that account's token, which this account could then read.
+    expect(await createSecret({
+      metadata: { name: 'omnisci-session-takeover', labels, annotations: { 'kubernetes.io/service-account.name': 'hub' } },
+      type: 'kubernetes.io/service-account-token',
+    })).toBe(403);
+    // Other types carry meaning too (an image pull secret, a TLS certificate an ingress serves).
+    for (const type of ['kubernetes.io/dockerconfigjson', 'kubernetes.io/tls']) {
+      const data = type === 'kubernetes.io/tls' ? { 'tls.crt': '', 'tls.key': '' } : { '.dockerconfigjson': Buffer.from('{}').toString('base64') };
+      expect(await createSecret({ metadata: { name: 'omnisci-session-typed', labels }, type, data })).toBe(403);
+    }
+    expect(await createSecret({ metadata: { name: 'omnisci-session-annotated', labels, annotations: { 'kubernetes.io/service-account.name': 'hub' } } })).toBe(403);
+    expect(await createSecret({ metadata: { name: 'omnisci-session-keys', labels }, data: { token: 'eA==' } })).toBe(403);
+    // The service's own writes pass (the first test stored, revoked and swept through this policy); the keys one by one too.
+    const own = { metadata: { name: 'omnisci-session-own', labels: { ...labels, 'omnisci-handoff/user': 'own' }, annotations: { 'omnisci-handoff/username': 'own' } }, type: 'Opaque' };
+    expect(await createSecret({ ...own, data: Object.fromEntries(['session', 'protocol', 'host', 'port', 'state'].map((k) => [k, 'eA=='])) })).toBe(201);
+    // An update cannot add what a create may not (a foreign key or annotation on the store's own Secret).
+    const stored = await api.readNamespacedSecret({ name: 'omnisci-session-own', namespace: NS });
+    const replace = (body: object) =>
+      asServiceAccount('PUT', 'secrets/omnisci-session-own', body, 'json', /denied request: omnisci-handoff may only write Opaque Secrets/);
+    expect(await replace({ ...stored, data: { ...stored.data, token: 'eA==' } })).toBe(403);
+    expect(await replace({ ...stored, metadata: { ...stored.metadata, annotations: { ...stored.metadata!.annotations, 'kubernetes.io/service-account.name': 'hub' } } })).toBe(403);
+    expect(await replace({ ...stored, data: { ...stored.data, state: 'eQ==' } })).toBe(200);
+    expect(await status(api.deleteNamespacedSecret({ name: 'omnisci-session-own', namespace: NS }))).toBe(200);
+  }, 60_000);
+
+  test("the admission policy: a pod's owner references and finalizers stay (no garbage-collecting or wedging a user's pod)", async () => {
+    const pod = kubespawnerPod({ user: `hugo-${randomBytes(2).toString('hex')}` });
+    pod.metadata.namespace = NS;
+    await kubectl(['create', '-f', '-'], JSON.stringify(pod));
+    const name = pod.metadata.name as string;
+    // The namespace as owner: had the patch passed, the garbage collector would see a foreign owner (and finalizers wedge deletion).
+    const ns = await getJson(['namespace', NS]);
+    const owner = { apiVersion: 'v1', kind: 'Namespace', name: NS, uid: ns.metadata.uid };
+    expect(await patch(`pods/${name}`, { metadata: { ownerReferences: [owner] } })).toBe(403);
+    expect(await patch(`pods/${name}`, { metadata: { finalizers: ['example.com/wedge'] } })).toBe(403);
+    const stored = await getJson(['-n', NS, 'pod', name]);
+    expect(stored.metadata.ownerReferences).toBeUndefined();
+    expect(stored.metadata.finalizers).toBeUndefined();
+    expect(await patch(`pods/${name}`, { metadata: { annotations: { [POD_REFRESH_ANNOTATION]: new Date().toISOString() } } })).toBe(200);
   }, 60_000);
 
   test('with fast refresh off the Role grants no pods, and the store works without them', async () => {
@@ -286,18 +351,10 @@ describe('the admission webhook, called by the API server', () => {
   const mwc = `${RELEASE}-${NS}`;
 
   beforeAll(async () => {
-    // The chart's generated serving certificate, as stored, mounted as the Deployment would.
-    const tls = (await getJson(['-n', NS, 'secret', `${RELEASE}-webhook-tls`])).data;
-    const dir = mkdtempSync(join(home, 'tls-'));
-    writeFileSync(join(dir, 'tls.crt'), Buffer.from(tls['tls.crt'], 'base64'));
-    writeFileSync(join(dir, 'tls.key'), Buffer.from(tls['tls.key'], 'base64'));
-    config = await serviceConfig(NS, k.kubeconfigPath, {
-      webhook: { host: '127.0.0.1', port: 0, certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') },
-    });
+    const tls = await chartTls();
+    config = await serviceConfig(NS, k.kubeconfigPath, { webhook: { host: '127.0.0.1', port: 0, ...tls } });
     webhook = await startWebhookServer(config);
-    // The Service's ClusterIP:443, as the API server resolves the webhook's Service reference.
-    const svc = await getJson(['-n', NS, 'service', RELEASE]);
-    target = `${svc.spec.clusterIP}:443`;
+    target = await webhookTarget();
     k.route(target, webhook.port);
   });
   afterAll(async () => {
@@ -410,5 +467,116 @@ c.KubeSpawner.start_timeout = 600
       back.webhooks[0].failurePolicy = 'Ignore';
       await kubectl(['replace', '-f', '-'], JSON.stringify(back));
     }
+  }, 60_000);
+});
+
+describe('a compromised webhook, bounded by the session Secret policy (it runs after every mutation)', () => {
+  /** What the compromised webhook does to each pod it admits (RFC 6902 ops). */
+  let rewrite: (pod: Obj) => object[] = () => [];
+  let calls = 0;
+  let evil: HttpsServer;
+  let target: string;
+  let webhook: WebhookServer | undefined;
+  let config: Config;
+
+  beforeAll(async () => {
+    const tls = await chartTls();
+    evil = createHttpsServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, (req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        const review = JSON.parse(body);
+        calls++;
+        const ops = rewrite(review.request.object);
+        const patch = ops.length ? { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64') } : {};
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true, ...patch } }));
+      });
+    });
+    await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
+    target = await webhookTarget();
+    k.route(target, (evil.address() as AddressInfo).port);
+    config = await serviceConfig(NS, k.kubeconfigPath, { webhook: { host: '127.0.0.1', port: 0, ...tls } });
+  });
+  afterAll(async () => {
+    await webhook?.close();
+    await new Promise((resolve) => evil?.close(resolve));
+  });
+
+  /** Creates the pod as its creator (KubeSpawner, here the admin) would: the output of kubectl, and whether the pod exists. */
+  async function create(pod: Record<string, any>): Promise<{ ok: boolean; stderr: string; stored?: Obj }> {
+    pod.metadata.namespace = NS;
+    const before = calls;
+    const r = await runTool(KUBECTL, ['--kubeconfig', k.kubeconfigPath, 'create', '-f', '-'], home, JSON.stringify(pod));
+    // The webhook was asked: what follows is the policy's answer to what it returned.
+    expect(calls).toBeGreaterThan(before);
+    const got = await runTool(KUBECTL, ['--kubeconfig', k.kubeconfigPath, '-n', NS, 'get', 'pod', pod.metadata.name, '-o', 'json'], home);
+    return { ok: r.status === 0, stderr: r.stderr, ...(got.status === 0 ? { stored: JSON.parse(got.stdout) as Obj } : {}) };
+  }
+  const refusal = /denied request: a pod may reference a session Secret \(omnisci-session-…\) only if it is that user's pod \(jupyter-\{user_server\}\)/;
+  const bobs = secretName('omnisci-session', 'bob');
+  const env = (name: string) => ({ name, valueFrom: { secretKeyRef: { name: bobs, key: 'host', optional: true } } });
+
+  test.each<[string, (pod: Obj) => object[]]>([
+    ["a volume of bob's Secret", () => [{ op: 'add', path: '/spec/volumes/-', value: { name: 'loot', secret: { secretName: bobs, optional: true } } }]],
+    ["a projected volume with bob's Secret", () => [
+      { op: 'add', path: '/spec/volumes/-', value: { name: 'loot', projected: { sources: [{ configMap: { name: 'x', optional: true } }, { secret: { name: bobs, optional: true } }] } } },
+    ]],
+    ["an env var from bob's Secret", () => [{ op: 'add', path: '/spec/containers/0/env/-', value: env('LOOT') }]],
+    ["all of bob's keys as env vars (envFrom)", () => [{ op: 'add', path: '/spec/containers/0/envFrom', value: [{ secretRef: { name: bobs, optional: true } }] }]],
+    ["an init container's env var from bob's Secret", () => [{ op: 'add', path: '/spec/initContainers/0/env', value: [env('LOOT')] }]],
+    ["bob's Secret, with the pod relabelled and re-annotated as bob's (the name still says alice)", (pod) => [
+      { op: 'replace', path: '/metadata/annotations/hub.jupyter.org~1username', value: 'bob' },
+      { op: 'replace', path: '/metadata/labels/hub.jupyter.org~1username', value: 'bob' },
+      { op: 'add', path: '/spec/volumes/-', value: { name: 'loot', secret: { secretName: bobs, optional: true } } },
+      { op: 'replace', path: `/spec/containers/0/env/${pod.spec.containers[0].env.findIndex((e: { name: string }) => e.name === 'JUPYTERHUB_USER')}/value`, value: 'bob' },
+    ]],
+  ])("alice's pod rewritten to use %s: refused with the policy's message, no pod", async (_case, ops) => {
+    rewrite = ops;
+    const pod = kubespawnerPod({ user: `alice-${randomBytes(2).toString('hex')}` });
+    const r = await create(pod);
+    expect(r.stderr).toMatch(refusal);
+    expect([r.ok, r.stored]).toEqual([false, undefined]);
+  }, 60_000);
+
+  test("renaming alice's pod to bob's pod name (to pass as bob's) is refused: the name is the one its creator asked for", async () => {
+    rewrite = () => [
+      { op: 'replace', path: '/metadata/name', value: 'jupyter-bob' },
+      { op: 'add', path: '/spec/volumes/-', value: { name: 'loot', secret: { secretName: bobs, optional: true } } },
+    ];
+    const pod = kubespawnerPod({ user: `alice-${randomBytes(2).toString('hex')}` });
+    const r = await create(pod);
+    expect(r.stderr).toMatch(/denied request: a pod keeps the name its creator asked for/);
+    expect([r.ok, r.stored]).toEqual([false, undefined]);
+    expect((await runTool(KUBECTL, ['--kubeconfig', k.kubeconfigPath, '-n', NS, 'get', 'pod', 'jupyter-bob'], home)).status).not.toBe(0);
+  }, 60_000);
+
+  test("names that look alike are told apart: 'al' and 'Al' (whose slug is al---<hash>) cannot take each other's Secret", async () => {
+    const [al, Al] = [secretName('omnisci-session', 'al'), secretName('omnisci-session', 'Al')];
+    expect(Al).toMatch(/^omnisci-session-al---[0-9a-f]{8}$/);
+    const mount = (secret: string) => () => [{ op: 'add', path: '/spec/volumes/-', value: { name: 'loot', secret: { secretName: secret, optional: true } } }];
+    rewrite = mount(Al);
+    expect((await create(kubespawnerPod({ user: 'al' }))).stderr).toMatch(refusal);
+    rewrite = mount(al);
+    expect((await create(kubespawnerPod({ user: 'Al' }))).stderr).toMatch(refusal);
+    rewrite = mount(al);
+    expect((await create(kubespawnerPod({ user: 'al', server: 'al' }))).ok).toBe(true);
+  }, 60_000);
+
+  test('the service\'s own webhook still passes: its pods of plain, hashed and 49–63-character names, default and named servers', async () => {
+    webhook = await startWebhookServer(config);
+    const own = injectionSpec(config);
+    // Honest: exactly what our webhook's rules return.
+    rewrite = (pod) => podPatch(pod as never, own).ops;
+    for (const [user, server] of [['pia', ''], ['Pia.Long@Example.com', ''], ['p'.repeat(55), ''], ['Pia.Long@Example.com', 'gpu'], ['pia', 'A Long Server Name For Analytics']] as const) {
+      const r = await create(kubespawnerPod({ user, ...(server ? { server } : {}) }));
+      expect({ user, server, ok: r.ok, stderr: r.stderr }).toEqual({ user, server, ok: true, stderr: '' });
+      expect(r.stored!.spec.volumes.find((v: { name: string }) => v.name === SESSION_VOLUME).secret.secretName).toBe(secretName('omnisci-session', user));
+    }
+    // The documented limit: a named server whose {user_server} KubeSpawner hashes as a whole (the two slugs
+    // joined exceed 48 characters) has no user slug in its name, so the policy cannot bind it and refuses it.
+    const hashedWhole = kubespawnerPod({ user: 'p'.repeat(55), server: 'gpu' });
+    expect(hashedWhole.metadata.name).toMatch(/^jupyter-p{17}--gpu---[0-9a-f]{8}$/);
+    expect((await create(hashedWhole)).stderr).toMatch(refusal);
   }, 60_000);
 });

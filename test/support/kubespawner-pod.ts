@@ -5,8 +5,8 @@
  * block-cloud-metadata init container, a dynamic-storage home volume), wrapped in the
  * AdmissionReview the API server sends to a mutating webhook.
  */
-import { randomUUID } from 'node:crypto';
-import { safeSlug } from '../../src/k8s/slug.js';
+import { createHash, randomUUID } from 'node:crypto';
+import { extractSafeName, safeSlug } from '../../src/k8s/slug.js';
 
 export interface PodOptions {
   user: string;
@@ -23,10 +23,23 @@ export interface PodOptions {
   sidecarFirst?: boolean;
 }
 
+/**
+ * KubeSpawner 7's `{user_server}` (_expand_user_properties): the 48-character safe slugs joined by
+ * '--', or, when that is longer than 48, both names hashed as one (multi_slug).
+ */
+export function kubespawnerUserServer(user: string, server = ''): string {
+  const slug = safeSlug(user, 48);
+  if (!server) return slug;
+  const joined = `${slug}--${safeSlug(server, 48)}`;
+  if (joined.length <= 48) return joined;
+  const hash = createHash('sha256').update(Buffer.concat([Buffer.from(user), Buffer.from([0xff]), Buffer.from(server)])).digest('hex').slice(0, 8);
+  return `${extractSafeName(user, 17)}--${extractSafeName(server, 17)}---${hash}`;
+}
+
 export function kubespawnerPod(o: PodOptions): Record<string, any> {
-  const slug = safeSlug(o.user);
+  const slug = safeSlug(o.user, 48);
   const server = o.server ?? '';
-  const userServer = server ? `${slug}--${safeSlug(server)}` : slug;
+  const userServer = kubespawnerUserServer(o.user, server);
   const hubEnv = [
     ['JPY_API_TOKEN', 'redacted-in-fixture'],
     ['JUPYTERHUB_ACTIVITY_URL', `http://hub:8081/hub/api/users/${encodeURIComponent(o.user)}/activity`],
@@ -81,7 +94,7 @@ export function kubespawnerPod(o: PodOptions): Record<string, any> {
         heritage: 'jupyterhub',
         'helm.sh/chart': 'jupyterhub-4.2.0',
         'hub.jupyter.org/network-access-hub': 'true',
-        'hub.jupyter.org/servername': server ? safeSlug(server) : '',
+        'hub.jupyter.org/servername': server ? safeSlug(server, 48) : '',
         'hub.jupyter.org/username': slug,
         release: 'jhub',
       },

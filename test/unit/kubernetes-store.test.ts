@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
+import { secretFor } from '../../src/store/secret.js';
 import { POD_REFRESH_ANNOTATION, secretName } from '../../src/k8s/layout.js';
 import { labelSlug, safeSlug } from '../../src/k8s/slug.js';
 import { makeHandoff } from '../support/core.js';
@@ -34,7 +35,7 @@ afterAll(async () => {
 });
 
 describe('Secret layout', () => {
-  test('one Secret per user, named <prefix>-<safe slug>, with session file, connection keys, state, labels and annotation', async () => {
+  test('one Secret per user, named <prefix>-<safe slug of at most 48> (KubeSpawner\'s {username}), with session file, connection keys, state, labels and annotation', async () => {
     const s = store();
     const user = `Alice.Smith@Example.com-${randomBytes(2).toString('hex')}`; // not a DNS label: hashed slug
     const h = handoff(user);
@@ -42,13 +43,13 @@ describe('Secret layout', () => {
     expect(r.outcome).toBe('stored');
 
     const name = secretName(prefix, user);
-    expect(name).toBe(`${prefix}-${safeSlug(user)}`);
-    expect(name).toMatch(/---[0-9a-f]{8}$/);
+    expect(name).toBe(`${prefix}-${safeSlug(user, 48)}`);
+    expect(name).toMatch(/-alice-smith-example-com-[0-9a-f]{4}---[0-9a-f]{8}$/);
     const sec = await t.secret(name);
     expect(sec?.type).toBe('Opaque');
     expect(sec?.metadata?.labels).toMatchObject({
       'app.kubernetes.io/managed-by': 'omnisci-handoff',
-      'omnisci-handoff/user': safeSlug(user),
+      'omnisci-handoff/user': safeSlug(user, 48),
     });
     expect(sec?.metadata?.annotations?.['omnisci-handoff/username']).toBe(user);
     const data = sec?.data ?? {};
@@ -59,6 +60,26 @@ describe('Secret layout', () => {
 
     expect(await s.get(user)).toMatchObject({ user, session: h.session, connection: h.connection });
     expect(await s.get(newUser())).toBeUndefined();
+  });
+
+  test("the largest record fits a Secret (1 MiB of data): store.maxJtis at its maximum, the longest jtis, SQL and user name", () => {
+    const config = k8sConfig(t, { secretPrefix: prefix }, { store: { maxJtis: 1000 } });
+    // The worst case of each field as JSON: jtis of 256 characters that all need escaping, SQL of
+    // control characters (6 bytes each as JSON), a user name of 255 four-byte characters.
+    const jti = (i: number) => `${i}`.padEnd(256, '"');
+    const record = {
+      user: '\u{1F600}'.repeat(255),
+      session: 'S'.repeat(1024),
+      query: '\u0001'.repeat(8192),
+      connection: { protocol: 'https' as const, host: 'h'.repeat(253), port: 65535, database: 'd'.repeat(256) },
+      iat: 1_800_000_000,
+      jtis: Array.from({ length: config.store.maxJtis }, (_, i) => ({ jti: jti(i), until: 1_800_000_000, reserved: true as const })),
+      updatedAt: 1_800_000_000_000,
+    };
+    const secret = secretFor('x', 'hub', record, randomBytes(16).toString('hex'), undefined, config.notebook);
+    const bytes = Object.values(secret.data ?? {}).reduce((n, v) => n + Buffer.from(v, 'base64').length, 0);
+    expect(bytes).toBeLessThan(1024 * 1024);
+    expect(bytes).toBeGreaterThan(600 * 1024); // the arithmetic is about this record (about 640 KiB), not a small one
   });
 
   test('text session format and a custom file name', async () => {
