@@ -92,10 +92,10 @@ export function storeContract(name: string, make: () => Promise<ContractTarget>)
     });
 
     test('expired ids are pruned; a full record refuses the next id (record_full) and forgets none, the shortest-lived neither', async () => {
-      const s = store({ maxJtis: 3 });
+      const s = store({ maxJtis: 16 });
       const user = newUser();
       await s.accept(handoff(user, { iat: now() - 4000, exp: now() - 3000 }));
-      const fresh = [handoff(user), handoff(user)];
+      const fresh = Array.from({ length: 15 }, () => handoff(user));
       for (const h of fresh) await s.accept(h);
       expect((await s.get(user))!.jtis.map((j) => j.jti).sort()).toEqual(fresh.map((h) => h.jti).sort());
       // A hub login token: the shortest-lived id, the first a bounded list that keeps the longest-lived would drop.
