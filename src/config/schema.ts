@@ -198,7 +198,7 @@ export const configSchema = {
         },
       }),
       maxJtis: int(
-        "How many live single-use ids a user's record holds (token ids until their exp, spent progress, login and sign-in tickets until theirs; up to 4 per handoff for up to ~20 minutes). Expired ids are dropped on every write; a live one never is: one more is refused with `record_full`. Raise it with token.maxLifetimeSeconds. At least 16: fewer would refuse a few handoffs in a row.",
+        "How many live single-use ids a user's record holds (token ids until their exp, spent progress, login and sign-in tickets until theirs; up to 4 per handoff for up to ~20 minutes). Expired ids are dropped on every write; a live one never is: one more is refused with `record_full`. Raise it with token.maxLifetimeSeconds. At least 16 (four handoffs in flight).",
         16,
         1000,
         256,

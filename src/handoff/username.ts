@@ -5,8 +5,8 @@
  *
  * The hub folds names to lower case (Authenticator.normalize_username), and Unicode lower-casing also
  * folds lookalikes ('\u212A', the Kelvin sign, becomes 'k'): two identities must never become one hub
- * user. So names with compatibility characters (those NFKC changes: the Kelvin sign, full-width
- * letters, ligatures) are refused from every source, and where the source's names are case-sensitive
+ * user. So names that NFKC normalization changes (compatibility characters: the Kelvin sign, full-width
+ * letters, ligatures; decomposed accents) are refused from every source, and where the source's names are case-sensitive
  * (HeavyDB: "Carol" and "carol" are two users) a name the fold would change is refused, not folded.
  */
 import type { Config } from '../config/types.js';
