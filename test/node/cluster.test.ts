@@ -9,10 +9,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ECHO_IMAGE, echoImage, missingPrerequisites, startK8sNode, type K8sNode } from '../support/k8s-node.js';
+import { requirePrerequisite } from '../support/prerequisites.js';
 
-const why = missingPrerequisites();
-const suite = why ? describe.skip : describe;
-if (why) console.warn(`test/node skipped: ${why}`);
+const suite = requirePrerequisite(missingPrerequisites(), 'as root: bash scripts/deps/k8s-node.sh');
 
 /** The kubelet's syncFrequency (its default): the bound for a Secret update reaching a volume. */
 const SYNC_SECONDS = 60;

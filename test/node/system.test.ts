@@ -20,7 +20,7 @@
  *   webhook-free mode (`omnisci-handoff z2jh-values`, webhook off) spawns bob's server.
  * Figures are printed as `FIGURE <name>: <value>` lines (CHANGELOG.md records them).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, get as httpGet, request as httpRequest } from 'node:http';
@@ -35,6 +35,7 @@ import { AUDIENCE, HMAC_SECRET, ISSUER, TYP, hmacKey, mint, postToken, randomSes
 import { CHART, HELMS, ensureHelm, runTool } from '../support/helm.js';
 import { HUB_VENV, hubInstalled } from '../support/jupyterhub.js';
 import { KUBECTL, missingPrerequisites, NODE_IP, NODE_NAME, startK8sNode, type K8sNode } from '../support/k8s-node.js';
+import { requirePrerequisite } from '../support/prerequisites.js';
 import { ROOT } from '../support/root.js';
 import { BASE_IMAGES, build, ensureBaseImages, podman, podmanOk } from '../system/podman.js';
 
@@ -62,18 +63,17 @@ const SESSION_FILE_EXPECTED = (session: string, query: string) => ({
 async function whyNot(): Promise<string | undefined> {
   const node = missingPrerequisites();
   if (node) return node;
-  if (!hubInstalled()) return 'JupyterHub is not installed (scripts/deps/jupyterhub.sh)';
-  if (!existsSync(join(HUB_VENV, 'lib/python3.11/site-packages/kubespawner'))) return 'KubeSpawner is not installed in .cache/venv-hub';
+  if (!hubInstalled()) return 'JupyterHub is not installed';
+  // Asked of the venv's own Python, whatever its version.
+  if (spawnSync(join(HUB_VENV, 'bin/python'), ['-c', 'import kubespawner']).status !== 0) return 'KubeSpawner is not installed in .cache/venv-hub';
   try {
     if ((await podman('--version')).code !== 0) return 'podman does not run';
   } catch {
-    return 'podman not found (scripts/deps/podman.sh)';
+    return 'podman not found';
   }
   return undefined;
 }
-const why = await whyNot();
-const suite = why ? describe.skip : describe;
-if (why) console.warn(`test/node/system.test.ts skipped: ${why}`);
+const suite = requirePrerequisite(await whyNot(), 'as root: bash scripts/deps/k8s-node.sh, scripts/deps/jupyterhub.sh, scripts/deps/podman.sh');
 
 let node: K8sNode;
 let tmp: string;

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +44,7 @@ export interface HubOptions {
   serviceUrl?: string;
   /** `c.JupyterHub.concurrent_spawn_limit` (0: none). */
   concurrentSpawnLimit?: number;
-  /** Seconds `slow-*` users take to start. */
+  /** Seconds `slow-*` users take to start (`held-*` users start when the test calls `releaseSpawn`). */
   slowSeconds?: number;
   /** Hub-side Retry-After range for throttled spawns, seconds. */
   retryRange?: [number, number];
@@ -75,6 +75,8 @@ export interface RunningHub {
   adminToken: string;
   /** Calls the hub API as the admin service; returns status and parsed JSON (or undefined). */
   admin(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
+  /** Lets the held spawn of a `held-*` user start (the next spawn of that user is held again). */
+  releaseSpawn(user: string): void;
   /** The hub's log so far (stdout + stderr). */
   log(): string;
   stop(): Promise<void>;
@@ -131,6 +133,7 @@ c.Authenticator.allow_all = True
 from test_spawner import TestSpawner
 c.JupyterHub.spawner_class = TestSpawner
 c.TestSpawner.slow_seconds = ${opts.slowSeconds ?? 3}
+c.TestSpawner.release_dir = ${py(join(dir, 'released'))}
 c.Spawner.cmd = [${py(PYTHON)}, ${py(join(SUPPORT, 'fake_singleuser.py'))}]
 c.Spawner.notebook_dir = ${py(dir)}
 c.SimpleLocalProcessSpawner.home_dir_template = ${py(join(dir, 'home-{username}'))}
@@ -149,6 +152,8 @@ ${(opts.users ?? []).length ? `c.Authenticator.allowed_users = set(${py(opts.use
 ${opts.extraConfig ?? ''}
 `;
   writeFileSync(join(dir, 'jupyterhub_config.py'), config);
+  mkdirSync(join(dir, 'released'));
+  const releaseSpawn = (user: string) => writeFileSync(join(dir, 'released', user), '');
   let output = '';
   const child: ChildProcess = spawn(join(HUB_VENV, 'bin/jupyterhub'), ['-f', join(dir, 'jupyterhub_config.py')], {
     cwd: dir,
@@ -208,7 +213,7 @@ ${opts.extraConfig ?? ''}
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { publicUrl, apiUrl, serviceName, serviceToken, extraTokens, adminToken, admin, log: () => output, stop };
+  return { publicUrl, apiUrl, serviceName, serviceToken, extraTokens, adminToken, admin, releaseSpawn, log: () => output, stop };
 }
 
 /** Waits (bounded by `tries` × 100 ms of idle polling, not asserted on time) until `check` holds. */
