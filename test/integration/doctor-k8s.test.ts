@@ -21,8 +21,6 @@ import { startKubeApiserver, type KubeApiserver } from '../support/kube-apiserve
 import { runCli } from '../support/process.js';
 
 jest.setTimeout(120_000);
-// The hub's proxy API port comes from freePort (bind, release, reuse): another test can take it in between (EADDRINUSE seen once in CI); one retry, its error logged.
-jest.retryTimes(1, { logErrorsBeforeRetry: true });
 const NS = 'jhub';
 const RELEASE = 'omnisci-handoff';
 const SA = `system:serviceaccount:${NS}:${RELEASE}`;

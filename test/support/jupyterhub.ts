@@ -99,7 +99,25 @@ export async function freePort(): Promise<number> {
 
 const py = (v: unknown) => JSON.stringify(v);
 
+/**
+ * Starts a hub on free ports. A port is free when picked (freePort binds and releases it) but another
+ * process on the machine may bind it before the hub does: then the hub (or its proxy) exits with
+ * "address already in use" and the hub is started again on other ports, at most twice more.
+ */
 export async function startHub(opts: HubOptions = {}): Promise<RunningHub> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startHubOnce(opts);
+    } catch (e) {
+      if (attempt < 3 && e instanceof PortTaken) continue;
+      throw e;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startHubOnce(opts: HubOptions): Promise<RunningHub> {
   if (!hubInstalled()) throw new Error('JupyterHub is not installed: run scripts/deps/jupyterhub.sh');
   const dir = mkdtempSync(join(tmpdir(), 'ohub-'));
   const [port, hubPort, proxyApiPort] = [await freePort(), await freePort(), await freePort()];
@@ -201,7 +219,17 @@ ${opts.extraConfig ?? ''}
 
   // Up when the API answers through the proxy (hub and proxy both running).
   for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`jupyterhub exited during startup:\n${output}`);
+    if (child.exitCode !== null) {
+      // Its proxy, if it had started one, shares its process group.
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* none left */
+      }
+      await stop();
+      const message = `jupyterhub exited during startup:\n${output}`;
+      throw /address already in use|EADDRINUSE/i.test(output) ? new PortTaken(message) : new Error(message);
+    }
     try {
       if ((await fetch(`${apiUrl}/`)).ok) break;
     } catch {
