@@ -78,9 +78,10 @@ beforeAll(async () => {
   const req = { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } };
   const token = JSON.parse(await kubectl(['create', '--raw', `/api/v1/namespaces/${NS}/serviceaccounts/${RELEASE}/token`, '-f', '-'], JSON.stringify(req))).status.token as string;
 
-  const kubeconfig = JSON.parse(readFileSync(k.writeKubeconfig('sa', token, NS), 'utf8')) as { clusters: { cluster: Record<string, string> }[] };
+  const kubeconfig = JSON.parse(readFileSync(k.writeKubeconfig('sa', token, NS), 'utf8')) as { clusters: { cluster: Record<string, string | boolean> }[] };
   for (let i = 0; i < 2; i++) {
-    kubeconfig.clusters[0]!.cluster = { server: await relay() };
+    // Plain http on loopback (the relay speaks TLS to the API server); client-node wants this flag for http.
+    kubeconfig.clusters[0]!.cluster = { server: await relay(), 'insecure-skip-tls-verify': true };
     const kubeconfigFile = join(home, `kubeconfig-${i}.json`);
     writeFileSync(kubeconfigFile, JSON.stringify(kubeconfig), { mode: 0o600 });
     const configFile = join(home, `config-${i}.yaml`);

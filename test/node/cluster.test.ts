@@ -142,7 +142,8 @@ suite('one-node cluster', () => {
       kind: 'Pod',
       metadata: { name: 'reader', namespace: 'default', labels: { app: 'reader' } },
       spec: {
-        containers: [{ ...echoContainer, volumeMounts: [{ name: 'session', mountPath: '/var/run/session', readOnly: true }] }],
+        // No readiness probe, as KubeSpawner's pods have none.
+        containers: [{ ...echoContainer, readinessProbe: undefined, volumeMounts: [{ name: 'session', mountPath: '/var/run/session', readOnly: true }] }],
         volumes: [{ name: 'session', secret: { secretName: 'session' } }],
       },
     });
