@@ -513,10 +513,10 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
     times.spawnSeconds = seconds(t0);
 
     // Where the browser goes next: the progress page's "go" link, to the lab once the server is ready.
-    // Progress state lives in the memory of the replica that took the handoff (docs/jupyterhub.md asks
-    // for session affinity); this Service has none, so kube-proxy sends about half the requests to
-    // the other replica, which answers 404: counted, and retried until the right one answers.
-    // Each request on a new connection, so that kube-proxy picks a replica for each (fetch keeps one alive).
+    // The page's ticket is sealed and its spawn is the hub's, so either replica answers it (this
+    // Service has no session affinity): every answer is a redirect, to the page while the server
+    // starts and to the lab once it is ready. Each request on a new connection, so that kube-proxy
+    // picks a replica for each (fetch keeps one alive).
     const answers: Record<number, number> = {};
     lab = await waitFor('the progress page to send the browser to the lab', async () => {
       const r = await getFresh(new URL(service).port, `${progress}/go`, binding);
@@ -529,6 +529,7 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
       answers[r.status] = (answers[r.status] ?? 0) + 1;
     }
     console.log(`progress/<id>/go through the Service on new connections (2 replicas, no session affinity): ${JSON.stringify(answers)} (status: count)`);
+    expect(Object.keys(answers)).toEqual(['303']);
 
     const [pod] = await pods('component=singleuser-server');
     expect(pod).toBeDefined();
