@@ -8,17 +8,18 @@
  */
 import { describe } from '@jest/globals';
 
-export const inCI = !['', '0', 'false'].includes((process.env.CI ?? '').toLowerCase());
+/** Whether `env` says CI (`CI` set, and not `false` or `0`). */
+export const inCI = (env: NodeJS.ProcessEnv = process.env): boolean => !['', '0', 'false'].includes((env.CI ?? '').toLowerCase());
 
 /**
  * `missing`: why the prerequisite is absent, undefined when it is there; `install`: how to get it.
  * Returns `describe` when it is there; under CI throws (the file fails to load, naming both);
  * otherwise warns and returns `describe.skip`.
  */
-export function requirePrerequisite(missing: string | undefined, install: string): typeof describe | typeof describe.skip {
+export function requirePrerequisite(missing: string | undefined, install: string, env: NodeJS.ProcessEnv = process.env): typeof describe | typeof describe.skip {
   if (missing === undefined) return describe;
   const what = `${missing} (${install})`;
-  if (inCI) throw new Error(`missing prerequisite under CI, which must run every test: ${what}`);
+  if (inCI(env)) throw new Error(`missing prerequisite under CI, which must run every test: ${what}`);
   console.warn(`skipped, missing prerequisite: ${what}`);
   return describe.skip;
 }
