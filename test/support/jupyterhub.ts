@@ -101,8 +101,9 @@ const py = (v: unknown) => JSON.stringify(v);
 
 /**
  * Starts a hub on free ports. A port is free when picked (freePort binds and releases it) but another
- * process on the machine may bind it before the hub does: then the hub (or its proxy) exits with
- * "address already in use" and the hub is started again on other ports, at most twice more.
+ * process (another peer a test starts at the same time) may bind it before the hub does: then the hub
+ * or its proxy fails with "address already in use", and the hub is started again on other ports, at
+ * most twice more.
  */
 export async function startHub(opts: HubOptions = {}): Promise<RunningHub> {
   for (let attempt = 1; ; attempt++) {
@@ -219,16 +220,19 @@ ${opts.extraConfig ?? ''}
 
   // Up when the API answers through the proxy (hub and proxy both running).
   for (let i = 0; ; i++) {
-    if (child.exitCode !== null) {
-      // Its proxy, if it had started one, shares its process group.
+    // A port taken: the hub exits, or (its proxy's port) the proxy dies while the hub runs on.
+    const taken = /address already in use|EADDRINUSE/i.test(output);
+    if (child.exitCode !== null || taken) {
+      // The hub and its proxy share a process group.
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {
         /* none left */
       }
+      await exited;
       await stop();
-      const message = `jupyterhub exited during startup:\n${output}`;
-      throw /address already in use|EADDRINUSE/i.test(output) ? new PortTaken(message) : new Error(message);
+      const message = `jupyterhub ${taken ? 'could not bind a port' : 'exited'} during startup:\n${output}`;
+      throw taken ? new PortTaken(message) : new Error(message);
     }
     try {
       if ((await fetch(`${apiUrl}/`)).ok) break;
