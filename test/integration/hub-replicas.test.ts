@@ -313,9 +313,14 @@ describe('one replica killed while 30 browsers poll their progress pages', () =>
     // Killed while one of its requests is well inside that wait: that request cannot have been answered.
     const waiting = () => since(from).filter((e) => e.sentTo === victim && e.end === undefined && e.status === 0);
     await waitFor(async () => (waiting().some((e) => performance.now() - e.start > 100 && performance.now() - e.start < 700) ? true : undefined), 1200);
-    const inFlight = waiting().length;
+    expect(rr.failed).toBe(0);
+    const died = new Promise((r) => served[victim]!.child.once('exit', r));
     served[victim]!.child.kill('SIGKILL');
+    await died;
     const killedAt = rr.received();
+    // What the kill could cut: the requests it left unanswered (sent to it before it died, and no
+    // answer, or the proxy's 502 for it). Those sent on afterwards are refused and passed on.
+    const inFlight = since(from).filter((e) => e.sentTo === victim && (e.status === 0 || e.status === 502)).length;
     // The polls go on; those steered to the dead replica are refused and passed on (until it leaves the Endpoints).
     await waitFor(async () => (rr.refused[victim]! > 0 ? true : undefined));
     for (const u of users) hub.releaseSpawn(u);
