@@ -12,6 +12,8 @@ const common = {
 };
 
 export default {
+  // Where the time went (per project, slowest files), printed at the end of every run.
+  reporters: ['default', '<rootDir>/test/support/timing-reporter.mjs'],
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'] },

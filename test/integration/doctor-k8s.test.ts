@@ -21,8 +21,6 @@ import { startKubeApiserver, type KubeApiserver } from '../support/kube-apiserve
 import { runCli } from '../support/process.js';
 
 jest.setTimeout(120_000);
-// The hub's proxy API port comes from freePort (bind, release, reuse): another test can take it in between (EADDRINUSE seen once in CI); one retry, its error logged.
-jest.retryTimes(1, { logErrorsBeforeRetry: true });
 const NS = 'jhub';
 const RELEASE = 'omnisci-handoff';
 const SA = `system:serviceaccount:${NS}:${RELEASE}`;
@@ -41,7 +39,11 @@ const { run, kubectl, getJson } = clusterTools(() => home, () => k.kubeconfigPat
 beforeAll(async () => {
   ensureHelm();
   home = mkdtempSync(join(tmpdir(), 'oh-doctor-k8s-'));
-  [k, hub] = await Promise.all([startKubeApiserver(), startHub()]);
+  // Both started at once; whichever started is kept for afterAll to stop, also when the other failed.
+  const [kube, jhub] = await Promise.allSettled([startKubeApiserver(), startHub()]);
+  if (kube.status === 'fulfilled') k = kube.value;
+  if (jhub.status === 'fulfilled') hub = jhub.value;
+  for (const r of [kube, jhub]) if (r.status === 'rejected') throw r.reason;
   await kubectl(['create', 'namespace', NS]);
   await kubectl(['-n', NS, 'create', 'serviceaccount', 'default']);
   await run(HELMS.v4, ['install', RELEASE, CHART, '-n', NS, '--kubeconfig', k.kubeconfigPath]);

@@ -1,7 +1,8 @@
 /**
  * A real browser (Debian Chromium via playwright-core; scripts/deps/chromium.sh) against a real hub:
  * an "Immerse" page on another origin posts a minted token, the browser sees the progress page
- * (SSE + same-origin script under the service's CSP) and ends on the lab URL with both bare params.
+ * (SSE + same-origin script under the service's CSP; the spawn is held until the page shows) and ends
+ * on the lab URL with both bare params.
  */
 import { afterAll, beforeAll, expect, jest, test } from '@jest/globals';
 import { createServer, type Server } from 'node:http';
@@ -41,7 +42,7 @@ beforeAll(async () => {
   const key = hmacKey('HS256');
   // Immerse stand-in: a page with an "open in notebook" form carrying a freshly minted token.
   immerse = createServer((_req, res) => {
-    void mint(key, { subject: 'slow-browser' }).then((token) => {
+    void mint(key, { subject: 'held-browser' }).then((token) => {
       res.setHeader('content-type', 'text/html');
       res.end(`<!doctype html><title>Immerse</title><form method="post" action="${svc.url}handoff">
 <input type="hidden" name="token" value="${token}"><button id="open">Open in notebook</button></form>`);
@@ -70,12 +71,15 @@ test('the browser goes from the Immerse form through the progress page to the la
   });
   await page.goto(`http://localhost:${(immerse.address() as AddressInfo).port}/`);
   await page.click('#open');
+  // The spawn is held until the test has seen the progress page.
   await page.waitForURL(/\/progress\//);
+  await page.waitForSelector('#bar');
   progressTexts.push((await page.textContent('h1')) ?? '');
-  await page.waitForURL(/\/user\/slow-browser\/lab/, { timeout: 60_000 });
+  hub.releaseSpawn('held-browser');
+  await page.waitForURL(/\/user\/held-browser\/lab/, { timeout: 60_000 });
 
-  expect(page.url()).toBe(`${hub.publicUrl}/user/slow-browser/lab?omnisci&reset`);
-  expect(await page.textContent('#path')).toBe('/user/slow-browser/lab?omnisci&reset');
+  expect(page.url()).toBe(`${hub.publicUrl}/user/held-browser/lab?omnisci&reset`);
+  expect(await page.textContent('#path')).toBe('/user/held-browser/lab?omnisci&reset');
   expect(progressTexts).toEqual(['Starting your notebook server']);
   const progress = seen.filter((u) => u.includes('/progress/'));
   expect(progress.length).toBeGreaterThan(0);

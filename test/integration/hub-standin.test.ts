@@ -778,7 +778,8 @@ describe("the service's HubClient and ensureServer against the stand-in", () => 
       await expect(follower.done).rejects.toMatchObject({ code: 'hub_spawn_timeout' });
       await expect(origin.done).rejects.toMatchObject({ code: 'hub_spawn_timeout' });
       expect(hub.count('POST', '/users/queued-f/server')).toBe(1);
-      expect(hub.count('POST', '/users/queued-o/server')).toBeGreaterThanOrEqual(3);
+      // At the hub's pace (Retry-After 1 s): asked again within the 3.5 s, where the follower was not.
+      expect(hub.count('POST', '/users/queued-o/server')).toBeGreaterThanOrEqual(2);
       expect(follower.updates.map((u) => u.message)).toContain('Too many users trying to log in right now. Waiting 10 s, then trying again…');
     }));
 

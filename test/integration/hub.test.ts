@@ -30,7 +30,7 @@ beforeAll(async () => {
     extraServices: { 'servers-only': SERVICE_SCOPES },
     concurrentSpawnLimit: 1,
     slowSeconds: 2,
-    users: ['sam', 'slow-pending'],
+    users: ['sam', 'held-pending'],
     extraConfig: `
 ${SHIPPED_AUTHENTICATOR}`,
   });
@@ -50,14 +50,24 @@ async function server(user: string) {
 }
 
 /** Reads the progress SSE stream of a progress page URL until it ends; returns the messages. */
-async function sseMessages(browser: NoJsBrowser, progressUrl: string): Promise<{ phase: string; message: string }[]> {
+/** The progress page's SSE messages to the end of the stream; `onEvent` sees each as it arrives. */
+async function sseMessages(browser: NoJsBrowser, progressUrl: string, onEvent: (e: { phase: string; message: string }) => void = () => undefined): Promise<{ phase: string; message: string }[]> {
   const res = await browser.request(`${progressUrl}/events`);
   expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
-  const text = await res.text();
-  return text
-    .split('\n\n')
-    .filter((b) => b.startsWith('data: '))
-    .map((b) => JSON.parse(b.slice(6)) as { phase: string; message: string });
+  const events: { phase: string; message: string }[] = [];
+  let buffered = '';
+  for await (const chunk of res.body!.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    for (let end = buffered.indexOf('\n\n'); end >= 0; end = buffered.indexOf('\n\n')) {
+      const block = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      if (!block.startsWith('data: ')) continue;
+      const e = JSON.parse(block.slice(6)) as { phase: string; message: string };
+      events.push(e);
+      onEvent(e);
+    }
+  }
+  return events;
 }
 
 describe('handoff to a real JupyterHub', () => {
@@ -113,21 +123,27 @@ describe('handoff to a real JupyterHub', () => {
   });
 
   test('a pending spawn is followed: the SSE stream carries the hub spawner messages, then ready', async () => {
-    expect((await hub.admin('POST', '/users/slow-pending/server', {})).status).toBe(202);
+    // Held by the test spawner until the stream has shown its message.
+    expect((await hub.admin('POST', '/users/held-pending/server', {})).status).toBe(202);
     const b = new NoJsBrowser();
-    const res = await b.postToken(sso.url, await mint(key, { subject: 'slow-pending' }));
+    const res = await b.postToken(sso.url, await mint(key, { subject: 'held-pending' }));
     expect(res.status).toBe(303);
     const progressUrl = new URL(res.headers.get('location')!, sso.url).toString();
-    const events = await sseMessages(b, progressUrl);
+    const events = await sseMessages(b, progressUrl, (e) => {
+      if (e.message === 'Still pulling the image (test spawner)') hub.releaseSpawn('held-pending');
+    });
     expect(events.at(-1)?.phase).toBe('ready');
     expect(events.map((e) => e.message)).toContain('Still pulling the image (test spawner)');
     const end = await b.follow(await b.request(progressUrl), progressUrl);
-    expect(end.url).toBe(labOf(hub, 'slow-pending'));
+    expect(end.url).toBe(labOf(hub, 'held-pending'));
   });
 
   test('429 from concurrent_spawn_limit: a burst waits for Retry-After and every browser lands', async () => {
-    // One slow spawn holds the only slot; three more handoffs arrive meanwhile.
-    const users = ['slow-b1', 'slow-b2', 'slow-b3', 'slow-b4'];
+    // The spawns are held: the first holds the only slot while the others are throttled, until the hub said so.
+    const users = ['held-b1', 'held-b2', 'held-b3', 'held-b4'];
+    const throttled = waitFor(async () => (/pending spawns, throttling/.test(hub.log()) ? true : undefined)).then(() => {
+      for (const u of users) hub.releaseSpawn(u);
+    });
     const results = await Promise.all(
       users.map(async (u) => {
         const b = new NoJsBrowser();
@@ -139,7 +155,7 @@ describe('handoff to a real JupyterHub', () => {
       expect({ u, url: end.url, text: end.url === labOf(hub, u) ? '' : end.text }).toEqual({ u, url: labOf(hub, u), text: '' });
       expect(hops.every((h) => h.status < 500)).toBe(true);
     }
-    expect(hub.log()).toMatch(/pending spawns, throttling/);
+    await throttled;
   });
 
   test('a failed spawn shows the hub message and a retry button; retrying asks the hub again', async () => {

@@ -2,8 +2,16 @@
  * Two service processes (`serve`, as two replicas of the chart's Deployment would run) handle
  * handoffs for one user at the same time, storing through a real kube-apiserver as the chart's
  * ServiceAccount. The only coordination is the API server's optimistic concurrency.
+ *
+ * That the replicas race is not left to scheduling: each reaches the API server through its own
+ * loopback relay, which holds its first Secret write until the other replica's first write is held
+ * too, then lets both go. Both were computed from the same read, so the API server must refuse one
+ * (409 Conflict or AlreadyExists), and the store must resolve it.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -19,6 +27,41 @@ const RELEASE = 'omnisci-handoff';
 let k: KubeApiserver;
 let home: string;
 const served: Served[] = [];
+const relays: Server[] = [];
+/** Each replica's first Secret write, held until both replicas have sent one. */
+const firstWrites: (() => void)[] = [];
+let barrierOpen = false;
+
+/** A plain-http relay on loopback to the API server (TLS, its CA); see the file's comment for the barrier. */
+async function relay(): Promise<string> {
+  let held = false;
+  const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
+    const up = httpsRequest(new URL(req.url ?? '/', k.url), { method: req.method, headers: { ...req.headers, host: new URL(k.url).host }, ca: k.caPem }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    up.end(body);
+  };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const write = ['POST', 'PUT', 'PATCH'].includes(req.method ?? '') && /\/secrets(\/|$|\?)/.test(req.url ?? '');
+      if (!write || held || barrierOpen) return forward(req, res, body);
+      held = true;
+      firstWrites.push(() => forward(req, res, body));
+      if (firstWrites.length === 2) {
+        barrierOpen = true;
+        for (const go of firstWrites) go();
+      }
+    });
+  });
+  relays.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
 
 const { run, kubectl } = clusterTools(() => home, () => k.kubeconfigPath);
 
@@ -35,18 +78,24 @@ beforeAll(async () => {
   const req = { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } };
   const token = JSON.parse(await kubectl(['create', '--raw', `/api/v1/namespaces/${NS}/serviceaccounts/${RELEASE}/token`, '-f', '-'], JSON.stringify(req))).status.token as string;
 
-  const configFile = join(home, 'config.yaml');
-  writeFileSync(
-    configFile,
-    stringify(
-      rawTestConfig({ store: { backend: 'kubernetes', kubernetes: { kubeconfig: k.writeKubeconfig('sa', token, NS), gcIntervalMinutes: 0 } } }),
-    ),
-  );
-  for (let i = 0; i < 2; i++) served.push(await serveCli(['--config', configFile], { TEST_HMAC: HMAC_SECRET }));
+  const kubeconfig = JSON.parse(readFileSync(k.writeKubeconfig('sa', token, NS), 'utf8')) as { clusters: { cluster: Record<string, string | boolean> }[] };
+  for (let i = 0; i < 2; i++) {
+    // Plain http on loopback (the relay speaks TLS to the API server); client-node wants this flag for http.
+    kubeconfig.clusters[0]!.cluster = { server: await relay(), 'insecure-skip-tls-verify': true };
+    const kubeconfigFile = join(home, `kubeconfig-${i}.json`);
+    writeFileSync(kubeconfigFile, JSON.stringify(kubeconfig), { mode: 0o600 });
+    const configFile = join(home, `config-${i}.yaml`);
+    writeFileSync(configFile, stringify(rawTestConfig({ store: { backend: 'kubernetes', kubernetes: { kubeconfig: kubeconfigFile, gcIntervalMinutes: 0 } } })));
+    served.push(await serveCli(['--config', configFile], { TEST_HMAC: HMAC_SECRET }));
+  }
 }, 300_000);
 
 afterAll(async () => {
   for (const s of served) await s.stop();
+  for (const r of relays) {
+    r.closeAllConnections();
+    r.close();
+  }
   await k?.stop();
   if (home) rmSync(home, { recursive: true, force: true });
 }, 60_000);
@@ -74,7 +123,8 @@ test('each jti is accepted once, the Secret ends with the newest iat, no handoff
   expect(state.iat).toBe(newest.iat);
   expect(JSON.parse(Buffer.from(secret.data.session, 'base64').toString()).session).toBe(newest.session);
   expect(state.jtis).toHaveLength(tokens.length);
-  // The replicas did race: the API server answered writes of the Secret with 409 Conflict/AlreadyExists.
+  // The replicas did race (the relays made sure): the API server answered writes of the Secret with 409 Conflict/AlreadyExists.
+  expect(barrierOpen).toBe(true);
   const conflicts = (await kubectl(['get', '--raw', '/metrics']))
     .split('\n')
     .filter((l) => l.startsWith('apiserver_request_total{code="409"') && l.includes('resource="secrets"'))

@@ -3,9 +3,9 @@
  * users' own accounts (LocalProcessSpawner with system users, SystemdSpawner, TLJH): the service runs
  * `serve` as its own account, contrib/jupyterhub/omnisci_handoff_hook.py runs as root like a hub's
  * pre_spawn_hook with a real LocalProcessSpawner, and each user's account reads what its server would.
- * Creating the accounts needs root (CI runs as root); elsewhere the suite is skipped.
+ * Creating the accounts needs root (CI runs as root, and fails without it); elsewhere the suite is skipped.
  */
-import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import { afterAll, beforeAll, expect, jest, test } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,11 +14,11 @@ import { stringify } from 'yaml';
 import { HMAC_SECRET, hmacKey, mint, postToken, randomSessionId, rawTestConfig, tempDir } from '../support/core.js';
 import { HUB_VENV } from '../support/jupyterhub.js';
 import { serveCli, type Served } from '../support/process.js';
+import { notRoot, requirePrerequisite } from '../support/prerequisites.js';
 import { ROOT } from '../support/root.js';
 
 jest.setTimeout(60_000);
-const isRoot = process.getuid?.() === 0;
-const suite = isRoot ? describe : describe.skip;
+const suite = requirePrerequisite(notRoot('creating unix accounts'), 'run as root, as CI does');
 const tag = randomBytes(3).toString('hex');
 const SVC = `oh-${tag}-svc`;
 const NINA = `oh-${tag}-nina`;
@@ -64,7 +64,7 @@ async function handoff(user: string): Promise<string> {
 const sessionFile = (user: string) => join(store, 'users', user, 'session');
 const denied = (r: { status: number | null; err: string }) => r.status !== 0 && /Permission denied/.test(r.err);
 
-suite(`userAccess: group with real unix accounts${isRoot ? '' : ' (skipped: creating unix accounts needs root)'}`, () => {
+suite(`userAccess: group with real unix accounts`, () => {
   beforeAll(async () => {
     for (const a of [SVC, NINA, OMAR]) execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', a]);
     store = tempDir('oh-accounts-');

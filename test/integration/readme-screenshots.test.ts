@@ -62,7 +62,7 @@ test('local mode: the demo link ends on the page of what the notebook receives (
 
 test('a handoff against a real hub shows the progress page while the server starts (docs/images/progress-page.png)', async () => {
   const [port, immersePort] = [await freePort(), await freePort()];
-  const hub: RunningHub = await startHub({ serviceScopes: SERVICE_SCOPES_CREATE, serviceUrl: `http://127.0.0.1:${port}`, slowSeconds: 10 });
+  const hub: RunningHub = await startHub({ serviceScopes: SERVICE_SCOPES_CREATE, serviceUrl: `http://127.0.0.1:${port}`, slowSeconds: 2 });
   cleanup.push(() => hub.stop());
   const svc: HubService = await startHubService({
     hub,
@@ -76,7 +76,7 @@ test('a handoff against a real hub shows the progress page while the server star
   // Immerse stand-in on another origin: a form with a freshly minted token.
   const key = hmacKey('HS256');
   const immerse: Server = createServer((_req, res) => {
-    void mint(key, { subject: 'slow-ada' }).then((token) => {
+    void mint(key, { subject: 'held-ada' }).then((token) => {
       res.setHeader('content-type', 'text/html');
       res.end(`<!doctype html><title>Immerse</title><form method="post" action="${svc.url}handoff">
 <input type="hidden" name="token" value="${token}"><button id="open">Open in notebook</button></form>`);
@@ -95,8 +95,9 @@ test('a handoff against a real hub shows the progress page while the server star
   expect(await page.$eval('#bar', (el) => (el as unknown as { value: number }).value)).toBe(50);
   await page.click('details summary');
   await page.screenshot({ path: join(IMAGES, 'progress-page.png'), fullPage: true });
-  // …and it ends on the lab.
-  await page.waitForURL(/\/user\/slow-ada\/lab/, { timeout: 60_000 });
-  expect(page.url()).toBe(`${hub.publicUrl}/user/slow-ada/lab?omnisci&reset`);
+  // …and once the test lets the spawn finish, it ends on the lab.
+  hub.releaseSpawn('held-ada');
+  await page.waitForURL(/\/user\/held-ada\/lab/, { timeout: 60_000 });
+  expect(page.url()).toBe(`${hub.publicUrl}/user/held-ada/lab?omnisci&reset`);
   await page.close();
 });

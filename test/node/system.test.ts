@@ -20,7 +20,7 @@
  *   webhook-free mode (`omnisci-handoff z2jh-values`, webhook off) spawns bob's server.
  * Figures are printed as `FIGURE <name>: <value>` lines (CHANGELOG.md records them).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, get as httpGet, request as httpRequest } from 'node:http';
@@ -34,7 +34,8 @@ import { launchChromium } from '../support/browser.js';
 import { AUDIENCE, HMAC_SECRET, ISSUER, TYP, hmacKey, mint, postToken, randomSessionId } from '../support/core.js';
 import { CHART, HELMS, ensureHelm, runTool } from '../support/helm.js';
 import { HUB_VENV, hubInstalled } from '../support/jupyterhub.js';
-import { KUBECTL, missingPrerequisites, NODE_IP, NODE_NAME, startK8sNode, type K8sNode } from '../support/k8s-node.js';
+import { KUBECTL, missingPrerequisites, NODE_IP, NODE_NAME, podQuiet, startK8sNode, type K8sNode } from '../support/k8s-node.js';
+import { requirePrerequisite } from '../support/prerequisites.js';
 import { ROOT } from '../support/root.js';
 import { BASE_IMAGES, build, ensureBaseImages, podman, podmanOk } from '../system/podman.js';
 
@@ -52,6 +53,12 @@ const connection = { protocol: 'https', host: 'heavy.db.test', port: 6278 } as c
 const SYNC_SECONDS = 60;
 /** A Secret update reaches a running pod by the next sync: syncFrequency plus up to 50 % jitter (pod_workers.go), plus margin. */
 const SYNC_BOUND_MS = (SYNC_SECONDS * 1.5 + 15) * 1000;
+/** Fast refresh's claim, "within seconds" (measured 0.2–0.8 s; the margin is for a loaded machine). */
+const FAST_REFRESH_BOUND_S = 15;
+/** How long a pod stays unchanged (podQuiet) before a handoff that must wait for the periodic sync. */
+const QUIET_S = 5;
+/** Without it, a handoff shortly after a sync of a quiet pod waits for the next one, ≥ syncFrequency − QUIET_S later (10 s of margin for the test's own delays). */
+const SLOW_REFRESH_MIN_S = SYNC_SECONDS - QUIET_S - 10;
 const SESSION_FILE_EXPECTED = (session: string, query: string) => ({
   session,
   query,
@@ -62,18 +69,17 @@ const SESSION_FILE_EXPECTED = (session: string, query: string) => ({
 async function whyNot(): Promise<string | undefined> {
   const node = missingPrerequisites();
   if (node) return node;
-  if (!hubInstalled()) return 'JupyterHub is not installed (scripts/deps/jupyterhub.sh)';
-  if (!existsSync(join(HUB_VENV, 'lib/python3.11/site-packages/kubespawner'))) return 'KubeSpawner is not installed in .cache/venv-hub';
+  if (!hubInstalled()) return 'JupyterHub is not installed';
+  // Asked of the venv's own Python, whatever its version.
+  if (spawnSync(join(HUB_VENV, 'bin/python'), ['-c', 'import kubespawner']).status !== 0) return 'KubeSpawner is not installed in .cache/venv-hub';
   try {
     if ((await podman('--version')).code !== 0) return 'podman does not run';
   } catch {
-    return 'podman not found (scripts/deps/podman.sh)';
+    return 'podman not found';
   }
   return undefined;
 }
-const why = await whyNot();
-const suite = why ? describe.skip : describe;
-if (why) console.warn(`test/node/system.test.ts skipped: ${why}`);
+const suite = requirePrerequisite(await whyNot(), 'as root: bash scripts/deps/k8s-node.sh, scripts/deps/jupyterhub.sh, scripts/deps/podman.sh');
 
 let node: K8sNode;
 let tmp: string;
@@ -509,10 +515,10 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
     times.spawnSeconds = seconds(t0);
 
     // Where the browser goes next: the progress page's "go" link, to the lab once the server is ready.
-    // Progress state lives in the memory of the replica that took the handoff (docs/jupyterhub.md asks
-    // for session affinity); this Service has none, so kube-proxy sends about half the requests to
-    // the other replica, which answers 404: counted, and retried until the right one answers.
-    // Each request on a new connection, so that kube-proxy picks a replica for each (fetch keeps one alive).
+    // The page's ticket is sealed and its spawn is the hub's, so either replica answers it (this
+    // Service has no session affinity): every answer is a redirect, to the page while the server
+    // starts and to the lab once it is ready. Each request on a new connection, so that kube-proxy
+    // picks a replica for each (fetch keeps one alive).
     const answers: Record<number, number> = {};
     lab = await waitFor('the progress page to send the browser to the lab', async () => {
       const r = await getFresh(new URL(service).port, `${progress}/go`, binding);
@@ -525,6 +531,7 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
       answers[r.status] = (answers[r.status] ?? 0) + 1;
     }
     console.log(`progress/<id>/go through the Service on new connections (2 replicas, no session affinity): ${JSON.stringify(answers)} (status: count)`);
+    expect(Object.keys(answers)).toEqual(['303']);
 
     const [pod] = await pods('component=singleuser-server');
     expect(pod).toBeDefined();
@@ -570,7 +577,7 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
     console.log(`handoff → server ready ${times.spawnSeconds}s; second handoff seen by the running extension in ${times.secondHandoffSeconds}s`);
   }, 420_000);
 
-  test('scenario 3: handoffs to the running server reach its /omnisci/session within the kubelet sync bound, with fast refresh on (pod annotated) and off (figures)', async () => {
+  test('scenario 3: with fast refresh on, a handoff reaches the running server within seconds; off, it waits for the kubelet\'s periodic sync (60–90 s)', async () => {
     expect(aliceSession).toBeDefined();
     const alicePod = async () => {
       const [p] = (await pods(`component=singleuser-server,hub.jupyter.org/username=${USER}`)).filter(ready);
@@ -578,17 +585,17 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
       return p;
     };
     const podName = (await alicePod()).metadata.name;
-    let lastAnnotated = Date.now(); // scenario 2's handoff annotated the pod just before
     /** A handoff to alice's running server; the seconds until the extension in the pod serves it. */
-    const handoff = async (label: string) => {
+    const handoff = async (label: string, o: { annotate?: boolean } = {}) => {
       const before = (await alicePod()).metadata.annotations?.[POD_REFRESH_ANNOTATION];
       const session = randomSessionId();
       const query = `SELECT '${label}'`;
-      const sinceAnnotation = (Date.now() - lastAnnotated) / 1000;
       const t0 = Date.now();
       const res = await postToken(service, await mint(signing, { subject: USER, omnisci: { session, query, ...connection } }));
       expect(res.status).toBe(303);
       expect(res.headers.get('location')).toBe(lab);
+      // What fast refresh does, done by the test (as the admin) where the service may not.
+      if (o.annotate) await kubectl(['annotate', '--overwrite', `pod/${podName}`, `omnisci-handoff.test/refresh=${Date.now()}`]);
       await waitFor(`the new session in the running pod (${label})`, async () => ((await servedSession(aliceSession))?.session === session ? true : undefined),
         SYNC_BOUND_MS, 100, async () => serviceLogs());
       const secs = (Date.now() - t0) / 1000;
@@ -596,11 +603,14 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
       const after = await alicePod();
       // Still the same server: nothing restarted it.
       expect(after.metadata.name).toBe(podName);
-      const annotated = after.metadata.annotations?.[POD_REFRESH_ANNOTATION] !== before;
-      if (annotated) lastAnnotated = t0;
-      return { secs, annotated, sinceAnnotation };
+      return { secs, annotated: after.metadata.annotations?.[POD_REFRESH_ANNOTATION] !== before };
     };
 
+    // Each handoff below follows the previous one's arrival in the pod, i.e. a sync of the pod by the
+    // kubelet (scenario 2 ended the same way); its next periodic sync is then syncFrequency plus up to
+    // 50 % jitter away (pod_workers.go requeues a synced pod at wait.Jitter(60 s, 0.5)). So without an
+    // update of the pod object a handoff cannot arrive before ~60 s: a fast arrival is fast refresh's
+    // doing, never a lucky periodic sync, and the slow one is the periodic sync, never an early one.
     // Fast refresh on (the chart's default): the store annotates the pod after each write.
     const on: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -614,13 +624,19 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
     times.upgradeRefreshOffSeconds = await helmUpgrade('refresh-off', { store: { kubernetes: { fastRefresh: false } } });
     const role = JSON.parse(await kubectl(['get', 'role', FULLNAME, '-o', 'json'])) as { rules: { resources?: string[] }[] };
     expect(role.rules.flatMap((r) => r.resources ?? [])).not.toContain('pods');
+    // The upgrade took a while: a handoff the test annotates itself makes the pod's last sync "now".
+    const primed = await handoff('refresh off, annotated by the test', { annotate: true });
+    expect(primed.secs).toBeLessThan(FAST_REFRESH_BOUND_S);
+    // Whatever status the kubelet writes after that sync (an update, so a sync) is written by now.
+    await podQuiet(node, podName, QUIET_S * 1000);
     const off = await handoff('refresh off');
     expect(off.annotated).toBe(false);
 
     const fmt = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(', ');
     figure('refresh on', `${fmt([Math.max(...on)])} s (max of ${on.length}: ${fmt(on)} s)`);
-    figure('refresh off', `${off.secs.toFixed(1)} s (the pod's last sync was triggered ${off.sinceAnnotation.toFixed(0)} s before the handoff; ` +
-      `bound: syncFrequency ${SYNC_SECONDS} s + 50 % jitter)`);
+    figure('refresh off', `${off.secs.toFixed(1)} s right after a sync of the pod (bound: syncFrequency ${SYNC_SECONDS} s + 50 % jitter)`);
+    // What the docs claim: within seconds with fast refresh, the kubelet's 60–90 s without.
+    expect({ on: Math.max(...on) < FAST_REFRESH_BOUND_S, off: off.secs > SLOW_REFRESH_MIN_S }).toEqual({ on: true, off: true });
   }, 420_000);
 
   test("scenario 4: Chromium goes from the handoff link through the progress page to the lab in every login mode (sso, sso + identityCheck, handoff + identityCheck, handoff), the Service spreading the service's requests over both replicas: each answers some", async () => {
@@ -904,14 +920,14 @@ ${login === 'handoff' ? `${authenticatorSource}\nc.JupyterHub.authenticator_clas
     await waitFor('the PDB to allow one disruption again', async () => ((await pdb()).status?.disruptionsAllowed === 1 ? true : undefined), 60_000, 250);
     const burstSeconds = seconds(t0);
 
-    // A failed request is retried, as a browser would re-post the form: the same token then succeeds.
+    // Only requests sent while the deleted pod went away failed (waves 0 and 1), and never with an
+    // answer of the service: a refused or reset connection, the request unprocessed (the pod stops
+    // listening on SIGTERM and finishes what it took). So a browser re-posting the form once with the
+    // same token lands: one retry per failed request, no more.
     const failed = [...shots.values()].flat().filter((s) => !s.ok);
-    for (const shot of failed) {
-      await waitFor(`a retry of ${shot.user}'s handoff to succeed`, async () => {
-        await send(shot);
-        return shot.ok ? true : undefined;
-      }, 30_000, 1000);
-    }
+    expect(failed.map((f) => ({ user: f.user, wave: f.wave, answer: f.answers[0] })).filter((f) => f.wave! > 1 || !f.answer!.startsWith('error'))).toEqual([]);
+    for (const shot of failed) await send(shot);
+    expect(failed.filter((f) => !f.ok).map((f) => ({ user: f.user, answers: f.answers }))).toEqual([]);
 
     // Nothing lost or mixed up: each user's Secret holds that user's newest session, and both tokens are recorded.
     const prefix = (chartValues.config.store?.kubernetes?.secretPrefix as string | undefined) ?? 'omnisci-session';
@@ -947,7 +963,7 @@ ${login === 'handoff' ? `${authenticatorSource}\nc.JupyterHub.authenticator_clas
     for (const s of [...shots.values()].flat()) for (const a of s.answers) answers[a] = (answers[a] ?? 0) + 1;
     const sorted = latencies.sort((a, b) => a - b);
     figure('burst', `40 handoffs for 20 users in ${burstSeconds} s with a service pod deleted; answers ${JSON.stringify(answers)}; ` +
-      `${failed.length} failed (waves ${JSON.stringify(failed.map((f) => f.wave))}) and succeeded on retry; latency median ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms`);
+      `${failed.length} failed (waves ${JSON.stringify(failed.map((f) => f.wave))}) and succeeded on their one retry; latency median ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms`);
     figure('burst pod replacement', `victim gone and PDB holding (drain refused) ${((t.drainRefused! - t.deleted!) / 1000).toFixed(1)} s after the delete; ` +
       `replacement Ready ${((t.replaced! - t.drainRefused!) / 1000).toFixed(1)} s after uncordon`);
     console.log(`Secret versions seen by the watch during the burst: ${versions} (of ${users.length} users' Secrets)`);

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +44,7 @@ export interface HubOptions {
   serviceUrl?: string;
   /** `c.JupyterHub.concurrent_spawn_limit` (0: none). */
   concurrentSpawnLimit?: number;
-  /** Seconds `slow-*` users take to start. */
+  /** Seconds `slow-*` users take to start (`held-*` users start when the test calls `releaseSpawn`). */
   slowSeconds?: number;
   /** Hub-side Retry-After range for throttled spawns, seconds. */
   retryRange?: [number, number];
@@ -75,6 +75,8 @@ export interface RunningHub {
   adminToken: string;
   /** Calls the hub API as the admin service; returns status and parsed JSON (or undefined). */
   admin(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
+  /** Lets the held spawn of a `held-*` user start (the next spawn of that user is held again). */
+  releaseSpawn(user: string): void;
   /** The hub's log so far (stdout + stderr). */
   log(): string;
   stop(): Promise<void>;
@@ -97,7 +99,26 @@ export async function freePort(): Promise<number> {
 
 const py = (v: unknown) => JSON.stringify(v);
 
+/**
+ * Starts a hub on free ports. A port is free when picked (freePort binds and releases it) but another
+ * process (another peer a test starts at the same time) may bind it before the hub does: then the hub
+ * or its proxy fails with "address already in use", and the hub is started again on other ports, at
+ * most twice more.
+ */
 export async function startHub(opts: HubOptions = {}): Promise<RunningHub> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startHubOnce(opts);
+    } catch (e) {
+      if (attempt < 3 && e instanceof PortTaken) continue;
+      throw e;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startHubOnce(opts: HubOptions): Promise<RunningHub> {
   if (!hubInstalled()) throw new Error('JupyterHub is not installed: run scripts/deps/jupyterhub.sh');
   const dir = mkdtempSync(join(tmpdir(), 'ohub-'));
   const [port, hubPort, proxyApiPort] = [await freePort(), await freePort(), await freePort()];
@@ -131,6 +152,7 @@ c.Authenticator.allow_all = True
 from test_spawner import TestSpawner
 c.JupyterHub.spawner_class = TestSpawner
 c.TestSpawner.slow_seconds = ${opts.slowSeconds ?? 3}
+c.TestSpawner.release_dir = ${py(join(dir, 'released'))}
 c.Spawner.cmd = [${py(PYTHON)}, ${py(join(SUPPORT, 'fake_singleuser.py'))}]
 c.Spawner.notebook_dir = ${py(dir)}
 c.SimpleLocalProcessSpawner.home_dir_template = ${py(join(dir, 'home-{username}'))}
@@ -149,6 +171,8 @@ ${(opts.users ?? []).length ? `c.Authenticator.allowed_users = set(${py(opts.use
 ${opts.extraConfig ?? ''}
 `;
   writeFileSync(join(dir, 'jupyterhub_config.py'), config);
+  mkdirSync(join(dir, 'released'));
+  const releaseSpawn = (user: string) => writeFileSync(join(dir, 'released', user), '');
   let output = '';
   const child: ChildProcess = spawn(join(HUB_VENV, 'bin/jupyterhub'), ['-f', join(dir, 'jupyterhub_config.py')], {
     cwd: dir,
@@ -196,7 +220,20 @@ ${opts.extraConfig ?? ''}
 
   // Up when the API answers through the proxy (hub and proxy both running).
   for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`jupyterhub exited during startup:\n${output}`);
+    // A port taken: the hub exits, or (its proxy's port) the proxy dies while the hub runs on.
+    const taken = /address already in use|EADDRINUSE/i.test(output);
+    if (child.exitCode !== null || taken) {
+      // The hub and its proxy share a process group.
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* none left */
+      }
+      await exited;
+      await stop();
+      const message = `jupyterhub ${taken ? 'could not bind a port' : 'exited'} during startup:\n${output}`;
+      throw taken ? new PortTaken(message) : new Error(message);
+    }
     try {
       if ((await fetch(`${apiUrl}/`)).ok) break;
     } catch {
@@ -208,7 +245,7 @@ ${opts.extraConfig ?? ''}
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { publicUrl, apiUrl, serviceName, serviceToken, extraTokens, adminToken, admin, log: () => output, stop };
+  return { publicUrl, apiUrl, serviceName, serviceToken, extraTokens, adminToken, admin, releaseSpawn, log: () => output, stop };
 }
 
 /** Waits (bounded by `tries` × 100 ms of idle polling, not asserted on time) until `check` holds. */

@@ -266,6 +266,25 @@ export function ensureBinaries(): void {
 }
 
 /** Why this machine cannot run the node, or undefined. */
+/**
+ * Waits until the pod object has not changed for `quietMs` (its resourceVersion read every second).
+ * The kubelet syncs a pod, Secret volumes included, on every update of the pod object, and a young
+ * pod's status is still being written: a test that needs the kubelet's periodic sync alone (a Secret
+ * update reaching the pod only then) starts from a quiet pod.
+ */
+export async function podQuiet(node: Pick<K8sNode, 'kubectl'>, pod: string, quietMs: number, timeoutMs = 120_000): Promise<void> {
+  const version = async () => (await node.kubectl(['get', 'pod', pod, '-o', 'jsonpath={.metadata.resourceVersion}'])).stdout;
+  const deadline = Date.now() + timeoutMs;
+  let last = await version();
+  let since = Date.now();
+  while (Date.now() - since < quietMs) {
+    if (Date.now() > deadline) throw new Error(`pod ${pod} did not stay unchanged for ${quietMs / 1000} s within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = await version();
+    if (now !== last) [last, since] = [now, Date.now()];
+  }
+}
+
 export function missingPrerequisites(): string | undefined {
   if (process.platform !== 'linux') return 'not Linux';
   if (process.getuid?.() !== 0) return 'not root (namespaces, mounts, cgroups, iptables)';

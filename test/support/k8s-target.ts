@@ -2,7 +2,7 @@
  * Where the Kubernetes store tests run: the loopback fake API server by default, or any real
  * API server when OMNISCI_TEST_KUBECONFIG (and OMNISCI_TEST_NAMESPACE, default "default") are set.
  * Tests that need to steer the server (RBAC denials, injected 429/5xx, interleavings, running pods)
- * run against the fake only.
+ * always run against the fake (`k8sTarget({ fake: true })`), never skipped.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,11 +25,13 @@ export interface K8sTarget {
 
 export const externalKubeconfig = process.env.OMNISCI_TEST_KUBECONFIG;
 
-export async function k8sTarget(): Promise<K8sTarget> {
+/** The configured target; `fake: true`: the loopback stand-in whatever is configured (tests that steer the server). */
+export async function k8sTarget(o: { fake?: boolean } = {}): Promise<K8sTarget> {
+  const external = o.fake ? undefined : externalKubeconfig;
   const dir = mkdtempSync(join(tmpdir(), 'omnisci-k8s-'));
-  const namespace = externalKubeconfig ? (process.env.OMNISCI_TEST_NAMESPACE ?? 'default') : 'hub';
-  const fake = externalKubeconfig ? undefined : await startFakeApiServer({ namespaces: [namespace] });
-  const kubeconfig = externalKubeconfig ?? fake!.writeKubeconfig(dir, namespace);
+  const namespace = external ? (process.env.OMNISCI_TEST_NAMESPACE ?? 'default') : 'hub';
+  const fake = external ? undefined : await startFakeApiServer({ namespaces: [namespace] });
+  const kubeconfig = external ?? fake!.writeKubeconfig(dir, namespace);
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
   const api = kc.makeApiClient(CoreV1Api);

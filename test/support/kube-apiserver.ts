@@ -190,7 +190,24 @@ export function ensureControlPlane(): void {
   if (!existsSync(CONTROLPLANE)) execFileSync('bash', [join(ROOT, 'scripts/deps/kube-apiserver.sh')], { stdio: 'inherit' });
 }
 
+/**
+ * Starts etcd and kube-apiserver on free ports. A port is free when picked (freePort binds and
+ * releases it), but a peer another test starts at the same time may bind it first: then etcd or
+ * the API server exits with "address already in use" and the pair starts again on other ports, at
+ * most twice more.
+ */
 export async function startKubeApiserver(o: StartOptions = {}): Promise<KubeApiserver> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startKubeApiserverOnce(o);
+    } catch (e) {
+      if (attempt < 3 && /address already in use/i.test(String(e))) continue;
+      throw e;
+    }
+  }
+}
+
+async function startKubeApiserverOnce(o: StartOptions): Promise<KubeApiserver> {
   ensureControlPlane();
   const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'kube-apiserver-'));

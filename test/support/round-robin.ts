@@ -16,6 +16,10 @@
  *   upstream answers 502 without trying another.
  * - **A request in flight on an upstream that dies** is answered 502 (or, when its response had begun,
  *   its connection is cut), as a client of a killed pod sees a reset.
+ * - **Steering.** A test that needs a request on a given replica (a ticket used on another replica
+ *   than the one that issued it) sets `steer`: it sees each request (its body read) and names the
+ *   upstream that gets it, or leaves it to the rotation. A steered request does not advance the
+ *   rotation; one steered to a refused or withdrawn upstream goes on in turn from there.
  * Nothing is buffered but request bodies (kept to forward a skipped request unchanged); responses,
  * server-sent events included, stream through.
  */
@@ -27,6 +31,8 @@ export interface Forwarded {
   seq: number;
   /** Index of the upstream that answered, -1 when none did. */
   upstream: number;
+  /** Index of the upstream the request was last sent to (it may not have answered). */
+  sentTo?: number;
   method: string;
   /** Path and query as requested. */
   url: string;
@@ -38,6 +44,10 @@ export interface Forwarded {
   location?: string;
   /** The request body, when `keepBodies` (e.g. to see which login token an exchange carried). */
   body?: string;
+  /** The body of an HTML response (up to 256 KiB), when `keepBodies` (e.g. the ticket a page's form carries). */
+  responseBody?: string;
+  /** The upstream `steer` named for it, if any. */
+  steered?: number;
   /** When the request arrived and its response ended, performance.now() milliseconds. */
   start: number;
   end?: number;
@@ -51,6 +61,9 @@ export interface RoundRobinOptions {
   /** Only these paths are logged (all are forwarded and counted); default every path. */
   logFilter?: (method: string, url: string) => boolean;
 }
+
+/** Names the upstream index for a request (its `body` is set when `keepBodies`), or undefined for the rotation. */
+export type Steer = (request: Forwarded) => number | undefined;
 
 export interface RoundRobin {
   /** http://127.0.0.1:port (no trailing slash). */
@@ -72,8 +85,10 @@ export interface RoundRobin {
   waitForRequests(n: number): Promise<void>;
   /** Takes an upstream out of the rotation without renumbering (a dead pod leaving the Service's Endpoints). */
   withdraw(index: number): void;
-  /** Sets new upstreams and zeroes the counts. */
+  /** Sets new upstreams and zeroes the counts (the steering stays). */
   reset(upstreams: string[]): void;
+  /** Where requests go instead of the rotation (see above); undefined: the rotation only. */
+  steer: Steer | undefined;
   close(): Promise<void>;
 }
 
@@ -98,6 +113,7 @@ export async function startRoundRobin(upstreams: string[] = [], o: RoundRobinOpt
     refused: upstreams.map(() => 0),
     failed: 0,
     log: [],
+    steer: undefined,
     received: () => seq,
     waitForRequests: (n) => (seq >= n ? Promise.resolve() : new Promise((resolve) => waiters.push({ n, resolve }))),
     withdraw: (index) => void withdrawn.add(index),
@@ -132,11 +148,16 @@ export async function startRoundRobin(upstreams: string[] = [], o: RoundRobinOpt
         if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end('round-robin: upstream failed\n');
         else res.destroy();
       };
-      // One pass over the upstreams at most, starting at the next in turn.
+      const steered = rr.steer?.(entry);
+      if (steered !== undefined) entry.steered = steered;
+      // One pass over the upstreams at most, starting at the steered one or else the next in turn.
+      let at = steered;
       const attempt = (tries: number) => {
         if (tries >= list.length) return fail();
-        const i = next++ % list.length;
+        const i = at === undefined ? next++ % list.length : at % list.length;
+        if (at !== undefined) at = i + 1;
         if (withdrawn.has(i)) return attempt(tries + 1);
+        entry.sentTo = i;
         const target = new URL(req.url ?? '/', list[i]);
         const up = request(target, { agent, method: req.method, headers: { ...forwardHeaders(req.headers), 'content-length': String(body.length) } });
         let connected = false;
@@ -148,6 +169,13 @@ export async function startRoundRobin(upstreams: string[] = [], o: RoundRobinOpt
           const location = r.headers.location;
           if (location) entry.location = location;
           res.writeHead(r.statusCode ?? 502, forwardHeaders(r.headers));
+          // Recorded chunk by chunk before the client gets it: a request made from the page finds it.
+          if (o.keepBodies && /^text\/html/.test(r.headers['content-type'] ?? '')) {
+            entry.responseBody = '';
+            r.on('data', (d: Buffer) => {
+              if (entry.responseBody!.length < 256 * 1024) entry.responseBody += d.toString('latin1');
+            });
+          }
           r.pipe(res);
           r.on('end', () => (entry.end = performance.now()));
           r.on('error', () => res.destroy());

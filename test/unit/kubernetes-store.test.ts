@@ -7,9 +7,8 @@ import { POD_REFRESH_ANNOTATION, secretName } from '../../src/k8s/layout.js';
 import { labelSlug, safeSlug } from '../../src/k8s/slug.js';
 import { makeHandoff } from '../support/core.js';
 import { rejection } from '../support/store-contract.js';
-import { externalKubeconfig, k8sConfig, k8sTarget, type K8sTarget } from '../support/k8s-target.js';
+import { k8sConfig, k8sTarget, type K8sTarget } from '../support/k8s-target.js';
 
-const fakeOnly = externalKubeconfig ? test.skip : test;
 const now = () => Math.floor(Date.now() / 1000);
 const prefix = `omnisci-t${randomBytes(3).toString('hex')}`;
 const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
@@ -17,6 +16,19 @@ const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString
 const handoff = makeHandoff;
 
 let t: K8sTarget;
+/** The loopback stand-in: `t` itself unless OMNISCI_TEST_KUBECONFIG points elsewhere. */
+let fakeTarget: K8sTarget;
+/** A test that steers the API server (injected errors, interleavings, pods): it runs on the stand-in, never skipped. */
+const fakeOnly = (name: string, fn: () => Promise<void>) =>
+  test(name, async () => {
+    const configured = t;
+    t = fakeTarget;
+    try {
+      await fn();
+    } finally {
+      t = configured;
+    }
+  });
 const stores: KubernetesStore[] = [];
 function store(kubernetes: Record<string, unknown> = {}, raw: Record<string, unknown> = {}, target = t): KubernetesStore {
   const s = createKubernetesStore(k8sConfig(target, { secretPrefix: prefix, ...kubernetes }, raw));
@@ -28,10 +40,12 @@ const newUser = (base = 'user') => `${base}${++userSeq}-${randomBytes(2).toStrin
 
 beforeAll(async () => {
   t = await k8sTarget();
+  fakeTarget = t.fake ? t : await k8sTarget({ fake: true });
 });
 afterAll(async () => {
   await Promise.all(stores.map((s) => s.close()));
   await t.close();
+  if (fakeTarget !== t) await fakeTarget.close();
 });
 
 describe('Secret layout', () => {
