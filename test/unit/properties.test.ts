@@ -512,8 +512,8 @@ describe('1b. HTTP: random requests never get a 5xx, and every error carries a s
           const ir = await fire(Number(new URL(internal).port), r);
           checkReset(r, ir);
           expect([r.method, r.path, 'internal', ir.status < 500 ? 'ok' : `${ir.status} ${ir.body.slice(0, 200)}`]).toEqual([r.method, r.path, 'internal', 'ok']);
-          // Its own codes: not_found, and method_not_allowed (which src/errors.ts does not list).
-          if (ir.status >= 400 && r.method !== 'HEAD') expect([...ERROR_CODES, 'method_not_allowed']).toContain(errorCode(ir));
+          // Its own codes (not_found, method_not_allowed), unless Node's parser answered before it (431 for a long request line).
+          if (ir.status >= 400 && r.method !== 'HEAD' && !nodeLevel(ir)) expect([...ERROR_CODES]).toContain(errorCode(ir));
         }
       }),
       { numRuns: 400 },
