@@ -4,7 +4,7 @@
 # that spawn this server from a real JupyterHub 5), in a cached venv (.cache/venv-jlab4), with the wheel
 # built from jupyter/ (its lab extension by @jupyterlab/builder: npm ci + `jupyter labextension
 # build`, then hatchling + hatch-jupyter-builder) and installed into it. The wheel is left in
-# .cache/jlab4-dist/. The venv also runs the HeavyDB stand-in (test/support/heavydb/).
+# .cache/jlab4-dist/. The venv also runs the HeavyDB stand-in (scripts/demo/heavydb/).
 #
 # pyheavydb 8.0.1.post1 imports importlib_metadata without declaring it, hence the extra pin.
 #

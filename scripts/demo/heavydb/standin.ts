@@ -12,10 +12,10 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT } from '../root.js';
+import { ROOT } from '../../../test/support/root.js';
 
 export const HEAVYDB_STANDIN_PYTHON = process.env.HEAVYDB_STANDIN_PYTHON ?? join(ROOT, '.cache/venv-jlab4/bin/python');
-const SCRIPT = join(ROOT, 'test/support/heavydb/standin.py');
+const SCRIPT = join(ROOT, 'scripts/demo/heavydb/standin.py');
 
 /** A session as HeavyDB's get_session_info / has_role see it. */
 export interface StandInSession {
