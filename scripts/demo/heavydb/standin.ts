@@ -69,7 +69,7 @@ export function heavyDbStandInInstalled(): boolean {
 export async function startHeavyDb(opts: { sessions?: Record<string, StandInSession>; demo?: boolean } = {}): Promise<HeavyDbStandIn> {
   if (!heavyDbStandInInstalled()) throw new Error(`${HEAVYDB_STANDIN_PYTHON} is missing: run scripts/deps/jupyterlab4.sh`);
   const child = spawn(HEAVYDB_STANDIN_PYTHON, [opts.demo ? DEMO_SCRIPT : SCRIPT, '--port', '0'], {
-    env: { PATH: '/usr/bin:/bin', PYTHONWARNINGS: 'ignore', PYTHONUNBUFFERED: '1' },
+    env: { PATH: '/usr/bin:/bin', PYTHONWARNINGS: 'ignore', PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
