@@ -15,8 +15,8 @@ export const DEV_ISSUER = 'omnisci-handoff-dev';
 export const DEV_AUDIENCE = 'omnisci-handoff';
 export const DEV_TYP = 'omnisci-handoff+jwt';
 
-/** The demo handoff's query (the table every HeavyDB/OmniSci install ships as a sample). */
-export const DEMO_QUERY = 'SELECT * FROM flights_2008_10k LIMIT 100';
+/** The demo handoff's query: columns of a table HeavyDB/OmniSci ship as sample data (and `npm run demo`'s HeavyDB stand-in has). */
+export const DEMO_QUERY = 'SELECT carrier_name, origin_city, dest_city, depdelay, arrdelay FROM flights_2008_10k LIMIT 10';
 
 /** Configs local mode made without a hub to land on (no HUB_PUBLIC_URL). */
 const withoutHub = new WeakSet<Config>();
@@ -29,7 +29,8 @@ export function isLocalOnly(config: Config): boolean {
 export interface DevSetup {
   config: Config;
   signing: SigningKey;
-  mintDemo(user?: string): Promise<string>;
+  /** A token for `user` (default demo) with `omnisci` (default: a random session and DEMO_QUERY). */
+  mintDemo(user?: string, omnisci?: { session: string; query: string }): Promise<string>;
 }
 
 async function ensureDevKey(dir: string): Promise<{ privateFile: string; jwksFile: string }> {
@@ -68,14 +69,14 @@ export async function devSetup(env: NodeJS.ProcessEnv = process.env): Promise<De
   return {
     config,
     signing,
-    mintDemo: (user = 'demo') =>
+    mintDemo: (user = 'demo', omnisci = { session: randomSessionId(), query: DEMO_QUERY }) =>
       mintToken(signing, {
         issuer: DEV_ISSUER,
         audience: DEV_AUDIENCE,
         subject: user,
         typ: DEV_TYP,
         lifetimeSeconds: 300,
-        omnisci: { session: randomSessionId(), query: DEMO_QUERY },
+        omnisci,
       }),
   };
 }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from traitlets import Any, Float, TraitError, Type, Unicode, default, validate
+from traitlets import Any, Bool, Float, TraitError, Type, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .session import OmniSciSessionManager
@@ -89,6 +89,13 @@ class OmniSciHandoff(Configurable):
         "(one get_session_info for all the user's tabs).",
     )
 
+    run_on_open = Bool(
+        False,
+        config=True,
+        help="Run the notebook the lab opens for a handoff once its kernel is up, so that it shows the "
+        "query's rows. Off: the user runs it (a handed-over query may be costly).",
+    )
+
     heavydb_timeout = Float(
         5.0,
         config=True,
@@ -121,4 +128,5 @@ class OmniSciHandoff(Configurable):
             "relinkUrl": self.relink_url,
             "sessionWaitTimeout": self.session_wait_timeout,
             "statusInterval": self.status_interval,
+            "runOnOpen": self.run_on_open,
         }

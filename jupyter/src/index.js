@@ -54,6 +54,7 @@ function handoffSettings() {
     relinkUrl: value && typeof value.relinkUrl === 'string' ? value.relinkUrl : '',
     sessionWaitTimeout: number(value && value.sessionWaitTimeout, 120),
     statusInterval: number(value && value.statusInterval, 60),
+    runOnOpen: Boolean(value && value.runOnOpen === true),
   };
 }
 
@@ -153,6 +154,11 @@ async function openSessionNotebook(app, answer) {
   await serviceManager.contents.save(created.path, { type: 'notebook', format: 'json', content: sessionNotebook(answer, kernel) });
   const notebook = await app.commands.execute('docmanager:open', { path: created.path, factory: 'Notebook' });
   keepInFront(app, notebook);
+  // OmniSciHandoff.run_on_open: the lab ends on the query's rows.
+  if (handoffSettings().runOnOpen) {
+    await notebook.sessionContext.ready;
+    await app.commands.execute('notebook:run-all-cells', { widgetId: notebook.id });
+  }
   return notebook;
 }
 

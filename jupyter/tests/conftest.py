@@ -1,4 +1,4 @@
-"""A HeavyDB stand-in in this process (test/support/heavydb/standin.py: pyheavydb's generated Thrift
+"""A HeavyDB stand-in in this process (scripts/demo/heavydb/standin.py: pyheavydb's generated Thrift
 code behind HTTP on a loopback port), and a session file written as omnisci-handoff writes it."""
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-STANDIN_DIR = Path(__file__).resolve().parents[2] / "test" / "support" / "heavydb"
+STANDIN_DIR = Path(__file__).resolve().parents[2] / "scripts" / "demo" / "heavydb"
 
 
 class HeavyDbStandIn:

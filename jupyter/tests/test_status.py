@@ -129,7 +129,9 @@ def test_settings_and_the_lab_s_page_config():
         "relinkUrl": "https://immerse.example.com/x",
         "sessionWaitTimeout": 120.0,
         "statusInterval": 60.0,
+        "runOnOpen": False,
     }
+    assert OmniSciHandoff(config=Config({"OmniSciHandoff": {"run_on_open": True}})).page_config()["runOnOpen"] is True
     for bad in ({"relink_url": "javascript:alert(1)"}, {"relink_url": "immerse.example.com"}, {"session_wait_timeout": 0}, {"status_cache_seconds": -1}):
         with pytest.raises(TraitError):
             OmniSciHandoff(config=Config({"OmniSciHandoff": bad}))

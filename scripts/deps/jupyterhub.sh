@@ -12,6 +12,7 @@ stamp="$venv/.installed"
 
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$spec" ]]; then
   py="$(find_python)"
+  echo "jupyterhub.sh: installing $spec into .cache/venv-hub (pip)"
   rm -rf "$venv"
   "$py" -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check $spec

@@ -4,7 +4,7 @@
 # that spawn this server from a real JupyterHub 5), in a cached venv (.cache/venv-jlab4), with the wheel
 # built from jupyter/ (its lab extension by @jupyterlab/builder: npm ci + `jupyter labextension
 # build`, then hatchling + hatch-jupyter-builder) and installed into it. The wheel is left in
-# .cache/jlab4-dist/. The venv also runs the HeavyDB stand-in (test/support/heavydb/).
+# .cache/jlab4-dist/. The venv also runs the HeavyDB stand-in (scripts/demo/heavydb/).
 #
 # pyheavydb 8.0.1.post1 imports importlib_metadata without declaring it, hence the extra pin.
 #
@@ -35,6 +35,7 @@ sources_hash() {
 
 if [[ ! -x "$venv/bin/python" || ! -f "$venv/.venv-spec" || "$(cat "$venv/.venv-spec")" != "$spec" ]]; then
   py="$(find_python)"
+  echo "jupyterlab4.sh: installing JupyterLab 4, jupyter_server 2, ipykernel, JupyterHub 5 and pyheavydb into .cache/venv-jlab4 (pip)"
   rm -rf "$venv"
   "$py" -m venv "$venv"
   # shellcheck disable=SC2086
@@ -48,9 +49,11 @@ if [[ ! -f "$venv/.installed" || "$(cat "$venv/.installed")" != "$src" ]] || ! c
   PATH="$venv/bin:$([[ -x "$node_bin/node" ]] && echo "$node_bin:")$PATH"
   export PATH
   command -v npm >/dev/null || { echo "jupyterlab4.sh: npm not found" >&2; exit 1; }
+  echo "jupyterlab4.sh: building omnisci-handoff-jupyter's lab extension (npm ci, @jupyterlab/builder)"
   rm -rf "$pkg/omnisci_handoff_jupyter/labextension" "$dist"
   log="$(cd "$pkg" && nice -n 10 npm ci --no-audit --no-fund --loglevel=error 2>&1 && nice -n 10 npm run --silent build 2>&1)" ||
     { echo "$log" >&2; echo "jupyterlab4.sh: building the lab extension failed" >&2; exit 1; }
+  echo "jupyterlab4.sh: building and installing the omnisci-handoff-jupyter wheel"
   # The lab extension is built above; the wheel build only checks it is there.
   HATCH_JUPYTER_BUILDER_SKIP_NPM=1 nice -n 10 "$venv/bin/pip" wheel --quiet --disable-pip-version-check \
     --no-build-isolation --no-deps "$pkg" -w "$dist"

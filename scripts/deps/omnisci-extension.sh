@@ -25,6 +25,7 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$spec" ]]; then
     if command -v "$c" >/dev/null 2>&1; then py="$(command -v "$c")"; break; fi
   done
   [[ -n "$py" ]] || { echo "omnisci-extension.sh: python3.11 not found" >&2; exit 1; }
+  echo "omnisci-extension.sh: installing jupyterlab-omnisci 3.0.0, notebook 6 and their pins into .cache/venv-omnisci (pip)"
   rm -rf "$venv"
   "$py" -m venv "$venv"
   pip=("$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps)

@@ -20,7 +20,7 @@ import { userDir } from '../../src/store/local.js';
 import { launchChromium } from '../support/browser.js';
 import { tempDir } from '../support/core.js';
 import { startHeavyAiWebServer, SESSION_COOKIE, type HeavyAiWebServer } from '../support/heavyai-webserver.js';
-import { startHeavyDb, type HeavyDbStandIn } from '../support/heavydb/standin.js';
+import { startHeavyDb, type HeavyDbStandIn } from '../../scripts/demo/heavydb/standin.js';
 import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
 import { freePort, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, spawnerHookConfig, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
 import { OMNISCI_VENV, omnisciInstalled } from '../support/notebook.js';

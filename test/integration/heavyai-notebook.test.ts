@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { jupyterConfigFiles, notebookEnv } from '../../src/notebook/outputs.js';
 import { testConfig } from '../support/core.js';
-import { startHeavyDb, type HeavyDbStandIn } from '../support/heavydb/standin.js';
+import { startHeavyDb, type HeavyDbStandIn } from '../../scripts/demo/heavydb/standin.js';
 import { JLAB4_VENV, startJupyterServer, type RunningJupyterServer } from '../support/jupyterlab4.js';
 import { writeTree } from '../support/notebook.js';
 

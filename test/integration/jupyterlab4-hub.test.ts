@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { connectionEnv, jupyterConfigFiles, sessionFileContent } from '../../src/notebook/outputs.js';
 import { launchChromium } from '../support/browser.js';
-import { startHeavyDb, type HeavyDbStandIn } from '../support/heavydb/standin.js';
+import { startHeavyDb, type HeavyDbStandIn } from '../../scripts/demo/heavydb/standin.js';
 import { startHub, waitFor as until, type RunningHub } from '../support/jupyterhub.js';
 import { JLAB4_VENV, pageWaiter, replaceFile, SERVICE_NOTEBOOK_DEFAULTS } from '../support/jupyterlab4.js';
 import { writeTree } from '../support/notebook.js';

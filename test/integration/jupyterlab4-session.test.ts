@@ -2,7 +2,7 @@
  * Past the lab's door (jupyter/, omnisci-handoff-jupyter), with real components: jupyter_server 2 +
  * JupyterLab 4 + ipykernel + pyheavydb (scripts/deps/jupyterlab4.sh) started with the Jupyter config
  * the service generates (plus the OmniSciHandoff section it writes from notebook.relinkUrl), the
- * HeavyDB stand-in (pyheavydb's own Thrift code; test/support/heavydb/) and Debian's Chromium.
+ * HeavyDB stand-in (pyheavydb's own Thrift code; scripts/demo/heavydb/) and Debian's Chromium.
  *
  * 1. A kernel follows the session: session A works; A expires at HeavyDB and a new handoff writes
  *    B; the same kernel's next query runs on B without re-running any cell; without a newer session
@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { connectionEnv, jupyterConfigFiles, sessionFileContent } from '../../src/notebook/outputs.js';
 import { launchChromium } from '../support/browser.js';
-import { startHeavyDb, type HeavyDbStandIn } from '../support/heavydb/standin.js';
+import { startHeavyDb, type HeavyDbStandIn } from '../../scripts/demo/heavydb/standin.js';
 import { logInToLab, pageWaiter, replaceFile, type RunningJupyterServer, SERVICE_NOTEBOOK_DEFAULTS, startJupyterServer } from '../support/jupyterlab4.js';
 import { OMNISCI_VENV, writeTree } from '../support/notebook.js';
 import { ROOT } from '../support/root.js';

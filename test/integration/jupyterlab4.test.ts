@@ -4,7 +4,7 @@
  * started with exactly the session file, connection env vars and Jupyter config files the service
  * generates (src/notebook/outputs.ts) — which also switch on the legacy
  * jupyterlab_omnisci.serverextension, not installed here — and a HeavyDB stand-in that speaks
- * HeavyDB's wire protocol through pyheavydb's own generated Thrift code (test/support/heavydb/).
+ * HeavyDB's wire protocol through pyheavydb's own generated Thrift code (scripts/demo/heavydb/).
  *
  * - GET {base_url}omnisci/session answers jupyterlab-omnisci's JSON, re-reads the file per request,
  *   and answers JSON errors with stable codes for a missing, empty or malformed file;
@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { connectionEnv, jupyterConfigFiles, sessionFileContent } from '../../src/notebook/outputs.js';
 import { launchChromium } from '../support/browser.js';
-import { startHeavyDb, type HeavyCall, type HeavyDbStandIn } from '../support/heavydb/standin.js';
+import { startHeavyDb, type HeavyCall, type HeavyDbStandIn } from '../../scripts/demo/heavydb/standin.js';
 import { JLAB4_VENV, logInToLab, pageWaiter, replaceFile, type RunningJupyterServer, SERVICE_NOTEBOOK_DEFAULTS, startJupyterServer } from '../support/jupyterlab4.js';
 import { writeTree } from '../support/notebook.js';
 import { connectCellSource, pyString, queryCellSource } from '../../jupyter/src/notebook.mjs';

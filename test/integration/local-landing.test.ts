@@ -2,16 +2,24 @@
  * Local mode (`npm start`, src/dev.ts) without a hub ends on the service's own page
  * (src/web/landing/local.ts) showing what the notebook would receive — not on a redirect to a hub at
  * 127.0.0.1:8000 that does not exist. With HUB_PUBLIC_URL the handoff still redirects to the lab.
+ * Chromium follows every link `npm start` prints and the page offers, as a newcomer does (the
+ * page's "Next: npm run demo" is followed in Chromium by test/integration/demo.test.ts).
  */
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { DEMO_QUERY, DEV_AUDIENCE, DEV_ISSUER, DEV_TYP, devSetup, type DevSetup } from '../../src/dev.js';
 import { mintToken, randomSessionId } from '../../src/handoff/mint.js';
 import { escapeHtml } from '../../src/web/pages.js';
 import { maskSession } from '../../src/web/landing/local.js';
 import { jupyterConfigFiles } from '../../src/notebook/outputs.js';
+import { launchChromium } from '../support/browser.js';
 import { postToken, startTestService, tempDir, type TestService } from '../support/core.js';
+import { serveCli } from '../support/process.js';
+
+jest.setTimeout(120_000);
 
 const dirs: string[] = [];
 const started: TestService[] = [];
@@ -132,4 +140,75 @@ test('with HUB_PUBLIC_URL, local mode keeps redirecting to the lab, and serves n
   expect(res.headers.get('location')).toBe('https://hub.test/user/demo/lab?omnisci&reset');
   expect(res.headers.get('set-cookie')).toBeNull();
   expect((await fetch(`${svc.url}local/anything`)).status).toBe(404);
+});
+
+describe('npm start, followed in Chromium as a newcomer follows it', () => {
+  const sessionOf = (data: string) => (JSON.parse(readFileSync(join(data, 'users', 'demo', 'session'), 'utf8')) as { session: string }).session;
+
+  test('both links it prints end on the page of what the notebook receives; the page\'s "Hand over another demo session" hands over a new one', async () => {
+    const data = tempDir('oh-local-browser-');
+    dirs.push(data);
+    const served = await serveCli([], { PORT: '0', OMNISCI_HANDOFF_DATA: data });
+    const browser = await launchChromium();
+    try {
+      const demo = (await served.waitFor(/\n {2}(http:\/\/\S+\/dev\/demo)\n/))[1] as string;
+      const oneTime = (await served.waitFor(/\n {2}(http:\/\/\S+\/handoff#token=\S+)\n/))[1] as string;
+      const page = await browser.newPage();
+      /** On a local page other than `previous`. */
+      const landed = async (previous?: string) => {
+        await page.waitForURL((u) => /^\/local\/[A-Za-z0-9_-]{22}$/.test(u.pathname) && u.href !== previous);
+        expect(await page.textContent('h1')).toBe('Session handed over to demo');
+        const session = sessionOf(data);
+        expect(await page.textContent('#session-file')).toContain(session.slice(-4));
+        return { url: page.url(), session };
+      };
+
+      // The one-time link (the token in the fragment, posted by the page's script); it was minted first, so it goes first
+      // (a handoff older than the stored session does not replace it).
+      await page.goto(oneTime);
+      const first = await landed();
+
+      await page.goto(demo);
+      const second = await landed(first.url);
+      expect(second.session).not.toBe(first.session);
+      // What the page tells a newcomer to try next.
+      const next = (await page.textContent('#next')) ?? '';
+      for (const item of ['npm run demo', 'HUB_PUBLIC_URL=https://hub.example.org npm start', 'docs/non-kubernetes.md']) expect(next).toContain(item);
+
+      await page.click('#again');
+      const again = await landed(second.url);
+      expect(again.session).not.toBe(second.session);
+    } finally {
+      await browser.close();
+      await served.stop();
+    }
+  });
+
+  test('Next, "use your hub": with HUB_PUBLIC_URL the printed link ends on that hub\'s lab', async () => {
+    const data = tempDir('oh-local-browser-');
+    dirs.push(data);
+    // The hub: what it is asked for, answered with a page.
+    const asked: string[] = [];
+    const hub = createServer((req, res) => {
+      asked.push(req.url ?? '');
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>JupyterLab</title>');
+    });
+    await new Promise<void>((r) => hub.listen(0, '127.0.0.1', () => r()));
+    const hubUrl = `http://127.0.0.1:${(hub.address() as AddressInfo).port}`;
+    const served = await serveCli([], { PORT: '0', OMNISCI_HANDOFF_DATA: data, HUB_PUBLIC_URL: hubUrl });
+    const browser = await launchChromium();
+    try {
+      const demo = (await served.waitFor(/\n {2}(http:\/\/\S+\/dev\/demo)\n/))[1] as string;
+      expect(served.output()).toContain(`redirect to ${hubUrl}/user/demo/lab?omnisci&reset`);
+      const page = await browser.newPage();
+      await page.goto(demo);
+      await page.waitForURL(`${hubUrl}/user/demo/lab?omnisci&reset`);
+      expect(asked.filter((u) => u !== '/favicon.ico')).toEqual(['/user/demo/lab?omnisci&reset']);
+      expect(sessionOf(data)).toMatch(/^[A-Za-z0-9]{32}$/);
+    } finally {
+      await browser.close();
+      await served.stop();
+      hub.close();
+    }
+  });
 });

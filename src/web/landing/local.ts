@@ -99,7 +99,7 @@ user's lab this page shows what their notebook server receives.</p>${superseded}
 <p>With a hub, the browser would now open <code id="lab-url">${escapeHtml(lab)}</code>, where jupyterlab-omnisci reads the session.</p>
 <h2>Next</h2>
 <ul id="next">
-<li>See it end in a real notebook: <code>npm run demo</code> runs a JupyterHub with jupyterlab-omnisci and this service on this machine.</li>
+<li>See it end in a real notebook: <code>npm run demo</code> runs a JupyterHub, this service, JupyterLab 4 servers with the notebook side and a HeavyDB stand-in on this machine; its link ends on a notebook that ran the handed-over query, showing its rows.</li>
 <li>Use your hub: restart with <code>HUB_PUBLIC_URL=https://hub.example.org npm start</code>, and the handoff redirects to the lab there.</li>
 <li>Deploy: <code>omnisci-handoff serve --config FILE</code> with <code>redirect.hubPublicUrl</code> and <code>hub.enabled</code> — see <code>docs/jupyterhub.md</code>, <code>docs/non-kubernetes.md</code>, <code>docs/kubernetes.md</code> and <code>docs/admin-guide.md</code>; then <code>omnisci-handoff doctor --config FILE</code> checks the deployment (<code>docs/doctor.md</code>).</li>
 </ul>

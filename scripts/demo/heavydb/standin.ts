@@ -12,10 +12,11 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT } from '../root.js';
+import { ROOT } from '../../../test/support/root.js';
 
 export const HEAVYDB_STANDIN_PYTHON = process.env.HEAVYDB_STANDIN_PYTHON ?? join(ROOT, '.cache/venv-jlab4/bin/python');
-const SCRIPT = join(ROOT, 'test/support/heavydb/standin.py');
+const SCRIPT = join(ROOT, 'scripts/demo/heavydb/standin.py');
+const DEMO_SCRIPT = join(ROOT, 'scripts/demo/heavydb/demo.py');
 
 /** A session as HeavyDB's get_session_info / has_role see it. */
 export interface StandInSession {
@@ -64,10 +65,11 @@ export function heavyDbStandInInstalled(): boolean {
   return existsSync(HEAVYDB_STANDIN_PYTHON);
 }
 
-export async function startHeavyDb(opts: { sessions?: Record<string, StandInSession> } = {}): Promise<HeavyDbStandIn> {
+/** `demo`: the demo's HeavyDB (demo.py next to this file: a login and demo tables), as `npm run demo` runs it. */
+export async function startHeavyDb(opts: { sessions?: Record<string, StandInSession>; demo?: boolean } = {}): Promise<HeavyDbStandIn> {
   if (!heavyDbStandInInstalled()) throw new Error(`${HEAVYDB_STANDIN_PYTHON} is missing: run scripts/deps/jupyterlab4.sh`);
-  const child = spawn(HEAVYDB_STANDIN_PYTHON, [SCRIPT, '--port', '0'], {
-    env: { PATH: '/usr/bin:/bin', PYTHONWARNINGS: 'ignore', PYTHONUNBUFFERED: '1' },
+  const child = spawn(HEAVYDB_STANDIN_PYTHON, [opts.demo ? DEMO_SCRIPT : SCRIPT, '--port', '0'], {
+    env: { PATH: '/usr/bin:/bin', PYTHONWARNINGS: 'ignore', PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -59,8 +59,8 @@ RESULT = [
     ("carrier", "STR", ["AA", "DL", "UA"]),
     ("delay_minutes", "DOUBLE", [12.5, 3.0, 41.25]),
 ]
-_COLUMN_FIELD = {"BIGINT": "int_col", "STR": "str_col", "DOUBLE": "real_col"}
-_DATUM_FIELD = {"BIGINT": "int_val", "STR": "str_val", "DOUBLE": "real_val"}
+_COLUMN_FIELD = {"SMALLINT": "int_col", "INT": "int_col", "BIGINT": "int_col", "STR": "str_col", "FLOAT": "real_col", "DOUBLE": "real_col"}
+_DATUM_FIELD = {"SMALLINT": "int_val", "INT": "int_val", "BIGINT": "int_val", "STR": "str_val", "FLOAT": "real_val", "DOUBLE": "real_val"}
 
 
 class State:
@@ -126,10 +126,13 @@ class Handler:
             user=s["user"], database=s["database"], start_time=s["start_time"], is_super=s["superuser"]
         )
 
+    #: What get_tables lists.
+    tables = ("flights",)
+
     def get_tables(self, session):
         self._state.record("get_tables", session=session)
         self._state.session(session)
-        return ["flights"]
+        return list(self.tables)
 
     def get_version(self):
         self._state.record("get_version")
@@ -172,6 +175,10 @@ class Handler:
             )
         return granted
 
+    def result_set(self, query):
+        """The columns ``[(name, HeavyDB type, values)]`` that answer ``query``."""
+        return RESULT
+
     def sql_execute(self, session, query, column_format, nonce, first_n, at_most_n):
         self._state.record(
             "sql_execute",
@@ -183,51 +190,7 @@ class Handler:
             at_most_n=at_most_n,
         )
         self._state.session(session)
-        row_desc = [
-            T.TColumnType(
-                col_name=name,
-                col_type=C.TTypeInfo(
-                    type=getattr(C.TDatumType, kind),
-                    encoding=C.TEncodingType.DICT if kind == "STR" else C.TEncodingType.NONE,
-                    nullable=True,
-                    is_array=False,
-                    precision=0,
-                    scale=0,
-                    comp_param=32 if kind == "STR" else 0,
-                    size=-1,
-                ),
-                is_reserved_keyword=False,
-                src_name="",
-                is_system=False,
-                is_physical=False,
-                col_id=i,
-            )
-            for i, (name, kind, _) in enumerate(RESULT)
-        ]
-        nrows = len(RESULT[0][2])
-        columns, rows = [], []
-        if column_format:
-            for _, kind, values in RESULT:
-                data = {"int_col": [], "real_col": [], "str_col": [], "arr_col": []}
-                data[_COLUMN_FIELD[kind]] = list(values)
-                columns.append(T.TColumn(data=T.TColumnData(**data), nulls=[False] * nrows))
-        else:
-            for r in range(nrows):
-                cols = []
-                for _, kind, values in RESULT:
-                    val = {"int_val": 0, "real_val": 0.0, "str_val": "", "arr_val": []}
-                    val[_DATUM_FIELD[kind]] = values[r]
-                    cols.append(T.TDatum(val=T.TDatumVal(**val), is_null=False))
-                rows.append(T.TRow(cols=cols))
-        return T.TQueryResult(
-            row_set=T.TRowSet(row_desc=row_desc, rows=rows, columns=columns, is_columnar=bool(column_format)),
-            execution_time_ms=1,
-            total_time_ms=1,
-            nonce=nonce or "",
-            debug="",
-            success=True,
-            query_type=T.TQueryType.READ,
-        )
+        return query_result(self.result_set(query), column_format, nonce)
 
     def disconnect(self, session):
         self._state.record("disconnect", session=session)
@@ -246,6 +209,55 @@ class Handler:
         return not_implemented
 
 
+def query_result(result, column_format, nonce):
+    """A TQueryResult of ``result`` (``[(name, HeavyDB type, values)]``), columnar or by rows as asked."""
+    row_desc = [
+        T.TColumnType(
+            col_name=name,
+            col_type=C.TTypeInfo(
+                type=getattr(C.TDatumType, kind),
+                encoding=C.TEncodingType.DICT if kind == "STR" else C.TEncodingType.NONE,
+                nullable=True,
+                is_array=False,
+                precision=0,
+                scale=0,
+                comp_param=32 if kind == "STR" else 0,
+                size=-1,
+            ),
+            is_reserved_keyword=False,
+            src_name="",
+            is_system=False,
+            is_physical=False,
+            col_id=i,
+        )
+        for i, (name, kind, _) in enumerate(result)
+    ]
+    nrows = len(result[0][2]) if result else 0
+    columns, rows = [], []
+    if column_format:
+        for _, kind, values in result:
+            data = {"int_col": [], "real_col": [], "str_col": [], "arr_col": []}
+            data[_COLUMN_FIELD[kind]] = list(values)
+            columns.append(T.TColumn(data=T.TColumnData(**data), nulls=[False] * nrows))
+    else:
+        for r in range(nrows):
+            cols = []
+            for _, kind, values in result:
+                val = {"int_val": 0, "real_val": 0.0, "str_val": "", "arr_val": []}
+                val[_DATUM_FIELD[kind]] = values[r]
+                cols.append(T.TDatum(val=T.TDatumVal(**val), is_null=False))
+            rows.append(T.TRow(cols=cols))
+    return T.TQueryResult(
+        row_set=T.TRowSet(row_desc=row_desc, rows=rows, columns=columns, is_columnar=bool(column_format)),
+        execution_time_ms=1,
+        total_time_ms=1,
+        nonce=nonce or "",
+        debug="",
+        success=True,
+        query_type=T.TQueryType.READ,
+    )
+
+
 def _jsonable(value):
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
@@ -258,9 +270,9 @@ def _jsonable(value):
     return repr(value)
 
 
-def make_server(port: int = 0) -> ThreadingHTTPServer:
+def make_server(port: int = 0, handler: type = Handler) -> ThreadingHTTPServer:
     state = State()
-    processor = Heavy.Processor(Handler(state))
+    processor = Heavy.Processor(handler(state))
     control = "/_standin/"
 
     class RequestHandler(BaseHTTPRequestHandler):
@@ -345,11 +357,11 @@ def make_server(port: int = 0) -> ThreadingHTTPServer:
     return server
 
 
-def main() -> None:
+def main(handler: type = Handler) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    server = make_server(args.port)
+    server = make_server(args.port, handler)
     server.daemon_threads = True
     print(json.dumps({"url": f"http://127.0.0.1:{server.server_address[1]}/"}), flush=True)
     try:
