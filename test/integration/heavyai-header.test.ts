@@ -270,7 +270,7 @@ describe('from the Immerse button to the lab', () => {
 
 describe("session-login's other refusals (the authenticator's channel): the store byte for byte as it was", () => {
   /** POSTs to session-login as the authenticator does; the status and the error code. */
-  const sessionLogin = async (url: string, body: unknown, token: string | undefined = hub.serviceToken) => {
+  const sessionLogin = async (url: string, body: unknown, token: string | null = hub.serviceToken) => {
     const res = await fetch(`${url}session-login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json', ...(token ? { authorization: `token ${token}` } : {}) },
@@ -291,7 +291,7 @@ describe("session-login's other refusals (the authenticator's channel): the stor
   });
 
   test.each([
-    ['no Authorization header', undefined, 403, 'forbidden'],
+    ['no Authorization header', null, 403, 'forbidden'],
     ["another token than this service's", 'not-the-service-token', 403, 'forbidden'],
   ])('%s: 403, HeavyDB not asked', async (_what, token, status, code) => {
     const id = await session('hal', { roles: [ROLE] });

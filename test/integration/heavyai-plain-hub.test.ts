@@ -16,6 +16,7 @@
  * must land on the lab.
  */
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
@@ -76,6 +77,9 @@ beforeAll(async () => {
     `while [ ! -e ${JSON.stringify(gates)}/"$JUPYTERHUB_USER" ]; do sleep 0.2; done\nexec ${JSON.stringify(join(OMNISCI_VENV, 'bin/jupyterhub-singleuser'))} --allow-root "$@"`,
   );
 
+  // The token file, made as the page says (openssl rand -hex 32, mode 600).
+  const apiToken = join(work, 'etc/api-token');
+  writeFileSync(apiToken, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
   const configYaml = join(work, 'etc/config.yaml');
   writeFileSync(
     configYaml,
@@ -98,9 +102,10 @@ beforeAll(async () => {
       '"/srv/jupyterhub/home/{username}"': JSON.stringify(join(work, 'home/{username}')),
       '"http://127.0.0.1:8470"': JSON.stringify(`http://127.0.0.1:${servicePort}`),
       '"/etc/omnisci-handoff/config.yaml"': JSON.stringify(configYaml),
+      '"/etc/omnisci-handoff/api-token"': JSON.stringify(apiToken),
     }),
   );
-  hub = await launchHub({ dir: join(work, 'hub'), apiUrl: `http://127.0.0.1:${proxy}/jupyter/hub/api`, env: { PATH: `${bin}:${process.env.PATH ?? ''}`, PYTHONDONTWRITEBYTECODE: '1' } });
+  hub = await launchHub({ dir: join(work, 'hub'), apiUrl: `http://127.0.0.1:${proxy}/jupyter/hub/api`, bin, env: { PYTHONDONTWRITEBYTECODE: '1' } });
   // The hub started the service; up once the hub's proxy reaches it.
   await waitFor(async () => ((await fetch(`${service}healthz`).catch(() => undefined))?.ok ? true : undefined));
 });
@@ -137,8 +142,13 @@ describe('as the docs say', () => {
     expect(await page.textContent('h1')).toBe('Starting your notebook server');
     expect(existsSync(join(userDir(store, 'ada'), 'state.json'))).toBe(true);
     // Held until the hub gave up waiting for the spawn (slow_spawn_timeout, 10 s after the start
-    // request, which came after the authenticator's request began: its 10 s have passed too).
-    await waitFor(async () => (/ada\S* is slow to start/.test(hub.log()) ? true : undefined), 1200);
+    // request, which came after the authenticator's request began: its 10 s have passed too). The
+    // process runs (the gate is in it), so the hub says the server is slow to become responsive.
+    await waitFor(async () => {
+      const log = hub.log();
+      if (/Uncaught exception|Spawn failed|never showed up/.test(log)) throw new Error(`the spawn failed:\n${log.slice(-4000)}`);
+      return /User ada is slow to (start|become responsive)/.test(log) ? true : undefined;
+    }, 1200);
     writeFileSync(join(gates, 'ada'), '');
     await page.waitForURL(/\/jupyter\/user\/ada\/lab/, { timeout: 120_000 });
     expect(page.url()).toBe(`${web.jupyterUrl}/user/ada/lab?omnisci&reset`);

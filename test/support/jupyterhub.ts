@@ -204,13 +204,14 @@ export interface LaunchedHub {
 
 /**
  * Runs `jupyterhub -f jupyterhub_config.py` in `dir` (its database and cookie secret land there) with
- * the hub venv first on the PATH (then `env`'s PATH, if any) and waits until `apiUrl` answers through the proxy.
+ * `bin` (commands the config names), then the hub venv first on the PATH, and waits until `apiUrl`
+ * answers through the proxy.
  */
-export async function launchHub(o: { dir: string; apiUrl: string; env: Record<string, string>; removeDir?: boolean }): Promise<LaunchedHub> {
+export async function launchHub(o: { dir: string; apiUrl: string; env: Record<string, string>; bin?: string; removeDir?: boolean }): Promise<LaunchedHub> {
   let output = '';
   const child: ChildProcess = spawn(join(HUB_VENV, 'bin/jupyterhub'), ['-f', join(o.dir, 'jupyterhub_config.py')], {
     cwd: o.dir,
-    env: { ...process.env, ...o.env, PATH: `${join(HUB_VENV, 'bin')}:${o.env.PATH ?? process.env.PATH ?? ''}` },
+    env: { ...process.env, ...o.env, PATH: [...(o.bin ? [o.bin] : []), join(HUB_VENV, 'bin'), process.env.PATH ?? ''].join(':') },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
