@@ -26,7 +26,7 @@ import { launchChromium } from '../support/browser.js';
 import { tempDir } from '../support/core.js';
 import { blockUnder, substitute } from '../support/docs.js';
 import { startHeavyAiWebServer, SESSION_COOKIE, type HeavyAiWebServer } from '../support/heavyai-webserver.js';
-import { startHeavyDb, type HeavyDbStandIn } from '../support/heavydb/standin.js';
+import { startHeavyDb, type HeavyDbStandIn } from '../../scripts/demo/heavydb/standin.js';
 import { NoJsBrowser } from '../support/hub-service.js';
 import { freePort, launchHub, waitFor, type LaunchedHub } from '../support/jupyterhub.js';
 import { OMNISCI_VENV, omnisciInstalled } from '../support/notebook.js';
