@@ -7,6 +7,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
+import { takesTokens } from './config/rules.js';
 import { configSchema } from './config/schema.js';
 import type { Algorithm, Config, OmnisciProtocol } from './config/types.js';
 import { devSetup, isLocalOnly } from './dev.js';
@@ -71,9 +72,9 @@ function checkConfig(args: string[]): void {
   const path = configPath(values);
   if (!path) throw usage('check-config needs --config FILE');
   const config = loadConfigFile(path);
-  process.stdout.write(
-    `${path}: ok (store ${config.store.backend}, algorithms ${config.token.algorithms.join(', ')}, base ${config.listen.basePath})\n`,
-  );
+  const tokens = takesTokens(config) ? `algorithms ${config.token.algorithms.join(', ')}` : 'no token handoffs (no key source)';
+  const header = config.heavydb.enabled ? ', header mode' : '';
+  process.stdout.write(`${path}: ok (store ${config.store.backend}, ${tokens}${header}, base ${config.listen.basePath})\n`);
 }
 
 async function doctorCommand(args: string[]): Promise<number> {
@@ -167,7 +168,8 @@ async function z2jh(args: string[]): Promise<void> {
   });
   const path = configPath(v);
   if (!path) throw usage('z2jh-values needs --config FILE');
-  const config = loadConfigFile(path);
+  // The values are for the service's deployment, whose environment (the hub's API URL and token) is not this shell's.
+  const config = loadConfigFile(path, process.env, { elsewhere: true });
   const authenticator =
     config.hub.loginMode === 'handoff' || config.heavydb.enabled ? await readFile(new URL('../../helm/omnisci-handoff/files/authenticator.py', import.meta.url), 'utf8') : undefined;
   process.stdout.write(

@@ -25,6 +25,7 @@ export const ERRORS = {
   bad_username: [400, 'The user name in the handoff token cannot be a JupyterHub user name.'],
   cross_site_refused: [403, 'This handoff was sent from a page this service does not accept handoffs from. Open the notebook from Immerse.'],
   transport_disabled: [400, 'This service does not accept the handoff token this way; Immerse must post it.'],
+  tokens_disabled: [404, 'This service takes no handoff tokens (none are configured). Open the notebook from Immerse.'],
   token_replayed: [409, 'This handoff link was already used. Open the notebook again from Immerse.'],
   record_full: [429, 'Too many notebook openings of this user are still pending; try again in a few minutes.'],
   keys_unavailable: [503, 'The signing keys could not be loaded; try again shortly.'],

@@ -4,6 +4,7 @@
  * flight, flush the store).
  */
 import { createServer, type Server } from 'node:http';
+import { takesTokens } from './config/rules.js';
 import type { Config } from './config/types.js';
 import { isLocalOnly } from './dev.js';
 import { keySourcesFromConfig } from './handoff/keys.js';
@@ -55,14 +56,15 @@ export async function buildApp(config: Config, o: ServiceOptions = {}) {
       ? (await import('./k8s/client.js')).connectKubernetes(config.store.kubernetes, logger)
       : undefined;
   const store = o.store ?? (await createStore(config, logger, kube));
-  const verifier = createVerifier(config, await keySourcesFromConfig(config.token.keys, env), logger);
+  // No key source: no token is verified (header mode only); the token entries say so (tokens_disabled).
+  const verifier = takesTokens(config) ? createVerifier(config, await keySourcesFromConfig(config.token.keys, env), logger) : undefined;
   // With a hub, make sure the user's server runs (progress page) before landing; local mode without
   // a hub ends on the service's own page of what the notebook would receive; else land directly.
   const hub = config.hub.enabled ? createHubLanding(config, { store, env, logger, metrics }) : undefined;
   const local = !hub && isLocalOnly(config) ? createLocalLanding(config, store, { demoLink: Boolean(o.demoToken) }) : undefined;
   const app = createApp({
     config,
-    verifier,
+    ...(verifier ? { verifier } : {}),
     store,
     logger,
     metrics,

@@ -47,11 +47,20 @@ function ajvMessage(e: ErrorObject): string {
   }
 }
 
+export interface ResolveOptions {
+  /**
+   * The config is for a service that runs elsewhere (`z2jh-values` prints values for the hub's
+   * deployment): what only that process's environment supplies (JUPYTERHUB_API_URL and _TOKEN, an
+   * HMAC secret's env var) is not checked here.
+   */
+  elsewhere?: boolean;
+}
+
 /**
  * Validates a raw config object, fills in defaults and applies the environment
  * (JUPYTERHUB_SERVICE_PREFIX). Throws ConfigError listing every problem.
  */
-export function resolveConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): Config {
+export function resolveConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, o: ResolveOptions = {}): Config {
   const data = structuredClone(raw ?? {}) as Record<string, unknown>;
   if (typeof data !== 'object' || Array.isArray(data))
     throw new ConfigError([{ path: '', message: 'must be a mapping of settings' }]);
@@ -76,7 +85,7 @@ export function resolveConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env
     config.hub.oauthClientId ??= env.JUPYTERHUB_CLIENT_ID ?? (name ? `service-${name}` : undefined);
     config.hub.oauthRedirectUri ??= env.JUPYTERHUB_OAUTH_CALLBACK_URL ?? `${config.listen.basePath}oauth_callback`;
   }
-  const problems = ruleProblems(config, env);
+  const problems = ruleProblems(config, env, o.elsewhere);
   if (problems.length) throw new ConfigError(problems);
   return config;
 }
@@ -86,7 +95,7 @@ function normalizeBasePath(p: string): string {
 }
 
 /** Reads and resolves a YAML config file. */
-export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env, o: ResolveOptions = {}): Config {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -99,5 +108,5 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
   } catch (e) {
     throw new ConfigError([{ path: '', message: `${path} is not valid YAML: ${(e as Error).message.split('\n')[0]}` }]);
   }
-  return resolveConfig(raw, env);
+  return resolveConfig(raw, env, o);
 }

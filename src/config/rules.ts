@@ -21,11 +21,16 @@ export interface Rule {
   path: string;
   /** The problem's message when the config breaks the rule, else undefined. */
   check(c: Config, env: NodeJS.ProcessEnv): string | undefined;
+  /** It checks what the environment of the process that serves supplies (skipped for a config run elsewhere). */
+  env?: true;
 }
 
 const isHmac = (a: string) => (HMAC_ALGORITHMS as readonly string[]).includes(a);
 const hasHmac = (c: Config) => Boolean(c.token.keys.hmacSecretFile || c.token.keys.hmacSecretEnv);
 const hasPublic = (c: Config) => Boolean(c.token.keys.jwksUrl || c.token.keys.publicKeyFiles.length);
+
+/** Token handoffs are on when a key source is configured; without one only header mode lets anybody in. */
+export const takesTokens = (c: Config): boolean => hasHmac(c) || hasPublic(c);
 
 function compiles(pattern: string | undefined): string | undefined {
   if (pattern === undefined) return undefined;
@@ -51,7 +56,7 @@ function callbackProblem(c: Config): string | undefined {
 export const envValue = (env: NodeJS.ProcessEnv, name: string): string | undefined =>
   Object.hasOwn(env, name) && typeof env[name] === 'string' ? env[name] : undefined;
 
-const rule = (id: string, path: string, check: Rule['check']): Rule => ({ id, path, check });
+const rule = (id: string, path: string, check: Rule['check'], env?: true): Rule => ({ id, path, check, ...(env ? { env } : {}) });
 const when = (cond: boolean, message: string) => (cond ? message : undefined);
 
 export const RULES: readonly Rule[] = [
@@ -59,8 +64,13 @@ export const RULES: readonly Rule[] = [
     when(Boolean(c.token.keys.hmacSecretFile && c.token.keys.hmacSecretEnv), 'set hmacSecretFile or hmacSecretEnv, not both'),
   ),
   rule('key-source', 'token.keys', (c) =>
-    when(!hasHmac(c) && !hasPublic(c), 'no key source: set jwksUrl, publicKeyFiles, hmacSecretFile or hmacSecretEnv'),
+    when(
+      !takesTokens(c) && !c.heavydb.enabled,
+      'no key source: set jwksUrl, publicKeyFiles, hmacSecretFile or hmacSecretEnv (or heavydb.enabled, header mode, without token handoffs)',
+    ),
   ),
+  rule('token-issuer', 'token.issuer', (c) => when(takesTokens(c) && !c.token.issuer, 'is required when token.keys names a key source (token handoffs)')),
+  rule('token-audience', 'token.audience', (c) => when(takesTokens(c) && !c.token.audience, 'is required when token.keys names a key source (token handoffs)')),
   rule('hmac-alg-needs-secret', 'token.algorithms', (c) =>
     when(c.token.algorithms.some(isHmac) && !hasHmac(c), 'HS256/384/512 are allowed only when an HMAC secret is configured'),
   ),
@@ -70,10 +80,15 @@ export const RULES: readonly Rule[] = [
   rule('public-keys-need-alg', 'token.algorithms', (c) =>
     when(hasPublic(c) && c.token.algorithms.every(isHmac), 'public keys are configured but only HS* algorithms are allowed'),
   ),
-  rule('hmac-env-set', 'token.keys.hmacSecretEnv', (c, env) => {
-    const name = c.token.keys.hmacSecretEnv;
-    return when(Boolean(name && !envValue(env, name)), `env var ${name} is not set`);
-  }),
+  rule(
+    'hmac-env-set',
+    'token.keys.hmacSecretEnv',
+    (c, env) => {
+      const name = c.token.keys.hmacSecretEnv;
+      return when(Boolean(name && !envValue(env, name)), `env var ${name} is not set`);
+    },
+    true,
+  ),
   rule('jwks-https', 'token.keys.jwksUrl', (c) => {
     const url = c.token.keys.jwksUrl;
     if (!url || url.startsWith('https://')) return undefined;
@@ -101,9 +116,12 @@ export const RULES: readonly Rule[] = [
       return 'is not a URL';
     }
   }),
-  rule('hub-api-url', 'hub.apiUrl', (c) => when(c.hub.enabled && !c.hub.apiUrl, 'is required when hub.enabled (or set JUPYTERHUB_API_URL)')),
-  rule('hub-api-token', 'hub.apiTokenFile', (c, env) =>
-    when(c.hub.enabled && !c.hub.apiTokenFile && !env.JUPYTERHUB_API_TOKEN, 'set it or JUPYTERHUB_API_TOKEN when hub.enabled'),
+  rule('hub-api-url', 'hub.apiUrl', (c) => when(c.hub.enabled && !c.hub.apiUrl, 'is required when hub.enabled (or set JUPYTERHUB_API_URL)'), true),
+  rule(
+    'hub-api-token',
+    'hub.apiTokenFile',
+    (c, env) => when(c.hub.enabled && !c.hub.apiTokenFile && !env.JUPYTERHUB_API_TOKEN, 'set it or JUPYTERHUB_API_TOKEN when hub.enabled'),
+    true,
   ),
   rule('login-handoff-needs-hub', 'hub.loginMode', (c) => when(c.hub.loginMode === 'handoff' && !c.hub.enabled, 'handoff needs hub.enabled')),
   rule('create-users-needs-hub', 'hub.createUsers', (c) => when(c.hub.createUsers && !c.hub.enabled, 'needs hub.enabled')),
@@ -147,8 +165,9 @@ export const RULES: readonly Rule[] = [
   ),
 ];
 
-export function ruleProblems(c: Config, env: NodeJS.ProcessEnv): ConfigProblem[] {
-  return RULES.flatMap((r) => {
+/** Every broken rule; `elsewhere`: the config is for a process that runs elsewhere (skip the `env` rules). */
+export function ruleProblems(c: Config, env: NodeJS.ProcessEnv, elsewhere = false): ConfigProblem[] {
+  return RULES.filter((r) => !(elsewhere && r.env)).flatMap((r) => {
     const message = r.check(c, env);
     return message === undefined ? [] : [{ path: r.path, message }];
   });

@@ -64,10 +64,10 @@ export const configSchema = {
       ),
     }),
     token: obj(
-      'How handoff tokens (JWTs from Immerse) are verified. See docs/handoff-token.md.',
+      'How handoff tokens (JWTs from Immerse) are verified (docs/handoff-token.md). Token handoffs are on when `token.keys` names a key source; then `issuer` and `audience` are required. Without one (header mode only, `heavydb.enabled`) every token entry answers `tokens_disabled`.',
       {
-        issuer: str('Required `iss` claim value.', { minLength: 1 }),
-        audience: str('Required `aud` claim value (the token must list it).', { minLength: 1 }),
+        issuer: str('Required `iss` claim value (needed when `token.keys` names a key source).', { minLength: 1 }),
+        audience: str('Required `aud` claim value; the token must list it (needed when `token.keys` names a key source).', { minLength: 1 }),
         algorithms: {
           type: 'array',
           description: 'Allowed `alg` header values. HS* need an HMAC secret (`token.keys.hmacSecretFile` or `hmacSecretEnv`); the others need public keys (`publicKeyFiles` or `jwksUrl`). `none` is never accepted.',
@@ -113,7 +113,6 @@ export const configSchema = {
           },
         ),
       },
-      { required: ['issuer', 'audience'] },
     ),
     user: obj('How the JupyterHub user name is derived from the token.', {
       claim: str('Claim holding the user name (the header-mode login takes HeavyDB\'s user name instead).', { default: 'sub', minLength: 1 }),
@@ -328,5 +327,4 @@ export const configSchema = {
       enabled: bool('Serve /metrics on the internal listener.', true),
     }),
   },
-  required: ['token'],
 } as const;

@@ -13,9 +13,10 @@ const HEADER = `<!-- Generated from src/config/schema.ts and src/deploy/chart-va
 The service reads one YAML file (\`omnisci-handoff serve --config FILE\`, or the path in
 \`OMNISCI_HANDOFF_CONFIG\`), validated against the schema below before it starts: every problem is
 listed with its path and the process exits with code 2; \`omnisci-handoff check-config --config FILE\`
-checks a file without starting. Only \`token.issuer\` and \`token.audience\` are required; every other
-setting has the default shown or stays unset. Secrets never go in this file: they are read from the
-files or env vars the settings name.
+checks a file without starting. Every setting has the default shown or stays unset; what must go
+together is checked too: token handoffs need a key source in \`token.keys\` and then \`token.issuer\`
+and \`token.audience\`; without a key source only header mode (\`heavydb.enabled\`) lets anybody in.
+Secrets never go in this file: they are read from the files or env vars the settings name.
 
 With the Helm chart, the service configuration goes under \`config:\` in the chart's values
 ([Helm chart values](#helm-chart-values)); the chart sets some settings itself and changes a few

@@ -3,6 +3,7 @@
  * files, the JWKS (fetched now, its kids listed), and whether the allowed algorithms have a key.
  */
 import type { JWK } from 'jose';
+import { takesTokens } from '../config/rules.js';
 import type { Algorithm, Config } from '../config/types.js';
 import { describeCause } from '../errors.js';
 import { isHmacAlg, readHmacSecret, readPublicKeyFile } from '../handoff/keys.js';
@@ -32,6 +33,8 @@ const kids = (keys: JWK[]) => keys.map((k) => (k.kid ? `kid ${k.kid}` : 'no kid'
 const counted = (keys: JWK[]) => `${keys.length} key${keys.length === 1 ? '' : 's'}${keys.length ? ` (${kids(keys)})` : ''}`;
 
 export async function keyChecks(config: Config, env: NodeJS.ProcessEnv, fetchImpl: typeof fetch): Promise<Check[]> {
+  // The config rules allow no key source only with header mode on.
+  if (!takesTokens(config)) return [pass('keys', 'none configured: no token handoffs, header mode only (token entries answer tokens_disabled)')];
   const keys = config.token.keys;
   const out: Check[] = [];
   const publicKeys: JWK[] = [];

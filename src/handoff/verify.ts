@@ -60,6 +60,9 @@ function joseToHandoffError(e: unknown): HandoffError | undefined {
 
 export function createVerifier(config: Config, sources: KeySource[], log?: Pick<Logger, 'warn'>): Verifier {
   const t = config.token;
+  const { issuer, audience } = t;
+  // The config rules require both with a key source; never verify a token without checking them.
+  if (!issuer || !audience) throw new HandoffError('config_invalid', 'token.issuer and token.audience are required to verify tokens');
   const sessionPattern = new RegExp(t.sessionPattern, 'u');
 
   function readHeader(token: unknown, expectedTyp: string, forbiddenTyp: string): { token: string; header: JWSHeaderParameters } {
@@ -112,8 +115,8 @@ export function createVerifier(config: Config, sources: KeySource[], log?: Pick<
       try {
         ({ payload } = await jwtVerify(s, key, {
           algorithms: [header.alg as string],
-          issuer: t.issuer,
-          audience: t.audience,
+          issuer,
+          audience,
           clockTolerance: t.clockToleranceSeconds,
           maxTokenAge: t.maxLifetimeSeconds,
           requiredClaims: ['exp', 'iat', 'jti', 'sub'],

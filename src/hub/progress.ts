@@ -34,7 +34,10 @@ export class SpawnTask {
   private lastWanted = performance.now();
   private ended = false;
   readonly done: Promise<void>;
-  /** Settles once the hub was asked to start (or stop) the server, or nothing needed asking, or the task ended. */
+  /**
+   * Settles once the hub has the start (or stop) request — its model shows it under way, or it
+   * answered — or nothing needed asking, or the task ended; not only once the hub answers (./spawn.ts).
+   */
   readonly requested: Promise<void>;
 
   constructor(run: SpawnRun, onError: (e: HandoffError) => void) {

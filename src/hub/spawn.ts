@@ -8,10 +8,16 @@
  * No hub call is made twice (./throttle.ts says why that matters). A task nobody waits for any more
  * (`wanted`) stops asking: a server its user stopped after landing through another replica is not
  * started again by a task still waiting out a 429 (a read would not tell: stopped looks like never started).
+ *
+ * The hub holds a start request up to its slow_spawn_timeout (a stop up to slow_stop_timeout), 10 s
+ * by default, before answering. Whoever waits for the request to be made (`onRequested`: a landing
+ * about to send the browser to a progress page) is told as soon as the hub's model shows it under
+ * way, not when the hub answers: a cold pod must not keep a browser (or the authenticator, whose
+ * own timeout is 10 s too) waiting for a page.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HandoffError } from '../errors.js';
-import type { HubClient, HubUser } from './client.js';
+import type { HubClient, HubServer, HubUser } from './client.js';
 import { FollowerPace, followerThrottle, ownerThrottle, type Step } from './throttle.js';
 
 export interface SpawnUpdate {
@@ -35,7 +41,7 @@ export interface SpawnRequest {
   follow?: boolean;
   /** The user model just read by the caller: spares the first read. */
   model?: HubUser;
-  /** Called once the hub has been asked (start or stop answered) or nothing needs asking. */
+  /** Called once the hub has been asked (its model shows the start or stop under way, or it answered) or nothing needs asking. */
   onRequested?(): void;
   /** Whether a browser still waits for this server; checked before every start request. */
   wanted?(): boolean;
@@ -44,6 +50,8 @@ export interface SpawnRequest {
 }
 
 const POLL_MS = 500;
+/** How often the hub's model is read while it holds a request that someone waits to see made. */
+const HELD_POLL_MS = 250;
 
 /** Resolves true once the server is ready, false when nobody wanted it any more before a start request. */
 export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<boolean> {
@@ -59,6 +67,28 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<b
     requested = undefined;
   };
   const update = (progress: number, message: string) => req.onUpdate({ progress, message });
+
+  /**
+   * Sends a request the hub may hold; while nobody has been told yet that the hub was asked, reads
+   * the user now and then and tells them once the model `shows` the request under way. The
+   * request's own answer decides what happens next; a failed read only ends the watch.
+   */
+  const held = async <T>(request: Promise<T>, shows: (s: HubServer | undefined) => boolean): Promise<T> => {
+    if (!requested) return request;
+    const answered = new AbortController();
+    void (async () => {
+      while (requested) {
+        await sleep(HELD_POLL_MS, undefined, { signal: answered.signal });
+        const m = await hub.getUser(req.user);
+        if (!answered.signal.aborted && m && shows(m.servers[req.server])) asked();
+      }
+    })().catch(() => undefined);
+    try {
+      return await request;
+    } finally {
+      answered.abort();
+    }
+  };
 
   const wait = async (ms: number) => {
     try {
@@ -109,7 +139,7 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<b
         }
         restart = false;
         update(5, 'Restarting your server so that it uses the new OmniSci connection…');
-        await hub.stopServer(req.user, req.server);
+        await held(hub.stopServer(req.user, req.server), (s) => !s?.ready || s.pending === 'stop');
         asked();
         continue;
       }
@@ -129,7 +159,7 @@ export async function ensureServer(hub: HubClient, req: SpawnRequest): Promise<b
     step = 'look';
     if (req.wanted?.() === false) return false;
     update(5, 'Requesting your server…');
-    const out = await hub.startServer(req.user, req.server, req.userOptions);
+    const out = await held(hub.startServer(req.user, req.server, req.userOptions), (s) => s?.pending === 'spawn' || s?.ready === true);
     asked();
     switch (out.kind) {
       case 'throttled': {

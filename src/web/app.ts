@@ -25,7 +25,8 @@ import { SESSION_LOGIN_BODY_LIMIT, sessionLoginHandler } from './session-login.j
 
 export interface AppDeps {
   config: Config;
-  verifier: Verifier;
+  /** Absent when no token key source is configured (header mode only): the token entries refuse (tokens_disabled). */
+  verifier?: Verifier;
   store: SessionStore;
   logger: Logger;
   metrics: Metrics;

@@ -2,6 +2,7 @@
  * The token entries: `POST {base}handoff` (form field `token`, Immerse's auto-posting form),
  * `GET {base}handoff?token=…`, `GET {base}handoff#token=…` (a page that posts the fragment),
  * `POST {base}revoke`, and local mode's demo page. A handoff runs through the pipeline (./pipeline.ts).
+ * Without a token key source (header mode only) each token entry answers tokens_disabled.
  */
 import type { RequestHandler } from 'express';
 import type { Config } from '../config/types.js';
@@ -27,9 +28,16 @@ export function demoPage(base: string, mint: () => Promise<string>): RequestHand
   };
 }
 
-export function tokenEntries(config: Config, verifier: Verifier, pipeline: Pipeline, store: SessionStore, metrics: Metrics): TokenEntries {
+/** The verifier of a service without token keys (header mode only): every token entry answers tokens_disabled. */
+const NO_TOKENS: Verifier = {
+  verifyHandoff: () => Promise.reject(new HandoffError('tokens_disabled', 'no token key source is configured')),
+  verifyRevocation: () => Promise.reject(new HandoffError('tokens_disabled', 'no token key source is configured')),
+};
+
+export function tokenEntries(config: Config, given: Verifier | undefined, pipeline: Pipeline, store: SessionStore, metrics: Metrics): TokenEntries {
   const base = config.listen.basePath;
   const origins = allowedOrigins(config.token);
+  const verifier = given ?? NO_TOKENS;
   const off = (setting: string) => () => Promise.reject(new HandoffError('transport_disabled', `token.${setting} is off`));
 
   return {
@@ -43,6 +51,8 @@ export function tokenEntries(config: Config, verifier: Verifier, pipeline: Pipel
       const token = req.query.token;
       if (token !== undefined)
         return pipeline.run(req, res, config.token.queryTransport ? () => verifier.verifyHandoff(token) : off('queryTransport'));
+      // No page that would post a token nobody verifies.
+      if (!given) return pipeline.run(req, res, () => verifier.verifyHandoff(undefined));
       if (!config.token.fragmentTransport) return pipeline.run(req, res, off('fragmentTransport'));
       // No query token: the token is in the fragment; this page posts it.
       res.set('Referrer-Policy', SELF_POSTING).type('html').send(page('Opening your notebook', postForm(`${base}handoff`, undefined, 'Opening your notebook…'), FRAGMENT_SCRIPT));

@@ -36,6 +36,7 @@ export function securityHeaders(hubOrigin: string, scripts: string[]) {
 /** The origins allowed to post a handoff from another site: configured, else the issuer's when it is a URL. */
 export function allowedOrigins(token: Config['token']): Set<string> {
   if (token.allowedOrigins.length) return new Set(token.allowedOrigins.map((o) => new URL(o).origin));
+  if (!token.issuer) return new Set();
   try {
     const u = new URL(token.issuer);
     return new Set(u.protocol === 'https:' || u.protocol === 'http:' ? [u.origin] : []);

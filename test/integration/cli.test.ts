@@ -65,7 +65,7 @@ test('check-config lists every problem and exits 2', async () => {
   writeFileSync(file, stringify({ listen: { port: -1 }, token: { algorithms: ['none'] }, typo: true }));
   const r = await runCli(['check-config', '--config', file]);
   expect(r.code).toBe(2);
-  for (const path of ['listen.port', 'token.issuer', 'token.audience', 'token.algorithms.0', 'typo']) expect(r.stderr).toContain(`  ${path}: `);
+  for (const path of ['listen.port', 'token.algorithms.0', 'typo']) expect(r.stderr).toContain(`  ${path}: `);
   const missing = await runCli(['check-config', '--config', join(dir, 'nope.yaml')]);
   expect(missing.code).toBe(2);
   expect(missing.stderr).toContain('cannot read');
@@ -112,4 +112,24 @@ test('z2jh-values prints the hub service, the least role and, in handoff login m
   expect(values.hub.services['omnisci-handoff']).toEqual({ url: 'http://omnisci-handoff:8470', display: false, oauth_no_confirm: true });
   expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers']);
   expect(r.stdout).toContain('OmnisciHandoffAuthenticator');
+});
+
+test("header mode only (no token section): check-config says so, and z2jh-values prints without the hub's environment", async () => {
+  const dir = tempDir('oh-cli-');
+  const file = join(dir, 'config.yaml');
+  writeFileSync(
+    file,
+    stringify({ hub: { enabled: true, createUsers: true }, heavydb: { enabled: true, url: 'http://heavydb:6278/' }, omnisci: { protocol: 'binary', host: 'heavydb', port: 6274 } }),
+  );
+  const hubEnv = { JUPYTERHUB_API_URL: 'http://hub:8081/hub/api', JUPYTERHUB_API_TOKEN: 't' };
+  const checked = await runCli(['check-config', '--config', file], hubEnv);
+  expect([checked.code, checked.stderr]).toEqual([0, '']);
+  expect(checked.stdout).toContain('no token handoffs (no key source), header mode');
+  // Where the hub's variables are missing, check-config names them; z2jh-values does not need them.
+  expect((await runCli(['check-config', '--config', file])).stderr).toMatch(/hub\.apiUrl: .*JUPYTERHUB_API_URL/);
+  const r = await runCli(['z2jh-values', '--config', file]);
+  expect([r.code, r.stderr]).toEqual([0, '']);
+  const values = parse(r.stdout) as { hub: { loadRoles: Record<string, { scopes: string[] }>; extraConfig: Record<string, string> } };
+  expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers', 'admin:users']);
+  expect(values.hub.extraConfig['omnisci-handoff']).toContain('c.OmnisciHandoffAuthenticator.header_login = True');
 });

@@ -166,10 +166,10 @@ describe('doctor on keys', () => {
 
   test('an invalid config: only the config line, exit 2', async () => {
     const file = join(dir, 'bad.yaml');
-    writeFileSync(file, stringify({ token: { audience: 'a', keys: {} }, listen: { port: -1 } }));
+    writeFileSync(file, stringify({ token: { audience: 'a', keys: {} }, listen: { port: -1, colour: 'blue' } }));
     const r = await doctor(file);
     expect(lines(r.stdout)).toEqual([
-      `✗ config: ${file}: listen.port: must be >= 0; token.issuer: is required — fix: correct the listed settings (omnisci-handoff check-config --config FILE lists them too)`,
+      `✗ config: ${file}: listen.colour: is not a known setting; listen.port: must be >= 0 — fix: correct the listed settings (omnisci-handoff check-config --config FILE lists them too)`,
     ]);
     expect(r.code).toBe(2);
     expect((await runCli(['doctor'])).code).toBe(2);

@@ -5,10 +5,13 @@
  * the shipped authenticator with header_login, this service with the local store, the spawner hook,
  * and single-user servers running the released jupyterlab-omnisci (classic notebook 6).
  * Chromium goes from Immerse's Jupyter button to the lab; /user/<name>/omnisci/session then answers
- * the session and the button's SQL. Every refusal ends on the hub's error page with its code and stores nothing.
+ * the session and the button's SQL. Every refusal ends on the hub's error page with its code, and
+ * every refusal of session-login (also those only the authenticator's channel can reach: no hub
+ * token, a bad user name, an unknown hub user, the hub down) leaves the store byte for byte as it was.
+ * The service runs without a token section (header mode only), as docs/heavyai.md shows it.
  */
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
@@ -22,6 +25,7 @@ import { tempDir } from '../support/core.js';
 import { startHeavyAiWebServer, SESSION_COOKIE, type HeavyAiWebServer } from '../support/heavyai-webserver.js';
 import { startHeavyDb, type HeavyDbStandIn } from '../../scripts/demo/heavydb/standin.js';
 import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
+import { snapshotTree } from '../support/snapshot.js';
 import { freePort, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, spawnerHookConfig, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
 import { OMNISCI_VENV, omnisciInstalled } from '../support/notebook.js';
 
@@ -71,6 +75,7 @@ c.Spawner.environment = {'JUPYTERHUB_SINGLEUSER_APP': 'notebook.notebookapp.Note
     hubPublicUrl: web.jupyterUrl,
     hubConfig: { createUsers: true },
     sections: {
+      token: {},
       omnisci: { protocol: heavydb.protocol, host: heavydb.host, port: heavydb.port, database: 'heavyai' },
       // The longest cache (the default is 5 s): "the same session again" asks HeavyDB no more after the browser test.
       heavydb: { enabled: true, url: heavydb.url, requireRole: ROLE, requestTimeoutMs: 2000, retries: 0, cacheSeconds: 60 },
@@ -165,12 +170,14 @@ describe('refusals: the hub shows the code, nothing is stored, the browser is no
   ];
   test.each(cases)('%s', async (what, make, status, code) => {
     const before = (await heavydb.calls()).length;
-    const { b, res } = await clickJupyter(await make());
+    const sessionId = await make();
+    const store = snapshotTree(storeDir);
+    const { b, res } = await clickJupyter(sessionId);
     expect(res.status).toBe(status);
     const text = await res.text();
     expect(text).toContain(`(code ${code})`);
     expect([...b.cookies.keys()].some((k) => k.startsWith('jupyterhub-session'))).toBe(false);
-    for (const u of ['carol', 'dave']) expect(stored(u)).toBe(false);
+    expect(snapshotTree(storeDir)).toEqual(store);
     // A malformed id never reaches HeavyDB; no refusal is followed by anything but the check.
     const calls = (await heavydb.calls()).slice(before).map((c) => c.method);
     expect(calls.every((m) => m === 'get_session_info' || m === 'has_role')).toBe(true);
@@ -261,8 +268,82 @@ describe('from the Immerse button to the lab', () => {
   });
 });
 
+describe("session-login's other refusals (the authenticator's channel): the store byte for byte as it was", () => {
+  /** POSTs to session-login as the authenticator does; the status and the error code. */
+  const sessionLogin = async (url: string, body: unknown, token: string | null = hub.serviceToken) => {
+    const res = await fetch(`${url}session-login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...(token ? { authorization: `token ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    return [res.status, ((await res.json()) as { error: string }).error] as const;
+  };
+  /** A second service on this hub (its own store, a copy of the first's) with other hub settings. */
+  const otherService = async (hubConfig: Record<string, unknown>) => {
+    const dir = tempDir('oh-heavyai-other-');
+    cpSync(storeDir, dir, { recursive: true });
+    const other = await startHubService({ hub, storeDir: dir, hubPublicUrl: web.jupyterUrl, hubConfig, sections: { token: {}, omnisci: svc.config.omnisci, heavydb: svc.config.heavydb } });
+    return { other, dir, close: async () => (await other.close(), rmSync(dir, { recursive: true, force: true })) };
+  };
+
+  test('the store has records to keep', () => {
+    expect(Object.keys(snapshotTree(storeDir)).filter((p) => p.endsWith('state.json')).length).toBeGreaterThan(1);
+  });
+
+  test.each([
+    ['no Authorization header', null, 403, 'forbidden'],
+    ["another token than this service's", 'not-the-service-token', 403, 'forbidden'],
+  ])('%s: 403, HeavyDB not asked', async (_what, token, status, code) => {
+    const id = await session('hal', { roles: [ROLE] });
+    const [store, calls] = [snapshotTree(storeDir), (await heavydb.calls()).length];
+    expect(await sessionLogin(svc.url, { session: id }, token)).toEqual([status, code]);
+    expect(snapshotTree(storeDir)).toEqual(store);
+    expect((await heavydb.calls()).length).toBe(calls);
+  });
+
+  test('a HeavyDB user name no hub user can have: bad_username', async () => {
+    const id = await session('bad/name', { superuser: true });
+    const store = snapshotTree(storeDir);
+    expect(await sessionLogin(svc.url, { session: id })).toEqual([400, 'bad_username']);
+    expect(snapshotTree(storeDir)).toEqual(store);
+  });
+
+  test('a user the hub does not know, without hub.createUsers: hub_user_unknown', async () => {
+    const { other, dir, close } = await otherService({ createUsers: false });
+    try {
+      const id = await session('ivy', { roles: [ROLE] });
+      const store = snapshotTree(dir);
+      expect(await sessionLogin(other.url, { session: id })).toEqual([404, 'hub_user_unknown']);
+      expect(snapshotTree(dir)).toEqual(store);
+      expect((await hub.admin('GET', '/users/ivy')).status).toBe(404);
+    } finally {
+      await close();
+    }
+  });
+
+  test('the hub down: hub_unavailable', async () => {
+    const { other, dir, close } = await otherService({ apiUrl: `http://127.0.0.1:${await freePort()}/hub/api`, retries: 0 });
+    try {
+      const id = await session('alice', { roles: [ROLE] });
+      const store = snapshotTree(dir);
+      expect(await sessionLogin(other.url, { session: id })).toEqual([502, 'hub_unavailable']);
+      expect(snapshotTree(dir)).toEqual(store);
+    } finally {
+      await close();
+    }
+  });
+
+  test('no token is taken (no token section): tokens_disabled, nothing stored', async () => {
+    const store = snapshotTree(storeDir);
+    const res = await fetch(`${svc.url}handoff`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }, body: 'token=a.b.c' });
+    expect([res.status, ((await res.json()) as { error: string }).error]).toEqual([404, 'tokens_disabled']);
+    expect(snapshotTree(storeDir)).toEqual(store);
+  });
+});
+
 test('HeavyDB down: 503 heavydb_unavailable with Retry-After and a way to try again; nothing stored', async () => {
   const id = await session('gina', { roles: [ROLE] });
+  const store = snapshotTree(storeDir);
   await heavydb.stop();
   const { res } = await clickJupyter(id);
   expect(res.status).toBe(503);
@@ -270,6 +351,6 @@ test('HeavyDB down: 503 heavydb_unavailable with Retry-After and a way to try ag
   const text = await res.text();
   expect(text).toContain('(code heavydb_unavailable)');
   expect(text).toContain('Try again');
-  expect(stored('gina')).toBe(false);
+  expect(snapshotTree(storeDir)).toEqual(store);
   await waitFor(async () => (svc.logs.lines.some((l) => l.includes('heavydb_unavailable')) ? true : undefined), 50);
 });

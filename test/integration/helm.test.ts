@@ -291,6 +291,8 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
   const RULE_CASES: Record<string, { values: object; chart: RegExp } | { na: string }> = {
     'hmac-one-source': { na: 'the chart sets token.keys.hmacSecretFile only' },
     'key-source': { values: { tokenKeys: { publicKeys: { secretName: '' } } }, chart: /no verification key/ },
+    'token-issuer': { values: { config: { token: { issuer: null } } }, chart: /token\.issuer is required/ },
+    'token-audience': { values: { config: { token: { audience: null } } }, chart: /token\.audience is required/ },
     'hmac-alg-needs-secret': { values: { config: { token: { algorithms: ['HS256', 'ES256'] } } }, chart: /tokenKeys\.hmacSecret\.secretName is empty/ },
     'hmac-secret-needs-alg': { values: { tokenKeys: { hmacSecret: { secretName: 's' } } }, chart: /allows no HS\* algorithm/ },
     'public-keys-need-alg': {

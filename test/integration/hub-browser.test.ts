@@ -1,8 +1,10 @@
 /**
  * A real browser (Debian Chromium via playwright-core; scripts/deps/chromium.sh) against a real hub:
  * an "Immerse" page on another origin posts a minted token, the browser sees the progress page
- * (SSE + same-origin script under the service's CSP; the spawn is held until the page shows) and ends
- * on the lab URL with both bare params.
+ * (SSE + same-origin script under the service's CSP) and ends on the lab URL with both bare params.
+ * The hub holds a start request until the spawn ends (slow_spawn_timeout far beyond the test, the
+ * service's own request timeout too) and every spawn is held (`held-*`) until the test has seen what it
+ * asserts, so the progress page shows while the hub has not yet answered the start request.
  */
 import { afterAll, beforeAll, expect, jest, test } from '@jest/globals';
 import { createServer, type Server } from 'node:http';
@@ -27,22 +29,24 @@ let hub: RunningHub;
 let svc: HubService;
 let immerse: Server;
 let browser: Browser;
+/** The Immerse page handing over `user`. */
+const immerseUrl = (user: string) => `http://localhost:${(immerse.address() as AddressInfo).port}/?user=${user}`;
 
 beforeAll(async () => {
   const [port, immersePort] = [await freePort(), await freePort()];
-  hub = await startHub({ serviceScopes: SERVICE_SCOPES_CREATE, serviceUrl: `http://127.0.0.1:${port}`, slowSeconds: 2 });
+  hub = await startHub({ serviceScopes: SERVICE_SCOPES_CREATE, serviceUrl: `http://127.0.0.1:${port}`, slowSpawnTimeout: 3600 });
   // Immerse's origin is the one allowed to post handoffs cross-site (token.allowedOrigins).
   svc = await startHubService({
     hub,
     port,
     basePath: '/services/omnisci-handoff/',
-    hubConfig: { createUsers: true },
+    hubConfig: { createUsers: true, requestTimeoutMs: 120_000 },
     tokenConfig: { allowedOrigins: [`http://localhost:${immersePort}`] },
   });
   const key = hmacKey('HS256');
   // Immerse stand-in: a page with an "open in notebook" form carrying a freshly minted token.
-  immerse = createServer((_req, res) => {
-    void mint(key, { subject: 'held-browser' }).then((token) => {
+  immerse = createServer((req, res) => {
+    void mint(key, { subject: new URL(req.url ?? '/', 'http://x').searchParams.get('user') ?? '' }).then((token) => {
       res.setHeader('content-type', 'text/html');
       res.end(`<!doctype html><title>Immerse</title><form method="post" action="${svc.url}handoff">
 <input type="hidden" name="token" value="${token}"><button id="open">Open in notebook</button></form>`);
@@ -69,7 +73,7 @@ test('the browser goes from the Immerse form through the progress page to the la
   page.on('console', (m) => {
     if (m.type() === 'error') progressTexts.push(`console error: ${m.text()}`);
   });
-  await page.goto(`http://localhost:${(immerse.address() as AddressInfo).port}/`);
+  await page.goto(immerseUrl('held-browser'));
   await page.click('#open');
   // The spawn is held until the test has seen the progress page.
   await page.waitForURL(/\/progress\//);
@@ -85,5 +89,23 @@ test('the browser goes from the Immerse form through the progress page to the la
   expect(progress.length).toBeGreaterThan(0);
   // The JS path ended it (no CSP errors above); no URL the browser showed carried a token or session.
   expect(seen.every((u) => !/token|session/i.test(u))).toBe(true);
+  await page.close();
+});
+
+test('a server that starts later than any timeout: the progress page while the hub still holds the start, then the lab', async () => {
+  const page = await browser.newPage();
+  await page.goto(immerseUrl('held-late'));
+  await page.click('#open');
+  // The spawn cannot end before the test releases it, so neither can the hub's answer to the start request.
+  await page.waitForURL(/\/progress\//);
+  expect(await page.textContent('h1')).toBe('Starting your notebook server');
+  const { json } = await hub.admin('GET', '/users/held-late');
+  expect((json as { servers: Record<string, { pending: string | null }> }).servers['']?.pending).toBe('spawn');
+  // The hub logs a request when it answers it.
+  expect(hub.log()).not.toMatch(/POST \/hub\/api\/users\/held-late\/server/);
+  hub.releaseSpawn('held-late');
+  await page.waitForURL(/\/user\/held-late\/lab/, { timeout: 60_000 });
+  expect(page.url()).toBe(`${hub.publicUrl}/user/held-late/lab?omnisci&reset`);
+  expect(hub.log()).toMatch(/20[12] POST \/hub\/api\/users\/held-late\/server/);
   await page.close();
 });

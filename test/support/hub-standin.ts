@@ -662,7 +662,8 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
 
   async function waitAtMost<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
     let timer: NodeJS.Timeout | undefined;
-    const t = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)));
+    // Unref'd: a request held when the stand-in stops must not keep the test process alive.
+    const t = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms).unref()));
     try {
       return await Promise.race([p, t]);
     } finally {

@@ -1,7 +1,7 @@
 /**
  * A real JupyterHub 5 on loopback for integration tests (scripts/deps/jupyterhub.sh installs it).
  * The hub runs configurable-http-proxy (npm devDependency) on random ports, a local-process spawner
- * (test/support/hub/test_spawner.py: `slow-*` and `fail-*` users misbehave on purpose) and registers
+ * (test/support/hub/test_spawner.py: `slow-*`, `fail-*` and `held-*` users misbehave on purpose) and registers
  * the service under test as an external hub service whose role has exactly the scopes asked for.
  * Configurable for other suites: extra config snippet, env, spawner command.
  */
@@ -173,18 +173,9 @@ ${opts.extraConfig ?? ''}
   writeFileSync(join(dir, 'jupyterhub_config.py'), config);
   mkdirSync(join(dir, 'released'));
   const releaseSpawn = (user: string) => writeFileSync(join(dir, 'released', user), '');
-  let output = '';
-  const child: ChildProcess = spawn(join(HUB_VENV, 'bin/jupyterhub'), ['-f', join(dir, 'jupyterhub_config.py')], {
-    cwd: dir,
-    env: { ...process.env, ...opts.env, PATH: `${join(HUB_VENV, 'bin')}:${process.env.PATH ?? ''}` },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((res) => child.once('exit', () => res()));
   const publicUrl = `http://127.0.0.1:${port}${(opts.baseUrl ?? '/').replace(/\/$/, '')}`;
   const apiUrl = `${publicUrl}/hub/api`;
+  const hub = await launchHub({ dir, apiUrl, env: opts.env ?? {}, removeDir: true });
 
   const admin: RunningHub['admin'] = async (method, path, body) => {
     const r = await fetch(`${apiUrl}${path}`, {
@@ -201,6 +192,32 @@ ${opts.extraConfig ?? ''}
     }
     return { status: r.status, json };
   };
+  return { publicUrl, apiUrl, serviceName, serviceToken, extraTokens, adminToken, admin, releaseSpawn, log: hub.log, stop: hub.stop };
+}
+
+export interface LaunchedHub {
+  /** The hub's output so far (stdout + stderr, with what its managed services print). */
+  log(): string;
+  /** Stops the hub (and with it its proxy, servers and managed services); removes `dir` when asked to. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `jupyterhub -f jupyterhub_config.py` in `dir` (its database and cookie secret land there) with
+ * `bin` (commands the config names), then the hub venv first on the PATH, and waits until `apiUrl`
+ * answers through the proxy.
+ */
+export async function launchHub(o: { dir: string; apiUrl: string; env: Record<string, string>; bin?: string; removeDir?: boolean }): Promise<LaunchedHub> {
+  let output = '';
+  const child: ChildProcess = spawn(join(HUB_VENV, 'bin/jupyterhub'), ['-f', join(o.dir, 'jupyterhub_config.py')], {
+    cwd: o.dir,
+    env: { ...process.env, ...o.env, PATH: [...(o.bin ? [o.bin] : []), join(HUB_VENV, 'bin'), process.env.PATH ?? ''].join(':') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
 
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -215,7 +232,7 @@ ${opts.extraConfig ?? ''}
       await exited;
       clearTimeout(killer);
     }
-    rmSync(dir, { recursive: true, force: true });
+    if (o.removeDir) rmSync(o.dir, { recursive: true, force: true });
   };
 
   // Up when the API answers through the proxy (hub and proxy both running).
@@ -235,7 +252,7 @@ ${opts.extraConfig ?? ''}
       throw taken ? new PortTaken(message) : new Error(message);
     }
     try {
-      if ((await fetch(`${apiUrl}/`)).ok) break;
+      if ((await fetch(`${o.apiUrl}/`)).ok) break;
     } catch {
       /* not yet */
     }
@@ -245,7 +262,7 @@ ${opts.extraConfig ?? ''}
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { publicUrl, apiUrl, serviceName, serviceToken, extraTokens, adminToken, admin, releaseSpawn, log: () => output, stop };
+  return { log: () => output, stop };
 }
 
 /** Waits (bounded by `tries` × 100 ms of idle polling, not asserted on time) until `check` holds. */

@@ -1,4 +1,5 @@
 import { ConfigError, resolveConfig } from '../../src/config/load.js';
+import { takesTokens } from '../../src/config/rules.js';
 import { configSchema } from '../../src/config/schema.js';
 import { HMAC_SECRET } from '../support/core.js';
 
@@ -32,11 +33,44 @@ test('every problem is listed with its path, not just the first', () => {
   });
   const paths = p.map((x) => x.path);
   expect(paths).toEqual(
-    expect.arrayContaining(['listen.port', 'listen.colour', 'token.issuer', 'token.audience', 'token.algorithms.0', 'notebook.sessionFormat']),
+    expect.arrayContaining(['listen.port', 'listen.colour', 'token.audience', 'token.algorithms.0', 'notebook.sessionFormat']),
   );
   expect(p.find((x) => x.path === 'listen.colour')?.message).toBe('is not a known setting');
   expect(p.find((x) => x.path === 'notebook.sessionFormat')?.message).toBe('must be one of "json", "text"');
-  expect(p.find((x) => x.path === 'token.issuer')?.message).toBe('is required');
+  expect(p.find((x) => x.path === 'token.audience')?.message).toBe('must be string');
+});
+
+describe('the token section: required for token handoffs, not for header mode only', () => {
+  const hubEnv = { JUPYTERHUB_API_URL: 'http://127.0.0.1:8081/hub/api', JUPYTERHUB_API_TOKEN: 't' };
+  const header = { hub: { enabled: true }, heavydb: { enabled: true, url: 'http://heavydb:6278/' }, omnisci: { host: 'heavydb' } };
+
+  test('header mode without any token setting is valid, and takes no tokens', () => {
+    const c = resolveConfig(header, hubEnv);
+    expect(takesTokens(c)).toBe(false);
+    expect(c.token.issuer).toBeUndefined();
+    expect(takesTokens(resolveConfig(minimal, env))).toBe(true);
+  });
+
+  test('a key source makes it a token config, checked whole: issuer and audience required', () => {
+    expect(problems({ ...header, token: { keys: { jwksUrl: 'https://immerse.test/jwks.json' } } }, hubEnv)).toEqual([
+      { path: 'token.issuer', message: 'is required when token.keys names a key source (token handoffs)' },
+      { path: 'token.audience', message: 'is required when token.keys names a key source (token handoffs)' },
+    ]);
+    expect(problems({ token: { keys: { hmacSecretEnv: 'S' }, algorithms: ['HS256'], audience: 'a' } }).map((x) => x.path)).toEqual(['token.issuer']);
+  });
+
+  test('without a key source and without header mode nobody could get in: refused', () => {
+    expect(problems({ token: { issuer: 'i', audience: 'a' } })).toEqual([
+      { path: 'token.keys', message: 'no key source: set jwksUrl, publicKeyFiles, hmacSecretFile or hmacSecretEnv (or heavydb.enabled, header mode, without token handoffs)' },
+    ]);
+    expect(problems({}).map((x) => x.path)).toEqual(['token.keys']);
+  });
+
+  test("a config for a service running elsewhere (z2jh-values) is not checked for that process's environment", () => {
+    expect(problems(header, {}).map((x) => x.path)).toEqual(['hub.apiUrl', 'hub.apiTokenFile']);
+    expect(resolveConfig(header, {}, { elsewhere: true }).heavydb.enabled).toBe(true);
+    expect(() => resolveConfig({ ...header, hub: { enabled: false } }, {}, { elsewhere: true })).toThrow(ConfigError);
+  });
 });
 
 test('cross-field rules: HS* only with a secret, secrets never inline, one secret source, patterns compile', () => {
@@ -53,7 +87,7 @@ test('cross-field rules: HS* only with a secret, secrets never inline, one secre
   // The allowlist is for hosts other than the default: a token naming the default host is always fine.
   expect(problems({ ...minimal, omnisci: { host: 'db.test', allowedHosts: ['*.db.test'] } })).toEqual([]);
   expect(problems({ token: { ...minimal.token, keys: {} } }).map((x) => x.message)).toContain(
-    'no key source: set jwksUrl, publicKeyFiles, hmacSecretFile or hmacSecretEnv',
+    'no key source: set jwksUrl, publicKeyFiles, hmacSecretFile or hmacSecretEnv (or heavydb.enabled, header mode, without token handoffs)',
   );
 });
 

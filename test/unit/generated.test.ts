@@ -53,7 +53,7 @@ test('docs/config.md has a heading for every setting and every chart value', () 
   expect(reference).toContain('#### `hub.enabled`\n\nUse the hub REST API');
   expect(reference).toMatch(/#### `listen.basePath`\n\n[^#]*Set by the chart/);
   expect(reference).toMatch(/#### `webhook.enabled`\n[^#]*- Default: `false`\n- Chart default: `true`/);
-  expect(reference).toMatch(/#### `token.issuer`\n[^#]*- Required\n- Chart default: `"omnisci-immerse"`/);
+  expect(reference).toMatch(/#### `token.issuer`\n[^#]*- Default: unset\n- Chart default: `"omnisci-immerse"`/);
 });
 
 test('values.yaml holds every default, and its values pass the values schema', () => {

@@ -254,8 +254,8 @@ describe('error codes', () => {
       const sign = (header: Record<string, unknown>) =>
         new SignJWT(payload)
           .setProtectedHeader({ alg: 'ES256', typ: config.token.type, ...header })
-          .setIssuer(config.token.issuer)
-          .setAudience(config.token.audience)
+          .setIssuer(config.token.issuer!)
+          .setAudience(config.token.audience!)
           .setSubject('alice')
           .setIssuedAt()
           .setExpirationTime('2m')
@@ -288,8 +288,8 @@ describe('error codes', () => {
     expect(await code(v.verifyHandoff(await mint(es(), { omnisci: null })))).toBe('claims_invalid');
     const withoutJti = await new SignJWT({ omnisci: { session: randomSessionId() } })
       .setProtectedHeader({ alg: 'ES256', kid: key('ES256').kid, typ: config.token.type })
-      .setIssuer(config.token.issuer)
-      .setAudience(config.token.audience)
+      .setIssuer(config.token.issuer!)
+      .setAudience(config.token.audience!)
       .setSubject('alice')
       .setIssuedAt()
       .setExpirationTime('2m')

@@ -16,8 +16,14 @@ service's own rules (src/config/rules.ts); test/integration/helm.test.ts runs ea
 {{- if and (ne $k.publicKeys.secretName "") (empty $k.publicKeys.items) }}
 {{- fail "tokenKeys.publicKeys.items must list the key files of Secret tokenKeys.publicKeys.secretName" }}
 {{- end }}
-{{- if not (or $hasHmac $hasPublic) }}
-{{- fail "no verification key: set tokenKeys.publicKeys.secretName, tokenKeys.hmacSecret.secretName or config.token.keys.jwksUrl" }}
+{{- if not (or $hasHmac $hasPublic $c.heavydb.enabled) }}
+{{- fail "no verification key: set tokenKeys.publicKeys.secretName, tokenKeys.hmacSecret.secretName or config.token.keys.jwksUrl (or config.heavydb.enabled, header mode, without token handoffs)" }}
+{{- end }}
+{{- if and (or $hasHmac $hasPublic) (not $c.token.issuer) }}
+{{- fail "config.token.issuer is required when token keys are configured" }}
+{{- end }}
+{{- if and (or $hasHmac $hasPublic) (not $c.token.audience) }}
+{{- fail "config.token.audience is required when token keys are configured" }}
 {{- end }}
 {{- if and $wantsHmac (not $hasHmac) }}
 {{- fail "config.token.algorithms allows HS256/384/512 but tokenKeys.hmacSecret.secretName is empty" }}

@@ -96,7 +96,8 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
   async function next(user: string, result: AcceptResult, model: HubUser | undefined, login: boolean, bind?: string): Promise<string> {
     const d = destinationOf(result, model, hubConfig.serverName, hubConfig.connectionChangePolicy);
     if (d === 'lab') return finalUrl(user, login);
-    // Asked before the browser is sent on, so that a replica showing its page finds the spawn under way.
+    // Asked before the browser is sent on, so that a replica showing its page finds the spawn under way;
+    // as soon as the hub shows it so, not when the hub answers (which it holds up to slow_spawn_timeout).
     if (d !== 'keep') await taskFor(user, { restart: d === 'restart', ...(model ? { model } : {}) }).requested;
     const body = { ...(bind ? { bind } : {}), ...(login ? { login } : {}), ...(d === 'keep' ? { notice: true } : {}) };
     return `${base}progress/${tickets.issue('progress', user, progressTtlMs, body).ticket}`;
