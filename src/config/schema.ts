@@ -264,7 +264,7 @@ export const configSchema = {
         description: 'Spawn request body (user_options). Admin-configured only: the hub persists it, so no session ever goes here.',
       },
       spawnTimeoutSeconds: int('How long a handoff waits for the server to become ready, in seconds.', 5, 3600, 300),
-      requestTimeoutMs: int('Timeout of one hub API request, in milliseconds (not of the progress stream).', 100, 120000, 10000),
+      requestTimeoutMs: int('Timeout of one hub API request, in milliseconds (not of the progress stream; a start request gets 10 s more, the time JupyterHub may hold it before answering 202).', 100, 120000, 10000),
       retries: int('Retries of a hub API request that failed to connect or got a 5xx (429 is retried until the spawn timeout).', 0, 10, 3),
       connectionChangePolicy: {
         enum: ['keep', 'restart'],

@@ -44,6 +44,8 @@ export interface HubClientOptions {
 }
 
 const RETRY_STATUSES = new Set([502, 503, 504]);
+/** JupyterHub's default slow_spawn_timeout: how long it may hold a start request before its 202. */
+const HUB_START_HOLD_MS = 10_000;
 
 interface Reply {
   status: number;
@@ -109,8 +111,9 @@ export class HubClient {
   /** Requests a start. The body is the admin-configured user_options, which the hub persists. */
   async startServer(user: string, server: string, userOptions: Record<string, unknown>): Promise<StartOutcome> {
     const path = this.serverPath(user, server);
-    // No retry on 5xx here: the hub answers 500 when the spawn itself failed early.
-    const r = await this.call('POST', path, userOptions, { retry5xx: false });
+    // No retry on 5xx here: the hub answers 500 when the spawn itself failed early. The hub holds
+    // the request up to its slow_spawn_timeout before answering 202: that long is not a timeout.
+    const r = await this.call('POST', path, userOptions, { retry5xx: false, timeoutMs: this.opts.requestTimeoutMs + HUB_START_HOLD_MS });
     if (r.status === 201) return { kind: 'started' };
     if (r.status === 202) return { kind: 'pending' };
     if (r.status === 429) {
@@ -208,10 +211,10 @@ export class HubClient {
 
   /**
    * A form body (URLSearchParams) is sent form-encoded, anything else as JSON; `token` overrides the
-   * service token; `once` makes a single attempt (readiness probes must answer within their timeout).
+   * service token; `timeoutMs` replaces hub.requestTimeoutMs; `once` makes a single attempt (readiness probes must answer within their timeout).
    * Connect failures, and 502/503/504 unless `retry5xx` is false, are retried; the last reply stands.
    */
-  private async call(method: string, path: string, body?: unknown, o: { retry5xx?: boolean; token?: string; once?: boolean } = {}): Promise<Reply> {
+  private async call(method: string, path: string, body?: unknown, o: { retry5xx?: boolean; token?: string; once?: boolean; timeoutMs?: number } = {}): Promise<Reply> {
     const retry5xx = o.retry5xx ?? true;
     const form = body instanceof URLSearchParams;
     const attempt = async (): Promise<Reply> => {
@@ -225,7 +228,7 @@ export class HubClient {
             ...(body === undefined ? {} : { 'Content-Type': form ? 'application/x-www-form-urlencoded' : 'application/json' }),
           },
           body: body === undefined ? null : form ? body.toString() : JSON.stringify(body),
-          signal: AbortSignal.timeout(this.opts.requestTimeoutMs),
+          signal: AbortSignal.timeout(o.timeoutMs ?? this.opts.requestTimeoutMs),
         });
       } catch (e) {
         throw new HandoffError('hub_unavailable', `${method} ${path}: ${describeCause(e)}`);

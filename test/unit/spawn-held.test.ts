@@ -49,3 +49,12 @@ test('a stop (restart) the hub holds: reported made once the server is stopping,
   expect(hub.server('warm')).toMatchObject({ phase: 'stopping', pending: 'stop' });
   expect(statuses(hub, 'DELETE', '/users/warm/server')).toEqual([0]);
 });
+
+test("a start request the hub holds past hub.requestTimeoutMs is not a timeout: the hub's 202 is awaited (no retry needed)", async () => {
+  // The hub holds the start 1 s, five times the request timeout; the start request's own allowance
+  // (the timeout plus JupyterHub's default slow_spawn_timeout, 10 s) covers it.
+  hub = await startHubStandin({ slowSpawnTimeoutMs: 1_000, users: ['held-start'], spawner: () => ({ spawnMs: LONG_MS }) });
+  const client = new HubClient({ apiUrl: hub.apiUrl, token: hub.serviceToken, requestTimeoutMs: 200, retries: 0 });
+  await expect(client.startServer('held-start', '', {})).resolves.toEqual({ kind: 'pending' });
+  expect(statuses(hub, 'POST', '/users/held-start/server')).toEqual([202]);
+});
