@@ -102,6 +102,30 @@ export class HubClient {
     return { name: String(model.name ?? user), servers: model.servers ?? {} };
   }
 
+  /**
+   * Whether any server of the user is shared (JupyterHub 5, scope `read:shares`): a share with a user
+   * or a group (GET /shares/{user}), or a live share code whoever holds its link can accept
+   * (GET /share-codes/{user}). The hub lists only unexpired ones, a page at a time. Any answer but
+   * 200 (a missing or filtered scope, a hub without the shares API) is an error: the caller fails closed.
+   */
+  async sharesAny(user: string): Promise<boolean> {
+    for (const kind of ['shares', 'share-codes']) {
+      const path = `/${kind}/${encodeURIComponent(user)}`;
+      for (let offset = 0; ; ) {
+        const r = await this.call('GET', offset ? `${path}?offset=${offset}` : path);
+        this.expect(r, [200], `GET ${kind}`);
+        const page = r.json as { items?: unknown; _pagination?: { next?: { offset?: unknown } | null } } | undefined;
+        if (!Array.isArray(page?.items)) throw new HandoffError('hub_rejected', `GET ${kind}: no items in the reply`);
+        if (page.items.length > 0) return true;
+        // Expired entries count in a page's size but are not listed: an empty page may have a next one.
+        const next = page._pagination?.next?.offset;
+        if (typeof next !== 'number' || next <= offset) break;
+        offset = next;
+      }
+    }
+    return false;
+  }
+
   /** Creates the user (admin:users). A user created meanwhile by someone else is fine. */
   async createUser(user: string): Promise<void> {
     const r = await this.call('POST', `/users/${encodeURIComponent(user)}`, {});
