@@ -110,7 +110,7 @@ test('z2jh-values prints the hub service, the least role and, in handoff login m
   expect(r.code).toBe(0);
   const values = parse(r.stdout) as { hub: { services: Record<string, unknown>; loadRoles: Record<string, { scopes: string[] }>; extraFiles?: unknown } };
   expect(values.hub.services['omnisci-handoff']).toEqual({ url: 'http://omnisci-handoff:8470', display: false, oauth_no_confirm: true });
-  expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers']);
+  expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers', 'read:shares']);
   expect(r.stdout).toContain('OmnisciHandoffAuthenticator');
 });
 

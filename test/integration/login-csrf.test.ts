@@ -19,7 +19,7 @@ let lax: HubService;
 let strict: HubService;
 
 beforeAll(async () => {
-  hub = await startHubStandin({ serviceScopes: ['admin:users', 'admin:servers'] });
+  hub = await startHubStandin({ serviceScopes: ['admin:users', 'admin:servers', 'read:shares'] });
   svc = await startHubService({ hub, hubConfig: { createUsers: true, loginMode: 'handoff' } });
   // An admin who turned the confirmation off; allowed origins configured explicitly.
   lax = await startHubService({
