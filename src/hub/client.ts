@@ -105,14 +105,17 @@ export class HubClient {
   /**
    * Whether any server of the user is shared (JupyterHub 5, scope `read:shares`): a share with a user
    * or a group (GET /shares/{user}), or a live share code whoever holds its link can accept
-   * (GET /share-codes/{user}). The hub lists only unexpired ones, a page at a time. Any answer but
-   * 200 (a missing or filtered scope, a hub without the shares API) is an error: the caller fails closed.
+   * (GET /share-codes/{user}). The hub lists only unexpired ones, a page at a time. A user the hub
+   * does not know (yet) shares nothing: 404 "Not Found" (apihandlers/shares.py). Any other answer
+   * but 200 (a missing scope, a filtered one's 404 "No access…", a hub without the shares API) is an
+   * error: the caller fails closed.
    */
   async sharesAny(user: string): Promise<boolean> {
     for (const kind of ['shares', 'share-codes']) {
       const path = `/${kind}/${encodeURIComponent(user)}`;
       for (let offset = 0; ; ) {
         const r = await this.call('GET', offset ? `${path}?offset=${offset}` : path);
+        if (r.status === 404 && hubMessage(r) === 'Not Found') return false;
         this.expect(r, [200], `GET ${kind}`);
         const page = r.json as { items?: unknown; _pagination?: { next?: { offset?: unknown } | null } } | undefined;
         if (!Array.isArray(page?.items)) throw new HandoffError('hub_rejected', `GET ${kind}: no items in the reply`);

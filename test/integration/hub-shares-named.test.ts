@@ -76,18 +76,19 @@ afterAll(async () => {
 
 async function logIn(context: BrowserContext, name: string): Promise<void> {
   const page = await context.newPage();
-  await page.goto(`${hub.publicUrl}/hub/login`);
+  // To the hub's home page: the hub's default next (/hub/spawn) would start the default server.
+  await page.goto(`${hub.publicUrl}/hub/login?next=${encodeURIComponent('/hub/home')}`);
   await page.fill('#username_input', name);
   await page.fill('#password_input', 'any');
-  await Promise.all([page.waitForURL((u) => !u.pathname.endsWith('/hub/login')), page.click('#login_submit')]);
+  await Promise.all([page.waitForURL((u) => u.pathname.endsWith('/hub/home')), page.click('#login_submit')]);
   await page.close();
 }
 
-/** A handoff for alice, as Immerse's link would open it; `server`: the claim (omitted when undefined). */
-async function handoffToken(server?: string): Promise<{ token: string; session: string }> {
+/** A handoff for `subject` (alice), as Immerse's link would open it; `server`: the claim (omitted when undefined). */
+async function handoffToken(server?: string, subject = 'alice'): Promise<{ token: string; session: string }> {
   const session = randomSessionId();
   sessions.push(session);
-  const token = await mint(key, { subject: 'alice', omnisci: { session }, ...(server === undefined ? {} : { extraClaims: { server } }) });
+  const token = await mint(key, { subject, omnisci: { session }, ...(server === undefined ? {} : { extraClaims: { server } }) });
   return { token, session };
 }
 
@@ -159,6 +160,11 @@ test('a server name not allowed, or not a server name, is refused with its code 
   }
   expect(storeSnapshot()).toEqual(before);
   expect(Object.keys(await servers()).sort()).toEqual(['analysis']);
+  // A user the hub does not know shares nothing (its 404 is not a refusal): the next gate answers.
+  const { token } = await handoffToken(undefined, 'carol');
+  const { page, status } = await openHandoff(token);
+  expect({ status, code: await page.locator('code').first().innerText() }).toEqual({ status: 404, code: 'hub_user_unknown' });
+  await page.close();
 });
 
 test("alice shares her server with bob through the hub's API: every handoff for alice is refused with server_shared, nothing stored or started", async () => {

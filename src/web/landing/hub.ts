@@ -133,9 +133,10 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
   return {
     landing: {
       async prepare(ctx) {
+        // First: a refusal here must leave nothing behind, not even the jti a confirmation page reserves.
+        await notShared(ctx.handoff.user);
         if (handoffLogin && (await signIn.confirm(ctx)) === 'deferred') return 'deferred';
         ctx.hubUser = await hubUserOf(ctx.handoff.user);
-        await notShared(ctx.handoff.user);
         return hubConfig.identityCheck ? signIn.checkIdentity(ctx) : undefined;
       },
       async land(ctx) {
@@ -147,8 +148,8 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
 
     sessionLanding: {
       async prepare(ctx) {
-        ctx.hubUser = await hubUserOf(ctx.handoff.user);
         await notShared(ctx.handoff.user);
+        ctx.hubUser = await hubUserOf(ctx.handoff.user);
       },
       async land({ handoff, result, hubUser, res }) {
         res.json({ name: handoff.user, next: await next(handoff, result, hubUser, false) });
