@@ -12,6 +12,7 @@
  *   `server_shared` — the store untouched, nothing started.
  * - With hub.allowSharedServers the same handoff lands; bob, in his own context, opens alice's shared
  *   lab and gets 403 `not_owner` from /omnisci/session while alice gets the new session.
+ * - A role without `read:shares` fails closed (`hub_forbidden`, the log names the scope).
  */
 import { afterAll, beforeAll, expect, jest, test } from '@jest/globals';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -44,6 +45,8 @@ beforeAll(async () => {
   hub = await startHub({
     users: ['alice', 'bob'],
     serviceScopes: SERVICE_SCOPES,
+    // A role without read:shares, as an admin who missed it would have.
+    extraServices: { 'no-shares': ['servers'] },
     env: { PYTHONDONTWRITEBYTECODE: '1' },
     extraConfig: `
 ${spawnerHookConfig(storeDir)}c.Spawner.cmd = [${py(join(JLAB4_VENV, 'bin/jupyterhub-singleuser'))}]
@@ -230,4 +233,16 @@ test('with hub.allowSharedServers the handoff lands; bob, the guest, gets 403 no
   expect({ status: theirs.status, error: (JSON.parse(theirs.text) as { error?: string }).error }).toEqual({ status: 403, error: 'not_owner' });
   expect(theirs.text).not.toContain(session);
   expect(existsSync(join(userDir(storeDir, 'bob'), 'state.json'))).toBe(false);
+});
+
+test('a role without read:shares fails closed: 500 hub_forbidden naming the scope, nothing stored or started', async () => {
+  await svc.close();
+  svc = await startHubService({ hub, storeDir, apiToken: hub.extraTokens['no-shares'], hubConfig: { namedServers: NAMED } });
+  const before = storeSnapshot();
+  const { token } = await handoffToken('analysis');
+  const { page, status } = await openHandoff(token);
+  expect({ status, code: await page.locator('code').first().innerText() }).toEqual({ status: 500, code: 'hub_forbidden' });
+  await page.close();
+  expect(storeSnapshot()).toEqual(before);
+  expect(svc.logs.records().some((r) => r.code === 'hub_forbidden' && String(r.detail).includes('read:shares'))).toBe(true);
 });
