@@ -1,7 +1,7 @@
 /** The CLI as an admin and an issuer use it: keygen → config → check-config → serve → mint → handoff; and local mode. */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeProtectedHeader } from 'jose';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { parse, stringify } from 'yaml';
 import { runCli, serveCli } from '../support/process.js';
 import { postToken, randomSessionId, tempDir } from '../support/core.js';
@@ -57,6 +57,8 @@ test('mint without a config sets the typ a service with defaults requires', asyn
   expect(await typOf(['--session', randomSessionId()])).toBe('omnisci-handoff+jwt');
   expect(await typOf(['--revoke'])).toBe('omnisci-revoke+jwt');
   expect(await typOf(['--session', randomSessionId(), '--typ', 'JWT'])).toBe('JWT');
+  // --server: the named server to open (hub.namedServers), as the claim `server`.
+  expect(decodeJwt((await runCli([...args, '--session', randomSessionId(), '--server', 'analysis'])).stdout.trim()).server).toBe('analysis');
 });
 
 test('check-config lists every problem and exits 2', async () => {
