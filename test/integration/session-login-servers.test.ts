@@ -69,6 +69,7 @@ test('?server= names an allowed server: it is started, and its lab is where the 
 
 test('a server not allowed, or not a server name, is refused before HeavyDB is asked; nothing stored', async () => {
   await heavy.clearCalls();
+  hub.resetRequests();
   for (const [server, status, error] of [
     ['gpu', 403, 'server_not_allowed'],
     ['a/b', 400, 'server_name_invalid'],
