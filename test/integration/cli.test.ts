@@ -132,6 +132,6 @@ test("header mode only (no token section): check-config says so, and z2jh-values
   const r = await runCli(['z2jh-values', '--config', file]);
   expect([r.code, r.stderr]).toEqual([0, '']);
   const values = parse(r.stdout) as { hub: { loadRoles: Record<string, { scopes: string[] }>; extraConfig: Record<string, string> } };
-  expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers', 'admin:users']);
+  expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers', 'admin:users', 'read:shares']);
   expect(values.hub.extraConfig['omnisci-handoff']).toContain('c.OmnisciHandoffAuthenticator.header_login = True');
 });
