@@ -28,7 +28,7 @@ commands:
                                RBAC, webhook, ConfigMap): one line per check with the fix; exit code 0 when
                                all pass, 1 when one fails, 3 when some could not be checked (docs/doctor.md)
   mint --key FILE [--alg ALG] (--config FILE | --issuer ISS --audience AUD) --sub USER --session ID
-       [--protocol P] [--host H] [--port N] [--database DB] [--query SQL] [--typ TYP]
+       [--protocol P] [--host H] [--port N] [--database DB] [--query SQL] [--server NAME] [--typ TYP]
        [--lifetime SECONDS] [--revoke] [--link BASE_URL]
                                issue a handoff (or revocation) token
   z2jh-values --config FILE [--service-name NAME] [--service-url URL] [--webhook-free]
@@ -103,6 +103,7 @@ async function mint(args: string[]): Promise<void> {
       port: { type: 'string' },
       database: { type: 'string' },
       query: { type: 'string' },
+      server: { type: 'string' },
       typ: { type: 'string' },
       lifetime: { type: 'string' },
       revoke: { type: 'boolean' },
@@ -126,6 +127,8 @@ async function mint(args: string[]): Promise<void> {
     subject: v.sub,
     ...(typ ? { typ } : {}),
     ...(v.lifetime ? { lifetimeSeconds: Number(v.lifetime) } : {}),
+    // The named server to open (hub.namedServers must allow it).
+    ...(v.server !== undefined && !v.revoke ? { extraClaims: { server: v.server } } : {}),
     ...(v.revoke
       ? {}
       : {

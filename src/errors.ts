@@ -38,6 +38,12 @@ export const ERRORS = {
   hub_spawn_failed: [502, 'Your notebook server failed to start.'],
   hub_spawn_timeout: [504, 'Your notebook server took too long to start.'],
   hub_user_unknown: [404, 'There is no JupyterHub user of that name, and users are not created automatically.'],
+  server_shared: [
+    403,
+    'A notebook server of yours is shared with other JupyterHub users, who could read your OmniSci session there, so it is not handed over. Stop sharing (JupyterHub home page), then open the notebook again from Immerse; or ask an administrator.',
+  ],
+  server_name_invalid: [400, 'The handoff names a notebook server whose name JupyterHub cannot take.'],
+  server_not_allowed: [403, 'The handoff names a notebook server this service may not open.'],
   identity_mismatch: [403, 'You are logged in to JupyterHub as a different user than the one Immerse handed over.'],
   identity_state_invalid: [400, 'This sign-in step expired or belongs to another browser. Open the notebook again from Immerse.'],
   heavydb_session_missing: [401, 'No HEAVY.AI session came with this login. Open the notebook from Immerse.'],

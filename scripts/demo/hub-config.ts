@@ -70,6 +70,6 @@ c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 
 c.JupyterHub.services = [{'name': ${py(o.service.name)}, 'url': 'http://127.0.0.1:${o.service.port}', 'api_token': ${py(o.service.apiToken)}, 'oauth_no_confirm': True, 'display': False}]
-c.JupyterHub.load_roles = [{'name': ${py(o.service.name)}, 'scopes': ['servers', 'admin:users'], 'services': [${py(o.service.name)}]}]
+c.JupyterHub.load_roles = [{'name': ${py(o.service.name)}, 'scopes': ['servers', 'admin:users', 'read:shares'], 'services': [${py(o.service.name)}]}]
 `;
 }

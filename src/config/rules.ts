@@ -108,6 +108,16 @@ export const RULES: readonly Rule[] = [
   rule('session-pattern', 'token.sessionPattern', (c) => compiles(c.token.sessionPattern)),
   rule('user-pattern', 'user.pattern', (c) => compiles(c.user.pattern)),
   rule('lab-url-user', 'redirect.labUrlTemplate', (c) => when(!c.redirect.labUrlTemplate.includes('{username}'), 'must contain {username}')),
+  rule('lab-url-server', 'redirect.labUrlTemplate', (c) =>
+    when(
+      Boolean(c.hub.serverName || c.hub.namedServers.enabled) && !/\{servername\}|\/user\/\{username\}\//.test(c.redirect.labUrlTemplate),
+      'must contain {servername} or /user/{username}/ when a named server opens (hub.serverName, hub.namedServers)',
+    ),
+  ),
+  rule('named-servers-allowed', 'hub.namedServers', (c) =>
+    when(c.hub.namedServers.enabled && c.hub.namedServers.allowed.length === 0 && c.hub.namedServers.pattern === undefined, 'enabled: list the servers a handoff may open (allowed, pattern or both)'),
+  ),
+  rule('named-servers-pattern', 'hub.namedServers.pattern', (c) => compiles(c.hub.namedServers.pattern)),
   rule('hub-url', 'redirect.hubPublicUrl', (c) => {
     try {
       const u = new URL(c.redirect.hubPublicUrl);

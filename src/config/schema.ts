@@ -37,6 +37,8 @@ export const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'ES256',
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
 /** Env var names the JupyterHub service environment provides (never placed in the YAML). */
 const ENV_NAME = { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' } as const;
+/** A JupyterHub server name as this service builds URLs with it: URL-unreserved characters, never `.` or `..` (path segments). */
+export const SERVER_NAME = '^(?!\\.\\.?$)[A-Za-z0-9._~-]{1,255}$';
 const HOST_OR_PATTERN = { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9.*:\\[\\]-]+$' } as const;
 
 export const configSchema = {
@@ -254,10 +256,22 @@ export const configSchema = {
       }),
       apiTokenFile: str('File holding the service API token. Without it the token comes from JUPYTERHUB_API_TOKEN (never from this file).'),
       createUsers: bool('Create missing hub users (needs the `admin:users` scope besides `servers`).', false),
-      serverName: str('Named server to start ("" is the default server; named ones need allow_named_servers).', {
+      serverName: str('Named server to start when the handoff names none ("" is the default server; named ones need allow_named_servers).', {
         default: '',
         pattern: '^[A-Za-z0-9._~-]*$',
       }),
+      namedServers: obj(
+        "Handoffs that name the server they open: the token's `server` claim, in header mode the `server` query parameter of /hub/login. For hubs with allow_named_servers; the session is the user's, the same in all of their servers (docs/jupyterhub.md, \"Named servers\").",
+        {
+          enabled: bool('Accept a server name from the handoff. Off: a handoff naming a server is refused (`server_not_allowed`).', false),
+          allowed: strings('Server names a handoff may open (exact names); another name is refused (`server_not_allowed`).', []),
+          pattern: str('Regular expression a server name a handoff may open matches as a whole, besides `allowed`.'),
+        },
+      ),
+      allowSharedServers: bool(
+        "Store sessions for users who share a server (JupyterHub 5 sharing: with a user or a group, or by a live share code). The session reaches every server of the user, where a guest could read it (a terminal, a kernel). Off: such a handoff is refused (`server_shared`) before anything is stored or started; the check needs the `read:shares` scope (without it every handoff fails with `hub_forbidden`; `doctor` names the scope). Either way the server extension answers the session only to the server's owner. JupyterHub 4 cannot share (and knows no `read:shares`): turn it on there.",
+        false,
+      ),
       userOptions: {
         type: 'object',
         default: {},

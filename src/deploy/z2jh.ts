@@ -6,6 +6,7 @@
 import { stringify } from 'yaml';
 import type { Config } from '../config/types.js';
 import { JUPYTER_CONFIG_PATH } from '../config/reserved.js';
+import { neededScopes } from '../hub/scopes.js';
 import { connectionEnvFrom, jupyterConfigVolume, sessionVolume } from '../notebook/pod.js';
 
 export interface Z2jhOptions {
@@ -85,7 +86,7 @@ export function z2jhValues(config: Config, opts: Z2jhOptions = {}): Record<strin
   const name = opts.serviceName ?? 'omnisci-handoff';
   const url = opts.serviceUrl ?? `http://omnisci-handoff:${config.listen.port}`;
   const podLabels = opts.podLabels ?? { 'app.kubernetes.io/name': 'omnisci-handoff' };
-  const scopes = ['servers', ...(config.hub.createUsers ? ['admin:users'] : [])];
+  const scopes = neededScopes(config.hub).map((s) => s.scope);
   const headerLogin = config.heavydb.enabled;
   const handoffLogin = config.hub.loginMode === 'handoff' || headerLogin;
   if (handoffLogin && !opts.authenticatorSource)

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/types.js';
 import { describeCause } from '../errors.js';
+import { neededScopes, type NeededScope } from '../hub/scopes.js';
 import { fail, parseJson, pass, request, unknown, type Check } from './check.js';
 
 const ROLE_DOC = 'docs/jupyterhub.md, "Role: the minimal scopes"';
@@ -27,7 +28,8 @@ export async function hubChecks(config: Config, env: NodeJS.ProcessEnv, fetchImp
   const hub = config.hub;
   const api = (hub.apiUrl ?? '').replace(/\/+$/, '');
   const timeoutMs = hub.requestTimeoutMs;
-  const needed = ['servers', ...(hub.createUsers ? ['admin:users'] : [])];
+  const scopes = neededScopes(hub);
+  const needed = scopes.map((s) => s.scope);
   const { token, problem } = await hubToken(hub, env);
   if (!token || !/^[\x21-\x7e]+$/.test(token)) {
     const why = problem ?? 'the API token has characters a token cannot have';
@@ -61,12 +63,16 @@ export async function hubChecks(config: Config, env: NodeJS.ProcessEnv, fetchImp
     if (!Array.isArray(model.scopes)) {
       out.push(unknown('hub: scopes', 'the hub does not list the token\'s scopes (JupyterHub before 2.0?)', `give the service's role ${needed.join(', ')} (${ROLE_DOC})`));
     } else {
-      const scopes = model.scopes as unknown[];
-      const missing = needed.filter((s) => !scopes.includes(s));
-      const why = (s: string) => (s === 'admin:users' ? 'admin:users (hub.createUsers is on)' : s);
+      const held = model.scopes as unknown[];
+      const missing = scopes.filter((s) => !held.includes(s.scope));
+      const why = (s: NeededScope) => (s.because ? `${s.scope} (${s.because})` : s.scope);
       out.push(
         missing.length
-          ? fail('hub: scopes', `the token lacks ${missing.map(why).join(', ')}`, `add ${missing.join(', ')} to the service's role (z2jh hub.loadRoles, or c.JupyterHub.load_roles; ${ROLE_DOC})`)
+          ? fail(
+              'hub: scopes',
+              `the token lacks ${missing.map(why).join(', ')}`,
+              `add ${missing.map((s) => s.scope).join(', ')} to the service's role (z2jh hub.loadRoles, or c.JupyterHub.load_roles; ${ROLE_DOC})`,
+            )
           : pass('hub: scopes', needed.join(', ')),
       );
     }

@@ -4,6 +4,7 @@
  * when the file drifts), the verifier validates with it, and `OmnisciClaim` is derived from it.
  */
 import type { FromSchema } from 'json-schema-to-ts';
+import { SERVER_NAME } from '../config/schema.js';
 
 export const claimsSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -32,6 +33,11 @@ export const claimsSchema = {
       maxLength: 256,
       pattern: '^[\\x21-\\x7e]+$',
       description: 'Unique token id; each is accepted once.',
+    },
+    server: {
+      type: 'string',
+      pattern: SERVER_NAME,
+      description: 'JupyterHub named server to open (hub.namedServers must be enabled and allow it); absent: hub.serverName.',
     },
     omnisci: {
       type: 'object',

@@ -20,6 +20,8 @@ export interface Handoff {
   session: string;
   query: string;
   connection: Connection;
+  /** The named server the handoff opens (./server-name.ts); absent: hub.serverName. The session itself is the user's, whichever server opens. */
+  server?: string;
 }
 
 /** A verified revocation (Immerse logout). */

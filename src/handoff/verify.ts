@@ -10,6 +10,7 @@ import { errorFields, HandoffError, toHandoffError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { claimsSchema, type OmnisciClaim } from './claims.js';
 import type { KeySource, VerificationKey } from './keys.js';
+import { requestedServer } from './server-name.js';
 import type { Connection, Handoff, Revocation } from './types.js';
 import { mapUsername } from './username.js';
 const validateClaims = new Ajv({ allErrors: false, strict: true }).compile(claimsSchema);
@@ -157,11 +158,12 @@ export function createVerifier(config: Config, sources: KeySource[], log?: Pick<
       if (!validateClaims(payload)) {
         const e = validateClaims.errors?.[0];
         const where = `${e?.instancePath || '/'}`;
-        const code = where.startsWith('/omnisci/session') ? 'session_invalid' : 'claims_invalid';
+        const code = where.startsWith('/omnisci/session') ? 'session_invalid' : where === '/server' ? 'server_name_invalid' : 'claims_invalid';
         throw new HandoffError(code, `${where} ${e?.message ?? 'is invalid'}`);
       }
       const o = payload.omnisci as OmnisciClaim;
       if (!sessionPattern.test(o.session)) throw new HandoffError('session_invalid', 'session does not match token.sessionPattern');
+      const server = requestedServer(payload.server, config.hub.namedServers);
       return {
         user: mapUsername(payload, config.user),
         jti: payload.jti as string,
@@ -170,6 +172,7 @@ export function createVerifier(config: Config, sources: KeySource[], log?: Pick<
         session: o.session,
         query: o.query ?? '',
         connection: connection(o),
+        ...(server === undefined ? {} : { server }),
       };
     },
 

@@ -102,6 +102,36 @@ export class HubClient {
     return { name: String(model.name ?? user), servers: model.servers ?? {} };
   }
 
+  /**
+   * Whether any server of the user is shared (JupyterHub 5, scope `read:shares`): a share with a user
+   * or a group (GET /shares/{user}), or a live share code whoever holds its link can accept
+   * (GET /share-codes/{user}). The hub lists only unexpired ones, a page at a time. A user the hub
+   * does not know (yet) shares nothing: 404 "Not Found" (apihandlers/shares.py). Any other answer
+   * but 200 (a missing scope, a filtered one's 404 "No access…", a hub without the shares API) is an
+   * error: the caller fails closed.
+   */
+  async sharesAny(user: string): Promise<boolean> {
+    // Both lists at once: the check adds one hub round trip to a handoff, not two.
+    const listed = await Promise.all(['shares', 'share-codes'].map((kind) => this.listsAny(`/${kind}/${encodeURIComponent(user)}`, `GET ${kind}`)));
+    return listed.includes(true);
+  }
+
+  /** Whether a paginated list of the hub (`{items, _pagination}`) has an item; a 404 "Not Found" (no such owner) has none. */
+  private async listsAny(path: string, what: string): Promise<boolean> {
+    for (let offset = 0; ; ) {
+      const r = await this.call('GET', offset ? `${path}?offset=${offset}` : path);
+      if (r.status === 404 && hubMessage(r) === 'Not Found') return false;
+      this.expect(r, [200], what);
+      const page = r.json as { items?: unknown; _pagination?: { next?: { offset?: unknown } | null } } | undefined;
+      if (!Array.isArray(page?.items)) throw new HandoffError('hub_rejected', `${what}: no items in the reply`);
+      if (page.items.length > 0) return true;
+      // Expired entries count in a page's size but are not listed: an empty page may have a next one.
+      const next = page._pagination?.next?.offset;
+      if (typeof next !== 'number' || next <= offset) return false;
+      offset = next;
+    }
+  }
+
   /** Creates the user (admin:users). A user created meanwhile by someone else is fine. */
   async createUser(user: string): Promise<void> {
     const r = await this.call('POST', `/users/${encodeURIComponent(user)}`, {});

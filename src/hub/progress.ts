@@ -1,5 +1,5 @@
 /**
- * A user's server getting ready, as this replica follows it: one spawn task per user however many
+ * A user's server getting ready, as this replica follows it: one spawn task per server however many
  * progress pages (and handoffs) wait for it. Nothing here outlives the task: which page belongs to
  * whom travels in the page's ticket (./tickets.ts), and the spawn's state is the hub's, so any
  * replica can show any page.
@@ -80,25 +80,25 @@ export class SpawnTask {
   }
 }
 
-/** The spawn tasks running on this replica, one per user. */
+/** The spawn tasks running on this replica, one per server (`key`: user/server). */
 export class SpawnTasks {
   private readonly running = new Map<string, SpawnTask>();
 
   /** `onCount` hears how many tasks run after every change (a gauge). */
   constructor(private readonly onCount: (n: number) => void = () => undefined) {}
 
-  /** The running task for the user, or a new one from `start`. */
-  taskFor(user: string, start: () => SpawnTask): SpawnTask {
-    const current = this.running.get(user);
+  /** The running task for the server, or a new one from `start`. */
+  taskFor(key: string, start: () => SpawnTask): SpawnTask {
+    const current = this.running.get(key);
     if (current && !current.finished) {
       current.want();
       return current;
     }
     const task = start();
-    this.running.set(user, task);
+    this.running.set(key, task);
     this.onCount(this.running.size);
     void task.done.then(() => {
-      if (this.running.get(user) === task) this.running.delete(user);
+      if (this.running.get(key) === task) this.running.delete(key);
       this.onCount(this.running.size);
     });
     return task;

@@ -1,7 +1,7 @@
 /**
- * A replica's view of its users' servers: one spawn task per user (./progress.ts) running
- * ensureServer (./spawn.ts) with the configured server name, user_options and spawn timeout, its
- * throttled followers sharing one pace (./throttle.ts).
+ * A replica's view of its users' servers: one spawn task per user and server (./progress.ts) running
+ * ensureServer (./spawn.ts) with the configured user_options and spawn timeout, its throttled
+ * followers sharing one pace (./throttle.ts).
  */
 import type { Config } from '../config/types.js';
 import type { HandoffError } from '../errors.js';
@@ -19,7 +19,8 @@ export interface TaskOptions {
   model?: HubUser;
 }
 
-export type TaskFor = (user: string, o: TaskOptions) => SpawnTask;
+/** The task making `server` ("" the default one) of `user` run. */
+export type TaskFor = (user: string, server: string, o: TaskOptions) => SpawnTask;
 
 /** `onCount` hears how many tasks run (a gauge); `onError` each task's failure (a log line). */
 export function serverTasks(
@@ -29,15 +30,15 @@ export function serverTasks(
 ): TaskFor {
   const tasks = new SpawnTasks(o.onCount);
   const followerPace = new FollowerPace();
-  return (user, t) =>
+  return (user, server, t) =>
     tasks.taskFor(
-      user,
+      `${user}/${server}`,
       () =>
         new SpawnTask(
           (onUpdate, onRequested, wanted) =>
             ensureServer(client, {
               user,
-              server: hub.serverName,
+              server,
               userOptions: hub.userOptions,
               restart: t.restart ?? false,
               follow: t.follow ?? false,

@@ -13,8 +13,8 @@ import type { SessionStore } from '../store/types.js';
 
 /** What each kind of ticket holds besides its user and expiry. */
 export interface TicketKinds {
-  /** A progress page: `bind` is the hash of its browser cookie; `login`: its one hub login is issued on the first ready visit. */
-  progress: { bind?: string; login?: boolean; notice?: boolean };
+  /** A progress page of `server` (absent: the default one): `bind` is the hash of its browser cookie; `login`: its one hub login is issued on the first ready visit. */
+  progress: { server?: string; bind?: string; login?: boolean; notice?: boolean };
   /** A one-time hub login token (login mode `handoff`), exchanged by the shipped authenticator. */
   login: Record<string, never>;
   /** A verified handoff waiting in the browser for the next request (the confirmation, the hub's sign-in). */

@@ -77,7 +77,7 @@ export function createApp(deps: AppDeps): App {
 
   // A token is at most maxTokenBytes; leave room for the field name and encoding.
   const form = express.urlencoded({ extended: false, limit: config.token.maxTokenBytes * 2 + 1024, parameterLimit: 10 });
-  const pipeline = createPipeline({ store, metrics, landing: hub?.landing ?? local?.landing ?? directLanding(config.redirect) });
+  const pipeline = createPipeline({ store, metrics, landing: hub?.landing ?? local?.landing ?? directLanding(config.redirect, config.hub.serverName) });
   const tokens = tokenEntries(config, verifier, pipeline, store, metrics);
 
   const r = express.Router();

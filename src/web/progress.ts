@@ -81,9 +81,9 @@ export interface ProgressDeps {
   /** True when the page's ticket was bound to this browser (or to none). */
   boundTo(req: Request, bind: string | undefined): boolean;
   /** This replica's task making the user's server run (`follow`: another replica may have started it). */
-  taskFor(user: string, o: { follow?: boolean }): SpawnTask;
-  /** The lab, through the hub's login when `login`. */
-  finalUrl(user: string, login: boolean): string;
+  taskFor(user: string, server: string, o: { follow?: boolean }): SpawnTask;
+  /** The server's lab, through the hub's login when `login`. */
+  finalUrl(user: string, server: string, login: boolean): string;
 }
 
 export interface ProgressHandlers {
@@ -113,11 +113,11 @@ export function progressHandlers(d: ProgressDeps): ProgressHandlers {
   };
 
   /** Where a ready page leads: its handoff's one hub login on the first visit (on any replica), the lab after that. */
-  const readyUrl = async (t: Ticket<'progress'>): Promise<string> => d.finalUrl(t.user, t.login === true && (await useOnce(d.store, 'progress', t)));
+  const readyUrl = async (t: Ticket<'progress'>): Promise<string> => d.finalUrl(t.user, t.server ?? '', t.login === true && (await useOnce(d.store, 'progress', t)));
 
   /** This replica's view of the page's spawn, given a moment to settle: a running server answers at once. */
   const followed = async (t: Ticket<'progress'>) => {
-    const task = d.taskFor(t.user, { follow: true });
+    const task = d.taskFor(t.user, t.server ?? '', { follow: true });
     await Promise.race([task.done, sleep(1000, undefined, { ref: false })]);
     return task.state;
   };
@@ -134,7 +134,7 @@ export function progressHandlers(d: ProgressDeps): ProgressHandlers {
     events(req, res) {
       const t = ticketOf(req, res);
       if (!t) return;
-      const task = d.taskFor(t.user, { follow: true });
+      const task = d.taskFor(t.user, t.server ?? '', { follow: true });
       res.writeHead(200, { 'Content-Type': 'text/event-stream', 'X-Accel-Buffering': 'no' });
       const send = () => {
         const s = task.state;
@@ -161,7 +161,7 @@ export function progressHandlers(d: ProgressDeps): ProgressHandlers {
     retry(req, res) {
       const t = ticketOf(req, res);
       if (!t) return;
-      d.taskFor(t.user, {});
+      d.taskFor(t.user, t.server ?? '', {});
       res.redirect(303, `${d.base}progress/${String(req.params.id)}`);
     },
   };

@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Config } from '../config/types.js';
+import { requestedServer } from '../handoff/server-name.js';
 import type { Handoff } from '../handoff/types.js';
 import type { CheckedSession, SessionCheck } from '../heavydb/session.js';
 import type { Pipeline } from './pipeline.js';
@@ -18,7 +19,7 @@ import type { Pipeline } from './pipeline.js';
 export const SESSION_LOGIN_BODY_LIMIT = 64 * 1024;
 
 /** A confirmed HeavyDB session as a handoff, connecting the notebook to the configured OmniSci server. */
-function handoffOf(checked: CheckedSession, sql: string, omnisci: Config['omnisci']): Handoff {
+function handoffOf(checked: CheckedSession, sql: string, omnisci: Config['omnisci'], server: string | undefined): Handoff {
   const now = Math.floor(Date.now() / 1000);
   return {
     user: checked.user,
@@ -30,6 +31,7 @@ function handoffOf(checked: CheckedSession, sql: string, omnisci: Config['omnisc
     session: checked.session,
     query: sql,
     connection: { protocol: omnisci.protocol, host: omnisci.host, port: omnisci.port, database: checked.database || omnisci.database },
+    ...(server === undefined ? {} : { server }),
   };
 }
 
@@ -46,16 +48,20 @@ export function sessionLoginHandler(deps: {
       res.status(403).json({ error: 'forbidden' });
       return;
     }
-    const body = (req.body ?? {}) as { session?: unknown; sql?: unknown };
+    const body = (req.body ?? {}) as { session?: unknown; sql?: unknown; server?: unknown };
     await deps.pipeline.run(
       req,
       res,
-      async () =>
-        handoffOf(
+      async () => {
+        // /hub/login's `server` query parameter, passed through by the authenticator: refused before HeavyDB is asked.
+        const server = requestedServer(body.server, deps.config.hub.namedServers);
+        return handoffOf(
           await deps.check.check(typeof body.session === 'string' ? body.session : undefined),
           typeof body.sql === 'string' ? body.sql : '',
           deps.config.omnisci,
-        ),
+          server,
+        );
+      },
       'heavydb-session',
     );
   };

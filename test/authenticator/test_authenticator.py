@@ -206,6 +206,13 @@ class HeaderLoginTest(AuthenticatorTest):
         assert self.exchange.calls == [("/services/omnisci-handoff/session-login", f"token {API_TOKEN}")]
         assert self.exchange.bodies == [{"session": "s1", "sql": "SELECT 1"}]
 
+    def test_a_server_query_parameter_is_passed_through_for_the_service_to_judge(self):
+        # hub.namedServers: /hub/login?server=<name>; the service allows or refuses it, not the authenticator.
+        self.exchange.sessions["s3"] = "alice"
+        code, _ = self.login("?newnotebook=true&server=analysis", {"X-OmniSci-SessionID": "s3"})
+        assert code == 200
+        assert self.exchange.bodies == [{"session": "s3", "sql": "", "server": "analysis"}]
+
     def test_an_unknown_session_is_the_services_401_with_its_code(self):
         code, body = self.login("?newnotebook=true", {"X-OmniSci-SessionID": "forged"})
         assert code == 401 and body["error"].endswith("(code heavydb_session_invalid)")

@@ -1,7 +1,7 @@
 /** The CLI as an admin and an issuer use it: keygen → config → check-config → serve → mint → handoff; and local mode. */
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeProtectedHeader } from 'jose';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { parse, stringify } from 'yaml';
 import { runCli, serveCli } from '../support/process.js';
 import { postToken, randomSessionId, tempDir } from '../support/core.js';
@@ -57,6 +57,8 @@ test('mint without a config sets the typ a service with defaults requires', asyn
   expect(await typOf(['--session', randomSessionId()])).toBe('omnisci-handoff+jwt');
   expect(await typOf(['--revoke'])).toBe('omnisci-revoke+jwt');
   expect(await typOf(['--session', randomSessionId(), '--typ', 'JWT'])).toBe('JWT');
+  // --server: the named server to open (hub.namedServers), as the claim `server`.
+  expect(decodeJwt((await runCli([...args, '--session', randomSessionId(), '--server', 'analysis'])).stdout.trim()).server).toBe('analysis');
 });
 
 test('check-config lists every problem and exits 2', async () => {
@@ -110,7 +112,7 @@ test('z2jh-values prints the hub service, the least role and, in handoff login m
   expect(r.code).toBe(0);
   const values = parse(r.stdout) as { hub: { services: Record<string, unknown>; loadRoles: Record<string, { scopes: string[] }>; extraFiles?: unknown } };
   expect(values.hub.services['omnisci-handoff']).toEqual({ url: 'http://omnisci-handoff:8470', display: false, oauth_no_confirm: true });
-  expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers']);
+  expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers', 'read:shares']);
   expect(r.stdout).toContain('OmnisciHandoffAuthenticator');
 });
 
@@ -130,6 +132,6 @@ test("header mode only (no token section): check-config says so, and z2jh-values
   const r = await runCli(['z2jh-values', '--config', file]);
   expect([r.code, r.stderr]).toEqual([0, '']);
   const values = parse(r.stdout) as { hub: { loadRoles: Record<string, { scopes: string[] }>; extraConfig: Record<string, string> } };
-  expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers', 'admin:users']);
+  expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers', 'admin:users', 'read:shares']);
   expect(values.hub.extraConfig['omnisci-handoff']).toContain('c.OmnisciHandoffAuthenticator.header_login = True');
 });

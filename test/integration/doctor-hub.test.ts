@@ -71,7 +71,7 @@ describe('doctor against a real hub', () => {
       '✓ keys: algorithms: ES256 (kid immerse-1)',
       `✓ store: local directory: ${storeDir} is writable`,
       `✓ hub: api: ${hub.apiUrl}: JupyterHub ${version}, the token is service omnisci-handoff's`,
-      '✓ hub: scopes: servers, admin:users',
+      '✓ hub: scopes: servers, admin:users, read:shares',
       `✓ hub: public url: ${hub.publicUrl}: JupyterHub ${version}`,
     ]);
     expect(r.code).toBe(0);
@@ -95,15 +95,15 @@ describe('doctor against a real hub', () => {
     expect(r.stdout).not.toContain('not-the-service-token');
   });
 
-  test('a role without admin:users while hub.createUsers is on: the scopes check names it; without createUsers, servers is enough', async () => {
+  test('a role without admin:users while hub.createUsers is on: the scopes check names it; without it and with shared servers allowed, servers is enough', async () => {
     const token = hub.extraTokens['servers-only'] as string;
     const r = await doctor(configFile(), { JUPYTERHUB_API_TOKEN: token });
     expect(lines(r.stdout).slice(4, 6)).toEqual([
       `✓ hub: api: ${hub.apiUrl}: JupyterHub ${version}, the token is service servers-only's`,
-      `✗ hub: scopes: the token lacks admin:users (hub.createUsers is on) — fix: add admin:users to the service's role (z2jh hub.loadRoles, or c.JupyterHub.load_roles; docs/jupyterhub.md, "Role: the minimal scopes")`,
+      `✗ hub: scopes: the token lacks admin:users (hub.createUsers is on), read:shares (hub.allowSharedServers is off: the service checks that no server of the user is shared) — fix: add admin:users, read:shares to the service's role (z2jh hub.loadRoles, or c.JupyterHub.load_roles; docs/jupyterhub.md, "Role: the minimal scopes")`,
     ]);
     expect(r.code).toBe(1);
-    const without = await doctor(configFile({ hub: { createUsers: false } }), { JUPYTERHUB_API_TOKEN: token });
+    const without = await doctor(configFile({ hub: { createUsers: false, allowSharedServers: true } }), { JUPYTERHUB_API_TOKEN: token });
     expect(lines(without.stdout)[5]).toBe('✓ hub: scopes: servers');
     expect(without.code).toBe(0);
   });

@@ -306,6 +306,12 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     'session-pattern': { na: 'Helm cannot compile an ECMAScript regular expression; the pod refuses to start and names it' },
     'user-pattern': { na: 'Helm cannot compile an ECMAScript regular expression; the pod refuses to start and names it' },
     'lab-url-user': { values: { config: { redirect: { labUrlTemplate: '{hubPublicUrl}/lab' } } }, chart: /labUrlTemplate must contain \{username\}/ },
+    'lab-url-server': {
+      values: { config: { hub: { serverName: 'gpu' }, redirect: { labUrlTemplate: '{hubPublicUrl}/hub/user-redirect/lab?omnisci&reset&u={username}' } } },
+      chart: /labUrlTemplate must contain \{servername\} or \/user\/\{username\}\//,
+    },
+    'named-servers-allowed': { values: { config: { hub: { namedServers: { enabled: true } } } }, chart: /namedServers\.enabled needs config\.hub\.namedServers\.allowed or pattern/ },
+    'named-servers-pattern': { na: 'Helm cannot compile an ECMAScript regular expression; the pod refuses to start and names it' },
     'hub-url': { na: 'values.schema.json requires an http(s) URL; a query or fragment is refused when the pod starts' },
     'hub-api-url': { na: 'the chart sets hub.apiUrl (default http://hub:8081{baseUrl}hub/api)' },
     'hub-api-token': { na: 'the chart mounts the token file and sets hub.apiTokenFile' },

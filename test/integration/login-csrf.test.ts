@@ -19,7 +19,7 @@ let lax: HubService;
 let strict: HubService;
 
 beforeAll(async () => {
-  hub = await startHubStandin({ serviceScopes: ['admin:users', 'admin:servers'] });
+  hub = await startHubStandin({ serviceScopes: ['admin:users', 'admin:servers', 'read:shares'] });
   svc = await startHubService({ hub, hubConfig: { createUsers: true, loginMode: 'handoff' } });
   // An admin who turned the confirmation off; allowed origins configured explicitly.
   lax = await startHubService({
@@ -194,5 +194,6 @@ test('one read of the hub user model per handoff (finding 6): prepare reads it, 
   const res = await postToken(strict.url, await mint(key, { subject: 'una' }));
   expect(res.status).toBe(303);
   expect(hub.count('GET', '/users/una')).toBe(1);
-  expect(hub.requests).toHaveLength(1);
+  // Besides it, only the shared-server check's two lists (hub.allowSharedServers is off).
+  expect(hub.requests.map((r) => `${r.method} ${r.path}`).sort()).toEqual(['GET /share-codes/una', 'GET /shares/una', 'GET /users/una']);
 });

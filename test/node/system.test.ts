@@ -286,7 +286,7 @@ c.JupyterHub.services = [
     {'name': 'test-admin', 'api_token': ${py(hubTokens.admin)}},
 ]
 c.JupyterHub.load_roles = [
-    {'name': 'omnisci-handoff-role', 'scopes': ['servers'], 'services': [${py(SERVICE_NAME)}]},
+    {'name': 'omnisci-handoff-role', 'scopes': ['servers', 'read:shares'], 'services': [${py(SERVICE_NAME)}]},
     {'name': 'test-admin-role', 'scopes': ['admin:users', 'admin:servers', 'list:users', 'tokens'], 'services': ['test-admin']},
 ]
 ${extra}`;

@@ -464,7 +464,7 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
     times.installToReadySeconds = seconds(t0);
     expect(Object.keys(z2jh.hub.services)).toEqual([SERVICE]);
     expect(z2jh.hub.services[SERVICE]).toEqual({ url: `http://${SERVICE}:8470`, display: false, oauth_no_confirm: true });
-    expect(z2jh.hub.loadRoles[SERVICE].scopes).toEqual(['servers', 'admin:users']);
+    expect(z2jh.hub.loadRoles[SERVICE].scopes).toEqual(['servers', 'admin:users', 'read:shares']);
     // z2jh generated the service's token into its hub Secret; our pods read it and the hub accepts it (readyz).
     const hubSecret = JSON.parse(await kubectl(['get', 'secret', 'hub', '-o', 'json'])) as { data: Record<string, string> };
     expect(Buffer.from(hubSecret.data[`hub.services.${SERVICE}.apiToken`]!, 'base64').toString()).toMatch(/^[0-9a-f]{32,}$/);

@@ -56,6 +56,10 @@
  *   code survives failed attempts); else 200 {access_token, expires_in: 1209600, token_type: "Bearer",
  *   scope} — the token identifies the user (read:users:name/groups!user=<name>) only.
  * - GET {base}hub/api/ → {"version": "5.5.4"} without auth.
+ * - GET /shares/{name} and /share-codes/{name} (read:shares, filtered by user): `{items,
+ *   _pagination: {offset, limit, total, next: null}}` (one page), items `{server, scopes, user,
+ *   group, kind, created_at}` for the shares `share()` made; 404 for an unknown user. Share codes
+ *   are always none.
  *
  * Simplified (documented, not hidden):
  * - One process, in memory, no proxy: the lab URLs it names (/user/x/) are not served; no database,
@@ -132,7 +136,7 @@ export interface HubSettings {
 export interface HubStandinOptions extends Partial<HubSettings> {
   /** c.JupyterHub.base_url (default '/'); the API is at {baseUrl}hub/api. */
   baseUrl?: string;
-  /** The service under test and its scopes (default omnisci-handoff, ['servers']). */
+  /** The service under test and its scopes (default omnisci-handoff, ['servers', 'read:shares']). */
   serviceName?: string;
   serviceScopes?: readonly string[];
   /** Whether the service is an OAuth client (a hub service registered with a url). Default true. */
@@ -213,6 +217,8 @@ export interface HubStandin {
   server(user: string, server?: string): ServerView | undefined;
   /** A Cookie header value that makes a browser logged in to the hub as `name` (created if needed). */
   loginBrowser(name: string): string;
+  /** Shares `owner`'s server with the user `guest`, as POST /shares/{owner}/{server} {"user": guest} does. */
+  share(owner: string, server: string, guest: string): void;
   /** A token for `owner` with exactly these (raw) scopes. */
   addToken(owner: { service: string } | { user: string }, scopes: readonly string[]): string;
   /** The next requests matching method + API path get these faults, one each. */
@@ -454,6 +460,8 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
   const clients = new Map<string, OAuthClient>();
   const faults: { method: string; path: string | RegExp; fault: Fault }[] = [];
   const requests: HubRequest[] = [];
+  /** `owner/server` → the guests it is shared with. */
+  const shares = new Map<string, string[]>();
   let tokenSeq = 0;
   let closed = false;
 
@@ -465,7 +473,7 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
   };
 
   const serviceName = opts.serviceName ?? 'omnisci-handoff';
-  const serviceToken = addToken({ service: serviceName }, opts.serviceScopes ?? ['servers']);
+  const serviceToken = addToken({ service: serviceName }, opts.serviceScopes ?? ['servers', 'read:shares']);
   const adminToken = addToken({ service: 'test-admin' }, ['admin:users', 'admin:servers', 'list:users']);
   const extraTokens = Object.fromEntries(Object.entries(opts.extraServices ?? {}).map(([name, scopes]) => [name, addToken({ service: name }, scopes)]));
   const oauthClientId = `service-${serviceName}`;
@@ -929,6 +937,10 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
       return authorize(ctx);
     }
     const seg = p.split('/').slice(1);
+    if ((seg[0] === 'shares' || seg[0] === 'share-codes') && seg[1] && seg.length === 2) {
+      if (method !== 'GET') throw new ApiError(405);
+      return listShares(ctx, seg[0], decodeURIComponent(seg[1]));
+    }
     if (seg[0] !== 'users' || !seg[1]) throw new ApiError(404);
     let name: string;
     let serverName = '';
@@ -956,6 +968,30 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
       throw new ApiError(405);
     }
     throw new ApiError(404);
+  }
+
+  /** apihandlers/shares.py ServerShareAPIHandler.get / ServerShareCodeAPIHandler.get for all of an owner's servers. */
+  function listShares(ctx: Ctx, kind: 'shares' | 'share-codes', owner: string): void {
+    needsScope(ctx, ['read:shares'], owner);
+    const u = findUser(owner);
+    if (!u) throw new ApiError(404);
+    const items =
+      kind === 'share-codes'
+        ? []
+        : [...shares].flatMap(([key, guests]) => {
+            const server = key.slice(owner.length + 1);
+            if (!key.startsWith(`${owner}/`) || !u.servers.has(server)) return [];
+            const s = u.servers.get(server)!;
+            return guests.map((guest) => ({
+              server: { user: { name: owner }, name: server, url: serverUrl(u, s), ready: s.phase === 'running' },
+              scopes: [`access:servers!server=${owner}/${server}`],
+              user: { name: guest },
+              group: null,
+              kind: 'user',
+              created_at: iso(),
+            }));
+          });
+    send(ctx, 200, { items, _pagination: { offset: 0, limit: 200, total: items.length, next: null } });
   }
 
   /** The hub's login page: GET shows a form, POST logs the browser in (dummy authenticator, no XSRF). */
@@ -1104,6 +1140,12 @@ export async function startHubStandin(opts: HubStandinOptions = {}): Promise<Hub
     },
     users: () => [...users.keys()],
     addUser,
+    share(owner, server, guest) {
+      addUser(owner);
+      addUser(guest);
+      serverOf(users.get(owner)!, server).inDb = true;
+      shares.set(`${owner}/${server}`, [...(shares.get(`${owner}/${server}`) ?? []), guest]);
+    },
     setUser: (name, behaviour) => {
       addUser(name);
       const u = users.get(name)!;

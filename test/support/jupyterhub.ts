@@ -32,9 +32,9 @@ export const HUB_VENV = join(ROOT, '.cache/venv-hub');
 const PYTHON = join(HUB_VENV, 'bin/python');
 const CHP = join(ROOT, 'node_modules/configurable-http-proxy/bin/configurable-http-proxy');
 
-/** The scopes docs/jupyterhub.md documents for the service (admin:users only when users are created). */
-export const SERVICE_SCOPES = ['servers'] as const;
-export const SERVICE_SCOPES_CREATE = ['servers', 'admin:users'] as const;
+/** The scopes docs/jupyterhub.md documents for the service (admin:users only when users are created; read:shares unless hub.allowSharedServers). */
+export const SERVICE_SCOPES = ['servers', 'read:shares'] as const;
+export const SERVICE_SCOPES_CREATE = ['servers', 'admin:users', 'read:shares'] as const;
 
 export interface HubOptions {
   /** Name of the service under test (its hub role has exactly `serviceScopes`). */

@@ -18,7 +18,9 @@ const config = (extra: Record<string, any> = {}) =>
 test('registers the service with the least scopes and no singleuser mounts when the webhook is on', () => {
   const v = z2jhValues(config()) as any;
   expect(v.hub.services['omnisci-handoff']).toEqual({ url: 'http://omnisci-handoff:8470', display: false, oauth_no_confirm: true });
-  expect(v.hub.loadRoles['omnisci-handoff'].scopes).toEqual(['servers']);
+  expect(v.hub.loadRoles['omnisci-handoff'].scopes).toEqual(['servers', 'read:shares']);
+  // With shared servers allowed there is nothing to check, and no scope to read shares.
+  expect((z2jhValues(config({ hub: { allowSharedServers: true } })) as any).hub.loadRoles['omnisci-handoff'].scopes).toEqual(['servers']);
   expect(v.hub.loadRoles['omnisci-handoff'].services).toEqual(['omnisci-handoff']);
   expect(v.hub.extraFiles).toBeUndefined();
   expect(v.proxy.chp.networkPolicy.egress).toEqual([
@@ -27,7 +29,7 @@ test('registers the service with the least scopes and no singleuser mounts when 
   expect(v.singleuser.networkPolicy.egress).toEqual([{ ports: [{ port: 6274, protocol: 'TCP' }, { port: 6273, protocol: 'TCP' }] }]);
   expect(v.singleuser.extraEnv).toBeUndefined();
   expect(z2jhValues(config({ hub: { createUsers: true } })).hub).toMatchObject({
-    loadRoles: { 'omnisci-handoff': { scopes: ['servers', 'admin:users'] } },
+    loadRoles: { 'omnisci-handoff': { scopes: ['servers', 'admin:users', 'read:shares'] } },
   });
   expect(v.hub.loadRoles.user).toBeUndefined();
   const identity = z2jhValues(config({ listen: { basePath: '/services/omnisci-handoff/' }, hub: { identityCheck: true } })) as any;

@@ -143,7 +143,12 @@ class OmnisciHandoffAuthenticator(Authenticator):
             self.log.error("OmnisciHandoffAuthenticator needs session_login_url and api_token (or a service registration)")
             raise web.HTTPError(500, "Notebook login is not configured.")
         try:
-            answer = await self._post(self.session_login_url, {"session": session, "sql": handler.get_argument("sql", "")})
+            payload = {"session": session, "sql": handler.get_argument("sql", "")}
+            # A named server (hub.namedServers): /hub/login?server=<name>, passed through for the service to allow or refuse.
+            server = handler.get_argument("server", None)
+            if server is not None:
+                payload["server"] = server
+            answer = await self._post(self.session_login_url, payload)
         except HTTPClientError as e:
             raise _service_error(e, self.log) from None
         except OSError as e:

@@ -65,6 +65,12 @@ service's own rules (src/config/rules.ts); test/integration/helm.test.ts runs ea
 {{- if not (contains "{username}" $c.redirect.labUrlTemplate) }}
 {{- fail "config.redirect.labUrlTemplate must contain {username}" }}
 {{- end }}
+{{- if and (or $c.hub.serverName $c.hub.namedServers.enabled) (not (or (contains "{servername}" $c.redirect.labUrlTemplate) (contains "/user/{username}/" $c.redirect.labUrlTemplate))) }}
+{{- fail "config.redirect.labUrlTemplate must contain {servername} or /user/{username}/ when a named server opens (config.hub.serverName, config.hub.namedServers)" }}
+{{- end }}
+{{- if and $c.hub.namedServers.enabled (empty $c.hub.namedServers.allowed) (not $c.hub.namedServers.pattern) }}
+{{- fail "config.hub.namedServers.enabled needs config.hub.namedServers.allowed or pattern: the servers a handoff may open" }}
+{{- end }}
 {{- $envNames := list $c.notebook.env.protocol $c.notebook.env.host $c.notebook.env.port }}
 {{- if or (ne (len ($envNames | uniq)) 3) (has "JUPYTER_CONFIG_PATH" $envNames) }}
 {{- fail "config.notebook.env: the protocol, host and port env var names must differ from each other and from JUPYTER_CONFIG_PATH" }}

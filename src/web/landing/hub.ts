@@ -11,6 +11,7 @@
 import type { RequestHandler } from 'express';
 import type { Config } from '../../config/types.js';
 import { errorFields, HandoffError } from '../../errors.js';
+import type { Handoff } from '../../handoff/types.js';
 import { HubClient, type HubUser } from '../../hub/client.js';
 import { destinationOf } from '../../hub/destination.js';
 import { labUrl } from '../../hub/lab-url.js';
@@ -82,9 +83,12 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
     return login.toString();
   };
 
-  /** Where the browser finally goes: the lab, through /hub/login when `login`. */
-  const finalUrl = (user: string, login: boolean): string => {
-    const lab = labUrl(config.redirect, user, hubConfig.serverName);
+  /** The server a handoff opens: the one it names, else the configured one. */
+  const serverOf = (handoff: Handoff): string => handoff.server ?? hubConfig.serverName;
+
+  /** Where the browser finally goes: the server's lab, through /hub/login when `login`. */
+  const finalUrl = (user: string, server: string, login: boolean): string => {
+    const lab = labUrl(config.redirect, user, server);
     if (!login) return lab;
     const u = new URL(lab);
     return hubLogin(user, u.pathname + u.search);
@@ -93,13 +97,15 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
   const signIn = createSignIn({ config, client, tickets, store, ...(handoffLogin ? { hubLogin } : {}) });
 
   /** The lab, or a progress page (bound to the browser when `bind` is given) once the server was asked for. */
-  async function next(user: string, result: AcceptResult, model: HubUser | undefined, login: boolean, bind?: string): Promise<string> {
-    const d = destinationOf(result, model, hubConfig.serverName, hubConfig.connectionChangePolicy);
-    if (d === 'lab') return finalUrl(user, login);
+  async function next(handoff: Handoff, result: AcceptResult, model: HubUser | undefined, login: boolean, bind?: string): Promise<string> {
+    const { user } = handoff;
+    const server = serverOf(handoff);
+    const d = destinationOf(result, model, server, hubConfig.connectionChangePolicy);
+    if (d === 'lab') return finalUrl(user, server, login);
     // Asked before the browser is sent on, so that a replica showing its page finds the spawn under way;
     // as soon as the hub shows it so, not when the hub answers (which it holds up to slow_spawn_timeout).
-    if (d !== 'keep') await taskFor(user, { restart: d === 'restart', ...(model ? { model } : {}) }).requested;
-    const body = { ...(bind ? { bind } : {}), ...(login ? { login } : {}), ...(d === 'keep' ? { notice: true } : {}) };
+    if (d !== 'keep') await taskFor(user, server, { restart: d === 'restart', ...(model ? { model } : {}) }).requested;
+    const body = { ...(server ? { server } : {}), ...(bind ? { bind } : {}), ...(login ? { login } : {}), ...(d === 'keep' ? { notice: true } : {}) };
     return `${base}progress/${tickets.issue('progress', user, progressTtlMs, body).ticket}`;
   }
 
@@ -113,9 +119,22 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
     return undefined;
   }
 
+  /**
+   * Refuses a session for a user who shares a server (JupyterHub 5 sharing): the session is the
+   * user's and reaches every server of theirs, where a guest could read it (a terminal, a kernel;
+   * the extension's 403 guards its endpoint only). Nothing is stored or started on a refusal; a hub
+   * that cannot tell (a missing scope) refuses too.
+   */
+  async function notShared(user: string): Promise<void> {
+    if (hubConfig.allowSharedServers) return;
+    if (await client.sharesAny(user)) throw new HandoffError('server_shared', `${user} shares a server (hub.allowSharedServers is off)`);
+  }
+
   return {
     landing: {
       async prepare(ctx) {
+        // First: a refusal here must leave nothing behind, not even the jti a confirmation page reserves.
+        await notShared(ctx.handoff.user);
         if (handoffLogin && (await signIn.confirm(ctx)) === 'deferred') return 'deferred';
         ctx.hubUser = await hubUserOf(ctx.handoff.user);
         return hubConfig.identityCheck ? signIn.checkIdentity(ctx) : undefined;
@@ -123,16 +142,17 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
       async land(ctx) {
         const { handoff, result, hubUser, req, res } = ctx;
         if (handoffLogin) signIn.loggedIn(ctx);
-        res.redirect(303, await next(handoff.user, result, hubUser, handoffLogin, signIn.bindBrowser(req, res)));
+        res.redirect(303, await next(handoff, result, hubUser, handoffLogin, signIn.bindBrowser(req, res)));
       },
     },
 
     sessionLanding: {
       async prepare(ctx) {
+        await notShared(ctx.handoff.user);
         ctx.hubUser = await hubUserOf(ctx.handoff.user);
       },
       async land({ handoff, result, hubUser, res }) {
-        res.json({ name: handoff.user, next: await next(handoff.user, result, hubUser, false) });
+        res.json({ name: handoff.user, next: await next(handoff, result, hubUser, false) });
       },
     },
 
