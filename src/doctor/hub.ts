@@ -1,12 +1,15 @@
 /**
  * JupyterHub: the API answers the service's token, the token has the scopes the service needs
- * (JupyterHub 5's GET /hub/api/user lists the token's scopes, expanded), and the hub answers at
- * redirect.hubPublicUrl, where every handoff ends.
+ * (JupyterHub 5's GET /hub/api/user lists the token's scopes, expanded), the token and the ticket
+ * keys are not guessable (at least 128 bits, as the service requires at start), and the hub answers
+ * at redirect.hubPublicUrl, where every handoff ends.
  */
 import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/types.js';
-import { describeCause } from '../errors.js';
+import { describeCause, HandoffError } from '../errors.js';
+import { estimateBits, MIN_SECRET_BITS } from '../hub/entropy.js';
 import { neededScopes, type NeededScope } from '../hub/scopes.js';
+import { parseTicketKeys, ticketKeyPath } from '../hub/ticket-keys.js';
 import { fail, parseJson, pass, request, unknown, type Check } from './check.js';
 
 const ROLE_DOC = 'docs/jupyterhub.md, "Role: the minimal scopes"';
@@ -77,7 +80,40 @@ export async function hubChecks(config: Config, env: NodeJS.ProcessEnv, fetchImp
       );
     }
   }
+  const bits = estimateBits(token);
+  out.push(
+    bits < MIN_SECRET_BITS
+      ? fail('hub: token strength', `the API token has about ${bits} bits of entropy; the service refuses to start under ${MIN_SECRET_BITS}`, 'give the service a random API token (openssl rand -hex 32; z2jh generates one when hub.services.<name>.apiToken is unset) and register the same at the hub')
+      : pass('hub: token strength', `about ${bits} bits of entropy (at least ${MIN_SECRET_BITS} needed)`),
+    await ticketKeysCheck(config),
+  );
   return out;
+}
+
+/** The keys sealing the hub flows' tickets, as the service reads them at start (src/hub/ticket-keys.ts). */
+async function ticketKeysCheck(config: Config): Promise<Check> {
+  const path = ticketKeyPath(config);
+  const fix = `write them with omnisci-handoff keygen --ticket-keys ${path ?? 'FILE'} (on an existing file it rotates them, keeping open tickets valid)`;
+  if (!path) return fail('hub: ticket keys', 'hub.ticketKeyFile is not set (required with the kubernetes store)', `${fix} and set hub.ticketKeyFile; the Helm chart does both`);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    const cause = describeCause(e);
+    if (cause === 'ENOENT' && !config.hub.ticketKeyFile) return pass('hub: ticket keys', `${path}: not created yet; the service writes a random key there at its first start`);
+    return fail('hub: ticket keys', `cannot read ${path} (${cause})`, fix);
+  }
+  try {
+    const keys = parseTicketKeys(text, path);
+    const now = Date.now();
+    const open = keys.slice(1).filter((k) => k.until === undefined || k.until > now);
+    const ended = keys.length - 1 - open.length;
+    const old = open.length ? `, ${open.length} previous still opening tickets` : '';
+    const drop = ended ? `; ${ended} ended (drop them at the next rotation)` : '';
+    return pass('hub: ticket keys', `${path}: a sealing key${old}${drop}, each at least ${MIN_SECRET_BITS} bits`);
+  } catch (e) {
+    return fail('hub: ticket keys', e instanceof HandoffError ? e.message : describeCause(e), fix);
+  }
 }
 
 /** The hub at redirect.hubPublicUrl, where every handoff ends (local mode and direct landings too). */

@@ -1,18 +1,26 @@
 /**
  * The service's hub API token: read once, and the check that a request from the hub's authenticator
  * presents it (`Authorization: token …`): the channel of the login-token exchange and of header mode's
- * session login. Compared as SHA-256 digests in constant time.
+ * session login. Compared as SHA-256 digests in constant time. A guessable token is refused at
+ * start: whoever guesses it speaks for the service to the hub and to the authenticator's channel.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/types.js';
 import { HandoffError } from '../errors.js';
+import { estimateBits, MIN_SECRET_BITS } from './entropy.js';
 
 export function readApiToken(hub: Config['hub'], env: NodeJS.ProcessEnv): string {
   const token = hub.apiTokenFile ? readFileSync(hub.apiTokenFile, 'utf8').trim() : env.JUPYTERHUB_API_TOKEN;
   if (!token) throw new HandoffError('hub_unauthorized', 'no hub API token: set hub.apiTokenFile or JUPYTERHUB_API_TOKEN');
   // Checked here, as an HTTP client would otherwise quote an invalid header value in its error.
   if (!/^[\x21-\x7e]+$/.test(token)) throw new HandoffError('hub_unauthorized', 'the hub API token has characters a token cannot have');
+  const bits = estimateBits(token);
+  if (bits < MIN_SECRET_BITS) {
+    throw new HandoffError('weak_secret', 'hub API token', {
+      message: `The hub API token has about ${bits} bits of entropy; at least ${MIN_SECRET_BITS} are needed: give the service a random one (openssl rand -hex 32; z2jh generates 256 bits when hub.services.<name>.apiToken is unset).`,
+    });
+  }
   return token;
 }
 

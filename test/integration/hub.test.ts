@@ -89,8 +89,11 @@ describe('handoff to a real JupyterHub', () => {
     const login = b.hops.find((h) => h.url.includes('/hub/login?login_token='))!;
     expect(login).toBeDefined();
     expect(b.hops.filter((h) => h.url.includes(PREFIX + 'progress/')).every((h) => !/token|session/i.test(h.url))).toBe(true);
-    const replay = await new NoJsBrowser().request(login.url);
+    // Replayed in another browser it logs nobody in: the login URL is bound to this browser.
+    const other = new NoJsBrowser();
+    const replay = await other.follow(await other.request(login.url), login.url);
     expect(replay.status).toBe(403);
+    expect(replay.text).toContain('login_browser_mismatch');
     expect(svc.logs.lines.join('\n')).not.toContain(new URL(login.url).searchParams.get('login_token')!);
     // One hub login per handoff: visiting the progress page's link again leads to the lab, with no new login token.
     const progress = b.hops.find((h) => new URL(h.url).pathname.startsWith(`${PREFIX}progress/`))!.url.replace(/\/(go|events)$/, '');
