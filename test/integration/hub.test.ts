@@ -5,6 +5,7 @@
  * shipped authenticator for login mode `handoff`. Browsers here are cookie-keeping HTTP clients
  * without JavaScript (the page's no-JS fallback); test/integration/hub-browser.test.ts uses Chromium.
  */
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { hmacKey, mint, postToken } from '../support/core.js';
@@ -215,7 +216,8 @@ describe('handoff to a real JupyterHub', () => {
 
   test('missing scope and bad token are named; the servers-only role cannot create users', async () => {
     const creating = await startHubService({ hub, apiToken: hub.extraTokens['servers-only']!, hubConfig: { createUsers: true } });
-    const badToken = await startHubService({ hub, apiToken: 'not-a-token', hubConfig: {} });
+    // Random (a guessable one is refused at start: weak_secret), but not the hub's.
+    const badToken = await startHubService({ hub, apiToken: randomBytes(24).toString('hex'), hubConfig: {} });
     try {
       const r = await postToken(creating.url, await mint(key, { subject: 'nobody-yet' }), { accept: 'application/json' });
       expect(r.status).toBe(500);
