@@ -9,23 +9,11 @@ import type { Config } from '../config/types.js';
 import { describeCause, HandoffError } from '../errors.js';
 import { estimateBits, MIN_SECRET_BITS } from '../hub/entropy.js';
 import { neededScopes, type NeededScope } from '../hub/scopes.js';
+import { loadApiToken } from '../hub/service-token.js';
 import { parseTicketKeys, ticketKeyPath } from '../hub/ticket-keys.js';
 import { fail, parseJson, pass, request, unknown, type Check } from './check.js';
 
 const ROLE_DOC = 'docs/jupyterhub.md, "Role: the minimal scopes"';
-
-/** The token as the service reads it (src/hub/service-token.ts): hub.apiTokenFile, else JUPYTERHUB_API_TOKEN. */
-async function hubToken(hub: Config['hub'], env: NodeJS.ProcessEnv): Promise<{ token?: string; problem?: string }> {
-  if (hub.apiTokenFile) {
-    try {
-      const token = (await readFile(hub.apiTokenFile, 'utf8')).trim();
-      return token ? { token } : { problem: `hub.apiTokenFile ${hub.apiTokenFile} is empty` };
-    } catch (e) {
-      return { problem: `cannot read hub.apiTokenFile ${hub.apiTokenFile} (${describeCause(e)})` };
-    }
-  }
-  return env.JUPYTERHUB_API_TOKEN ? { token: env.JUPYTERHUB_API_TOKEN } : { problem: 'no API token: JUPYTERHUB_API_TOKEN is not set and hub.apiTokenFile is not configured' };
-}
 
 export async function hubChecks(config: Config, env: NodeJS.ProcessEnv, fetchImpl: typeof fetch): Promise<Check[]> {
   const hub = config.hub;
@@ -33,12 +21,15 @@ export async function hubChecks(config: Config, env: NodeJS.ProcessEnv, fetchImp
   const timeoutMs = hub.requestTimeoutMs;
   const scopes = neededScopes(hub);
   const needed = scopes.map((s) => s.scope);
-  const { token, problem } = await hubToken(hub, env);
-  if (!token || !/^[\x21-\x7e]+$/.test(token)) {
-    const why = problem ?? 'the API token has characters a token cannot have';
+  let token: string;
+  try {
+    token = loadApiToken(hub, env);
+  } catch (e) {
+    const why = e instanceof HandoffError ? (e.detail ?? e.message) : describeCause(e);
     return [
       fail('hub: api', why, "give the service the api_token the hub registers for it (JUPYTERHUB_API_TOKEN, or hub.apiTokenFile; z2jh hub.services.<name>.apiToken)"),
       unknown('hub: scopes', 'no usable API token', 'fix the API token first'),
+      await ticketKeysCheck(config),
     ];
   }
   const out: Check[] = [];
