@@ -271,11 +271,11 @@ describe('login mode handoff: confirmation page, hub login token', () => {
         body: exchanged.body!,
       });
     expect(await upstreamsOf(exchange, [404, 'login_token_invalid'])).toEqual([0, 1, 2]);
-    // The same browser posting its confirmation again.
+    // The same browser posting its confirmation again (as its first one: a browser without Fetch Metadata naming its origin).
     const confirm = () =>
       b.request(`${svcUrl()}confirm`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin', accept: 'application/json' },
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(svcUrl()).origin, accept: 'application/json' },
         body: confirmed.body!,
       });
     expect(await upstreamsOf(confirm, [400, 'identity_state_invalid'])).toEqual([0, 1, 2]);

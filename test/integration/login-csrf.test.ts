@@ -67,6 +67,14 @@ const rawPost = (s: HubService, token: string, headers: Record<string, string>) 
 /** A form's POST as a browser makes it: with Fetch Metadata (Sec-Fetch-Site given), a top-level navigation. */
 const formPost = (s: HubService, token: string, headers: Record<string, string>) =>
   rawPost(s, token, { ...(headers['sec-fetch-site'] ? { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' } : {}), ...headers });
+/** POST {base}confirm of `ticket` from `browser` (its cookies in and out) with exactly `headers`: CLICK is its user's click. */
+async function confirmIn(s: HubService, browser: NoJsBrowser, ticket: string, headers: Record<string, string>): Promise<Response> {
+  const { body, ...type } = form({ ticket });
+  const cookie = [...browser.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  const res = await raw(`${s.url}confirm`, { method: 'POST', headers: { ...type, accept: 'application/json', ...(cookie ? { cookie } : {}), ...headers }, body });
+  for (const c of res.headers.getSetCookie()) browser.cookies.set(c.slice(0, c.indexOf('=')), c.slice(c.indexOf('=') + 1, c.indexOf(';')));
+  return res;
+}
 /** The stored session ('' while only a spent jti is recorded). */
 const stored = async (s: HubService, user: string) => (await createLocalStore(s.config).get(user))?.session || undefined;
 
@@ -184,13 +192,7 @@ describe('login mode handoff: the confirmation page', () => {
     expect((await postToken(svc.url, token, { accept: 'application/json' })).status).toBe(409);
 
     const ticket = /name="ticket" value="([^"]+)"/.exec(html)![1]!;
-    const confirm = async (browser: NoJsBrowser, headers: Record<string, string>) => {
-      const { body, ...type } = form({ ticket });
-      const cookie = [...browser.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-      const res = await raw(`${svc.url}confirm`, { method: 'POST', headers: { ...type, accept: 'application/json', ...(cookie ? { cookie } : {}), ...headers }, body });
-      for (const c of res.headers.getSetCookie()) browser.cookies.set(c.slice(0, c.indexOf('=')), c.slice(c.indexOf('=') + 1, c.indexOf(';')));
-      return res;
-    };
+    const confirm = (browser: NoJsBrowser, headers: Record<string, string>) => confirmIn(svc, browser, ticket, headers);
     // Another browser (it lacks this one's binding cookie), or a cross-site form in this one: refused.
     expect(await errorOf(await confirm(new NoJsBrowser(), CLICK))).toBe('identity_state_invalid');
     expect(await errorOf(await confirm(b, { ...CLICK, 'sec-fetch-site': 'cross-site' }))).toBe('identity_state_invalid');
@@ -241,11 +243,7 @@ describe('login mode handoff: the confirmation page', () => {
     expect(replay.status).toBe(409);
     expect(await errorOf(replay)).toBe('token_replayed');
     expect(await stored(lax, 'hank')).toBeUndefined();
-    const go = await b.request(`${lax.url}confirm`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
-      body: new URLSearchParams({ ticket }).toString(),
-    });
+    const go = await confirmIn(lax, b, ticket, CLICK);
     expect(go.status).toBe(303);
     expect(await stored(lax, 'hank')).toBeDefined();
   });
