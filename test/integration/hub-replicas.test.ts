@@ -11,7 +11,7 @@
  * `sso` + identityCheck — runs once in Chromium and in bulk in cookie-keeping clients without
  * JavaScript, and must land on the user's lab with the handed-over session in the user's Secret,
  * while every replica answered some of its requests and every ticket issued by one replica was used on
- * another (a progress page, a parked handoff, a hub login token, an OAuth state). Nothing is left to the
+ * another (a progress page, a parked handoff, a hub login token, the way back from the hub's login, an OAuth state). Nothing is left to the
  * rotation's luck: the proxy steers each use of a ticket away from the replica that issued it (the
  * uses of one ticket in turn over the others), and a Chromium flow's spawn is held by the test spawner
  * until the browser shows the progress page. Then one of three replicas is killed (SIGKILL) while 30
@@ -116,12 +116,13 @@ function decoded(s: string): string {
   return s;
 }
 
-/** The ticket a request uses, if any: a progress page (and its events, go, retry), a parked handoff, a hub login token, an OAuth state. */
+/** The ticket a request uses, if any: a progress page (and its events, go, retry), a parked handoff, a hub login token, the way back from the hub's login, an OAuth state. */
 function ticketOf(e: Pick<Forwarded, 'url' | 'body'>): { kind: string; ticket: string } | undefined {
   const u = new URL(e.url, 'http://x');
   const one = (kind: string, ticket: string | null | undefined) => (ticket ? { kind, ticket } : undefined);
   if (u.pathname.endsWith('/login-token/exchange') && e.body) return one('login', (JSON.parse(e.body) as { token?: string }).token);
   if (u.pathname.endsWith('/oauth_callback')) return one('oauth-state', u.searchParams.get('state'));
+  if (u.pathname.endsWith('/login/continue')) return one('login-return', u.searchParams.get('ticket'));
   if (u.pathname.endsWith('/confirm') && e.body) return one('parked', new URLSearchParams(e.body).get('ticket'));
   const progress = /\/progress\/([^/]+)(?:\/(?:events|go|retry))?$/.exec(u.pathname);
   return one('progress', progress?.[1]);
@@ -221,7 +222,7 @@ describe('login mode handoff: confirmation page, hub login token', () => {
     expect(await stored('held-rr-chrome')).toBe(session);
     const log = since(from);
     expectAllReplicasAnswered(log);
-    expectCrossReplicaTickets(log, ['parked', 'progress', 'login']);
+    expectCrossReplicaTickets(log, ['parked', 'progress', 'login', 'login-return']);
     // The hub's authenticator exchanged the login token through the "Service".
     expect(log.some((e) => e.url.endsWith('/login-token/exchange') && e.status === 200)).toBe(true);
     expect(seen.some((u) => u.includes('/progress/'))).toBe(true);
@@ -237,7 +238,7 @@ describe('login mode handoff: confirmation page, hub login token', () => {
     expect(browsers.every((b) => b.confirmations === 1)).toBe(true);
     const log = since(from);
     expectAllReplicasAnswered(log);
-    expectCrossReplicaTickets(log, ['parked', 'progress', 'login']);
+    expectCrossReplicaTickets(log, ['parked', 'progress', 'login', 'login-return']);
     expect(rr.failed).toBe(0);
   });
 
@@ -399,7 +400,7 @@ describe('login mode handoff + identityCheck: OAuth state and login tokens acros
     expect(await stored('held-rr-ic')).toBe(session);
     const log = since(from);
     expectAllReplicasAnswered(log);
-    expectCrossReplicaTickets(log, ['oauth-state', 'parked', 'login', 'progress']);
+    expectCrossReplicaTickets(log, ['oauth-state', 'parked', 'login', 'login-return', 'progress']);
   });
 
   test('in bulk (4 users at once, no JavaScript): every browser lands', async () => {
@@ -407,7 +408,7 @@ describe('login mode handoff + identityCheck: OAuth state and login tokens acros
     await bulk(['slow-rr-ic0', 'slow-rr-ic1', 'slow-rr-ic2', 'slow-rr-ic3'], bulkBrowsers);
     const log = since(from);
     expectAllReplicasAnswered(log);
-    expectCrossReplicaTickets(log, ['oauth-state', 'parked', 'login']);
+    expectCrossReplicaTickets(log, ['oauth-state', 'parked', 'login', 'login-return']);
   });
 
   describe('login mode sso', () => {

@@ -45,7 +45,7 @@ export interface Forwarded {
   location?: string;
   /** The request body, when `keepBodies` (e.g. to see which login token an exchange carried). */
   body?: string;
-  /** The body of an HTML response (up to 256 KiB), when `keepBodies` (e.g. the ticket a page's form carries). */
+  /** The body of an HTML or JSON response (up to 256 KiB), when `keepBodies` (e.g. the ticket a page's form or an API answer carries). */
   responseBody?: string;
   /** The upstream `steer` named for it, if any. */
   steered?: number;
@@ -173,7 +173,7 @@ export async function startRoundRobin(upstreams: string[] = [], o: RoundRobinOpt
           if (location) entry.location = location;
           res.writeHead(r.statusCode ?? 502, forwardHeaders(r.headers));
           // Recorded chunk by chunk before the client gets it: a request made from the page finds it.
-          if (o.keepBodies && /^text\/html/.test(r.headers['content-type'] ?? '')) {
+          if (o.keepBodies && /^(text\/html|application\/json)/.test(r.headers['content-type'] ?? '')) {
             entry.responseBody = '';
             r.on('data', (d: Buffer) => {
               if (entry.responseBody!.length < 256 * 1024) entry.responseBody += d.toString('latin1');
