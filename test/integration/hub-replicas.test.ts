@@ -11,11 +11,12 @@
  * `sso` + identityCheck — runs once in Chromium and in bulk in cookie-keeping clients without
  * JavaScript, and must land on the user's lab with the handed-over session in the user's Secret,
  * while every replica answered some of its requests and every ticket issued by one replica was used on
- * another (a progress page, a parked handoff, a hub login token, the way back from the hub's login, an OAuth state). Nothing is left to the
- * rotation's luck: the proxy steers each use of a ticket away from the replica that issued it (the
- * uses of one ticket in turn over the others), and a Chromium flow's spawn is held by the test spawner
- * until the browser shows the progress page. Then one of three replicas is killed (SIGKILL) while 30
- * browsers poll their progress pages, and their spawns are released only after the kill.
+ * another (a progress page, a parked handoff, a hub login token, the way back from the hub's login, an
+ * OAuth state). Nothing is left to the rotation's luck: the proxy steers each use of a ticket away
+ * from the replica that issued it (the uses of one ticket in turn over the others), and a Chromium
+ * flow's spawn is held by the test spawner until the browser shows the progress page. Then one of
+ * three replicas is killed (SIGKILL) while 30 browsers poll their progress pages, and their spawns are
+ * released only after the kill.
  *
  * The replicas restart between flows with the flow's config; the hub, the store and the proxy stay.
  */
