@@ -3,7 +3,7 @@
  * omnisci-handoff CLI: serve, check-config, doctor, mint, keygen, z2jh-values.
  * Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage (doctor: docs/doctor.md).
  */
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
@@ -15,6 +15,7 @@ import { generateHmacSecret, generateSigningKey } from './handoff/keygen.js';
 import { isHmacAlg } from './handoff/keys.js';
 import { mintToken, readSigningKey } from './handoff/mint.js';
 import { exitOnSignals, startService } from './service.js';
+import { ACTIVATE_SECONDS, KEEP_OLD_SECONDS, newTicketKey, parseTicketKeys, rotateTicketKeys, ticketKeysText } from './hub/ticket-keys.js';
 import { z2jhValuesYaml } from './deploy/z2jh.js';
 import { HandoffError } from './errors.js';
 
@@ -36,6 +37,10 @@ commands:
   keygen --alg ALG --out DIR [--kid KID]
                                generate a signing key (DIR/signing-key.jwk) and its JWKS (DIR/jwks.json),
                                or for HS* a shared secret (DIR/hmac-secret)
+  keygen --ticket-keys FILE [--keep-old SECONDS]
+                               write the keys that seal the hub flows' tickets (hub.ticketKeyFile); on an
+                               existing FILE rotate them: a new key seals after ${ACTIVATE_SECONDS} s (restart every
+                               replica before), the previous ones open tickets SECONDS more (default ${KEEP_OLD_SECONDS})
 
 The config file may also be given as OMNISCI_HANDOFF_CONFIG.`;
 
@@ -145,9 +150,35 @@ async function mint(args: string[]): Promise<void> {
   process.stdout.write(v.link ? `${v.link.replace(/\/?$/, '/')}handoff#token=${token}\n` : `${token}\n`);
 }
 
+/** Writes the ticket keys, or rotates an existing file's (atomically: a reader never sees half a file). */
+async function ticketKeys(file: string, keepOld: string | undefined): Promise<void> {
+  const seconds = keepOld === undefined ? KEEP_OLD_SECONDS : Number(keepOld);
+  if (!Number.isInteger(seconds) || seconds < 0) throw usage('--keep-old takes whole seconds');
+  let text: string | undefined;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const now = Date.now();
+  const keys = text === undefined ? [{ secret: newTicketKey() }] : rotateTicketKeys(parseTicketKeys(text, file), now, seconds * 1000);
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, ticketKeysText(keys), { mode: 0o600 });
+  await rename(tmp, file);
+  process.stdout.write(
+    text === undefined
+      ? `wrote ${file} (one new ticket key; configure hub.ticketKeyFile, the same file for every replica)\n`
+      : `rotated ${file}: restart the service (every replica) within ${ACTIVATE_SECONDS} s; the new key seals from then on, the previous ones open tickets ${seconds} s longer.\n`,
+  );
+}
+
 async function keygen(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { alg: { type: 'string' }, out: { type: 'string' }, kid: { type: 'string' } } });
-  if (!values.alg || !values.out) throw usage('keygen needs --alg and --out');
+  const { values } = parseArgs({
+    args,
+    options: { alg: { type: 'string' }, out: { type: 'string' }, kid: { type: 'string' }, 'ticket-keys': { type: 'string' }, 'keep-old': { type: 'string' } },
+  });
+  if (values['ticket-keys']) return ticketKeys(values['ticket-keys'], values['keep-old']);
+  if (!values.alg || !values.out) throw usage('keygen needs --alg and --out, or --ticket-keys FILE');
   await mkdir(values.out, { recursive: true, mode: 0o700 });
   if (isHmacAlg(values.alg)) {
     const file = join(values.out, 'hmac-secret');

@@ -24,6 +24,7 @@ export const ERRORS = {
   port_not_allowed: [403, 'The handoff token names an OmniSci port that is not allowed here.'],
   bad_username: [400, 'The user name in the handoff token cannot be a JupyterHub user name.'],
   cross_site_refused: [403, 'This handoff was sent from a page this service does not accept handoffs from. Open the notebook from Immerse.'],
+  navigation_required: [403, 'This request came from a script or a frame, not from a page the browser opened. Open the notebook from Immerse.'],
   transport_disabled: [400, 'This service does not accept the handoff token this way; Immerse must post it.'],
   tokens_disabled: [404, 'This service takes no handoff tokens (none are configured). Open the notebook from Immerse.'],
   token_replayed: [409, 'This handoff link was already used. Open the notebook again from Immerse.'],
@@ -51,6 +52,7 @@ export const ERRORS = {
   heavydb_role_missing: [403, 'Your HEAVY.AI account lacks the role needed to open notebooks (ask an administrator).'],
   heavydb_unavailable: [503, 'HEAVY.AI could not be reached to check your session; try again shortly.'],
   login_token_invalid: [404, 'The login token is unknown, expired or already used.'],
+  login_browser_mismatch: [403, 'This login link belongs to another browser: it logs in only the browser that opened the notebook from Immerse. Open the notebook from Immerse in this browser.'],
   not_found: [404, 'There is nothing here.'],
   bad_request: [400, 'The request is malformed.'],
   method_not_allowed: [405, 'This endpoint does not take that HTTP method.'],
@@ -58,6 +60,7 @@ export const ERRORS = {
   review_malformed: [400, 'The admission review is malformed.'],
   review_too_large: [413, 'The admission review is larger than the webhook accepts.'],
   config_invalid: [500, 'The configuration is invalid.'],
+  weak_secret: [500, 'A secret the service was given (the hub API token or a ticket key) is too guessable: it needs at least 128 bits of entropy.'],
   usage_invalid: [400, 'The command line is invalid.'],
   internal: [500, 'Something went wrong inside the service.'],
 } as const satisfies Record<string, readonly [number, string]>;

@@ -7,7 +7,7 @@ import { pino, type DestinationStream, type LevelWithSilent, type Logger } from 
 
 export type { Logger };
 
-const SECRET_PARAMS = /^(token|login_token|session|code|state|access_token|id_token)$/i;
+const SECRET_PARAMS = /^(token|login_token|ticket|session|code|state|access_token|id_token)$/i;
 
 /** The URL with every secret-bearing query value replaced; the fragment never reaches a server. */
 export function sanitizeUrl(url: string): string {

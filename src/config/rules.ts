@@ -126,12 +126,28 @@ export const RULES: readonly Rule[] = [
       return 'is not a URL';
     }
   }),
+  rule('service-url', 'redirect.servicePublicUrl', (c) => {
+    const url = c.redirect.servicePublicUrl;
+    if (url === undefined) return undefined;
+    try {
+      const u = new URL(url);
+      return when(u.pathname !== c.listen.basePath || Boolean(u.search || u.hash), `must end in listen.basePath ${c.listen.basePath}, without a query or fragment`);
+    } catch {
+      return 'is not a URL';
+    }
+  }),
   rule('hub-api-url', 'hub.apiUrl', (c) => when(c.hub.enabled && !c.hub.apiUrl, 'is required when hub.enabled (or set JUPYTERHUB_API_URL)'), true),
   rule(
     'hub-api-token',
     'hub.apiTokenFile',
     (c, env) => when(c.hub.enabled && !c.hub.apiTokenFile && !env.JUPYTERHUB_API_TOKEN, 'set it or JUPYTERHUB_API_TOKEN when hub.enabled'),
     true,
+  ),
+  rule('hub-ticket-keys', 'hub.ticketKeyFile', (c) =>
+    when(
+      c.hub.enabled && c.store.backend === 'kubernetes' && !c.hub.ticketKeyFile,
+      'is required with store.backend kubernetes, so that every replica seals with the same keys (the chart generates them; else omnisci-handoff keygen --ticket-keys FILE)',
+    ),
   ),
   rule('login-handoff-needs-hub', 'hub.loginMode', (c) => when(c.hub.loginMode === 'handoff' && !c.hub.enabled, 'handoff needs hub.enabled')),
   rule('create-users-needs-hub', 'hub.createUsers', (c) => when(c.hub.createUsers && !c.hub.enabled, 'needs hub.enabled')),

@@ -182,6 +182,10 @@ export const configSchema = {
         default: 'http://127.0.0.1:8000',
         pattern: '^https?://',
       }),
+      servicePublicUrl: str(
+        "This service's URL as browsers reach it, ending in `listen.basePath`. Login mode `handoff` sends the browser back here from the hub's login to prove it is the browser the login was made for. Default: the hub's origin + `listen.basePath` (the service behind the hub's proxy at /services/<name>/, as z2jh runs it); set it when the service has its own origin.",
+        { pattern: '^https?://' },
+      ),
       labUrlTemplate: str(
         'Lab URL template; `{hubPublicUrl}`, `{username}` (percent-encoded) and `{servername}` are replaced. The bare `omnisci` and `reset` params must stay: the extension opens its workspace on `?omnisci`.',
         { default: '{hubPublicUrl}/user/{username}/lab?omnisci&reset' },
@@ -254,7 +258,10 @@ export const configSchema = {
       apiUrl: str('Hub REST API base, e.g. http://hub:8081/hub/api. Defaults to JUPYTERHUB_API_URL.', {
         pattern: '^https?://',
       }),
-      apiTokenFile: str('File holding the service API token. Without it the token comes from JUPYTERHUB_API_TOKEN (never from this file).'),
+      apiTokenFile: str('File holding the service API token (at least 128 bits of entropy). Without it the token comes from JUPYTERHUB_API_TOKEN (never from this file).'),
+      ticketKeyFile: str(
+        'File of the keys that seal the tickets of the hub flows (progress pages, hub login tokens, parked handoffs, the identity cookie), shared by every replica: one key per line, each at least 128 bits; the first seals, a later `KEY until=<ISO time>` still opens until then. `omnisci-handoff keygen --ticket-keys FILE` writes and rotates it. Default with the local store: `ticket-keys` in `store.local.dir`, created at the first start; required with the kubernetes store (the chart generates it).',
+      ),
       createUsers: bool('Create missing hub users (needs the `admin:users` scope besides `servers`).', false),
       serverName: str('Named server to start when the handoff names none ("" is the default server; named ones need allow_named_servers).', {
         default: '',

@@ -6,6 +6,7 @@
  */
 import { stringify } from 'yaml';
 import { bool, configSchema, DNS_SUBDOMAIN, int, obj, str, strings } from '../config/schema.js';
+import { ACTIVATE_SECONDS, KEEP_OLD_SECONDS } from '../hub/ticket-keys.js';
 
 type Schema = Record<string, unknown>;
 
@@ -26,6 +27,7 @@ export const CHART_MANAGED_CONFIG = [
   'webhook.keyFile',
   'webhook.jupyterConfigMap',
   'hub.apiTokenFile',
+  'hub.ticketKeyFile',
 ] as const;
 
 /** Config defaults that differ in the chart from the service's own. */
@@ -124,6 +126,18 @@ const chartSchema: Schema = {
       items: strings('Keys of that Secret holding one key file each.', ['issuer.pem']),
     }),
     hmacSecret: secretRef('Secret with the HMAC shared secret (>= 32 bytes) for HS* algorithms.', 'hmac-secret'),
+  }),
+  ticketKeys: obj('Keys sealing the tickets of the hub flows (config.hub.enabled), the same for every replica (docs/jupyterhub.md#replicas-nothing-lives-in-one-replica).', {
+    secretName: name(
+      'Existing Secret holding the key file (`omnisci-handoff keygen --ticket-keys FILE` writes and rotates one; restart the Deployment after a rotation). Empty: the chart generates <fullname>-ticket-keys at install (256 random bits) and keeps it across upgrades.',
+    ),
+    key: str('Key of that Secret (only with secretName).', { default: 'ticket-keys', pattern: '^[-._a-zA-Z0-9]+$' }),
+    rotation: str(
+      "Generated keys: change this value (e.g. to today's date) to rotate them. The pods restart; the new key seals activateSeconds later, when every replica has it, and the previous one still opens tickets for acceptOldSeconds after that.",
+      { default: '' },
+    ),
+    activateSeconds: int('Generated keys: how long after a rotation the new key starts sealing; every pod must have restarted with it by then.', 0, 3600, ACTIVATE_SECONDS),
+    acceptOldSeconds: int('Generated keys: how long the previous key still opens tickets once the new one seals.', 0, 1209600, KEEP_OLD_SECONDS),
   }),
   admission: obj('MutatingWebhookConfiguration (when config.webhook.enabled).', {
     failurePolicy: {

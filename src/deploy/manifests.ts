@@ -1,14 +1,15 @@
 /**
  * manifests/omnisci-handoff.yaml: the chart rendered once for `kubectl apply -k manifests/`.
- * Generated TLS material is random per render, so the plain manifests use the deterministic
- * cert-manager mode (a self-signed Issuer + Certificate, CA injected by cainjector).
+ * Generated TLS material and ticket keys are random per render (and would be shared by everyone
+ * applying the committed file), so the plain manifests use the deterministic cert-manager mode (a
+ * self-signed Issuer + Certificate, CA injected by cainjector) and a ticket-key Secret the admin creates.
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 
 const MANIFESTS_RELEASE = 'omnisci-handoff';
 const MANIFESTS_NAMESPACE = 'jhub';
-const MANIFESTS_SET = ['admission.tls.mode=certManager'];
+const MANIFESTS_SET = ['admission.tls.mode=certManager', 'ticketKeys.secretName=omnisci-handoff-ticket-keys'];
 
 /** Renders the manifests with the given helm binary (chart dir relative to the repository root). */
 export function renderManifests(helm: string, root: string): string {

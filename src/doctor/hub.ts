@@ -1,28 +1,19 @@
 /**
  * JupyterHub: the API answers the service's token, the token has the scopes the service needs
- * (JupyterHub 5's GET /hub/api/user lists the token's scopes, expanded), and the hub answers at
- * redirect.hubPublicUrl, where every handoff ends.
+ * (JupyterHub 5's GET /hub/api/user lists the token's scopes, expanded), the token and the ticket
+ * keys are not guessable (at least 128 bits, as the service requires at start), and the hub answers
+ * at redirect.hubPublicUrl, where every handoff ends.
  */
 import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/types.js';
-import { describeCause } from '../errors.js';
+import { describeCause, HandoffError } from '../errors.js';
+import { estimateBits, MIN_SECRET_BITS } from '../hub/entropy.js';
 import { neededScopes, type NeededScope } from '../hub/scopes.js';
+import { loadApiToken } from '../hub/service-token.js';
+import { parseTicketKeys, ticketKeyPath } from '../hub/ticket-keys.js';
 import { fail, parseJson, pass, request, unknown, type Check } from './check.js';
 
 const ROLE_DOC = 'docs/jupyterhub.md, "Role: the minimal scopes"';
-
-/** The token as the service reads it (src/hub/service-token.ts): hub.apiTokenFile, else JUPYTERHUB_API_TOKEN. */
-async function hubToken(hub: Config['hub'], env: NodeJS.ProcessEnv): Promise<{ token?: string; problem?: string }> {
-  if (hub.apiTokenFile) {
-    try {
-      const token = (await readFile(hub.apiTokenFile, 'utf8')).trim();
-      return token ? { token } : { problem: `hub.apiTokenFile ${hub.apiTokenFile} is empty` };
-    } catch (e) {
-      return { problem: `cannot read hub.apiTokenFile ${hub.apiTokenFile} (${describeCause(e)})` };
-    }
-  }
-  return env.JUPYTERHUB_API_TOKEN ? { token: env.JUPYTERHUB_API_TOKEN } : { problem: 'no API token: JUPYTERHUB_API_TOKEN is not set and hub.apiTokenFile is not configured' };
-}
 
 export async function hubChecks(config: Config, env: NodeJS.ProcessEnv, fetchImpl: typeof fetch): Promise<Check[]> {
   const hub = config.hub;
@@ -30,12 +21,15 @@ export async function hubChecks(config: Config, env: NodeJS.ProcessEnv, fetchImp
   const timeoutMs = hub.requestTimeoutMs;
   const scopes = neededScopes(hub);
   const needed = scopes.map((s) => s.scope);
-  const { token, problem } = await hubToken(hub, env);
-  if (!token || !/^[\x21-\x7e]+$/.test(token)) {
-    const why = problem ?? 'the API token has characters a token cannot have';
+  let token: string;
+  try {
+    token = loadApiToken(hub, env);
+  } catch (e) {
+    const why = e instanceof HandoffError ? (e.detail ?? e.message) : describeCause(e);
     return [
       fail('hub: api', why, "give the service the api_token the hub registers for it (JUPYTERHUB_API_TOKEN, or hub.apiTokenFile; z2jh hub.services.<name>.apiToken)"),
       unknown('hub: scopes', 'no usable API token', 'fix the API token first'),
+      await ticketKeysCheck(config),
     ];
   }
   const out: Check[] = [];
@@ -77,7 +71,40 @@ export async function hubChecks(config: Config, env: NodeJS.ProcessEnv, fetchImp
       );
     }
   }
+  const bits = estimateBits(token);
+  out.push(
+    bits < MIN_SECRET_BITS
+      ? fail('hub: token strength', `the API token has about ${bits} bits of entropy; the service refuses to start under ${MIN_SECRET_BITS}`, 'give the service a random API token (openssl rand -hex 32; z2jh generates one when hub.services.<name>.apiToken is unset) and register the same at the hub')
+      : pass('hub: token strength', `about ${bits} bits of entropy (at least ${MIN_SECRET_BITS} needed)`),
+    await ticketKeysCheck(config),
+  );
   return out;
+}
+
+/** The keys sealing the hub flows' tickets, as the service reads them at start (src/hub/ticket-keys.ts). */
+async function ticketKeysCheck(config: Config): Promise<Check> {
+  const path = ticketKeyPath(config);
+  const fix = `write them with omnisci-handoff keygen --ticket-keys ${path ?? 'FILE'} (on an existing file it rotates them, keeping open tickets valid)`;
+  if (!path) return fail('hub: ticket keys', 'hub.ticketKeyFile is not set (required with the kubernetes store)', `${fix} and set hub.ticketKeyFile; the Helm chart does both`);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    const cause = describeCause(e);
+    if (cause === 'ENOENT' && !config.hub.ticketKeyFile) return pass('hub: ticket keys', `${path}: not created yet; the service writes a random key there at its first start`);
+    return fail('hub: ticket keys', `cannot read ${path} (${cause})`, fix);
+  }
+  try {
+    const keys = parseTicketKeys(text, path);
+    const now = Date.now();
+    const open = keys.slice(1).filter((k) => k.until === undefined || k.until > now);
+    const ended = keys.length - 1 - open.length;
+    const old = open.length ? `, ${open.length} previous still opening tickets` : '';
+    const drop = ended ? `; ${ended} ended (drop them at the next rotation)` : '';
+    return pass('hub: ticket keys', `${path}: a sealing key${old}${drop}, each at least ${MIN_SECRET_BITS} bits`);
+  } catch (e) {
+    return fail('hub: ticket keys', e instanceof HandoffError ? e.message : describeCause(e), fix);
+  }
 }
 
 /** The hub at redirect.hubPublicUrl, where every handoff ends (local mode and direct landings too). */

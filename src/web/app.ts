@@ -96,6 +96,7 @@ export function createApp(deps: AppDeps): App {
     r.post('/confirm', express.urlencoded({ extended: false, limit: 65536, parameterLimit: 4 }), signIn.confirm);
     r.get('/oauth_callback', signIn.callback);
     r.post('/login-token/exchange', express.json({ limit: 4096 }), hub.exchange);
+    r.get('/login/continue', hub.loginReturn);
     if (deps.sessionCheck) {
       const sessionLogin = sessionLoginHandler({
         config,

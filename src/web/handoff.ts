@@ -10,9 +10,9 @@ import { HandoffError } from '../errors.js';
 import type { Verifier } from '../handoff/verify.js';
 import type { Metrics } from '../metrics.js';
 import type { SessionStore } from '../store/types.js';
-import { AUTOSUBMIT_SCRIPT, FRAGMENT_SCRIPT, page, postForm, SELF_POSTING } from './pages.js';
+import { AUTOSUBMIT_SCRIPT, FRAGMENT_SCRIPT, postForm, sendSelfPosting } from './pages.js';
 import { fail, type Pipeline } from './pipeline.js';
-import { allowedOrigins, sameSiteOrAllowed } from './security.js';
+import { allowedOrigins, crossSiteRefusal, isNavigation, sameSiteOrAllowed } from './security.js';
 
 export interface TokenEntries {
   post: RequestHandler;
@@ -24,7 +24,7 @@ export interface TokenEntries {
 export function demoPage(base: string, mint: () => Promise<string>): RequestHandler {
   return async (_req, res) => {
     const token = await mint();
-    res.set('Referrer-Policy', SELF_POSTING).type('html').send(page('Demo handoff', postForm(`${base}handoff`, token, 'Handing a demo session over…'), AUTOSUBMIT_SCRIPT));
+    sendSelfPosting(res, 'Demo handoff', postForm(`${base}handoff`, token, 'Handing a demo session over…'), AUTOSUBMIT_SCRIPT);
   };
 }
 
@@ -39,23 +39,27 @@ export function tokenEntries(config: Config, given: Verifier | undefined, pipeli
   const origins = allowedOrigins(config.token);
   const verifier = given ?? NO_TOKENS;
   const off = (setting: string) => () => Promise.reject(new HandoffError('transport_disabled', `token.${setting} is off`));
+  const script = () => new HandoffError('navigation_required', 'a handoff not sent by a navigation');
 
   return {
     post: (req, res) =>
       pipeline.run(req, res, async () => {
-        if (!sameSiteOrAllowed(req, origins)) throw new HandoffError('cross_site_refused', `Origin ${req.get('origin') ?? '(none)'}`);
+        if (!isNavigation(req)) throw script();
+        if (!sameSiteOrAllowed(req, origins)) throw crossSiteRefusal(req);
         return verifier.verifyHandoff((req.body as Record<string, unknown> | undefined)?.token);
       }),
 
     get(req, res) {
       const token = req.query.token;
-      if (token !== undefined)
+      if (token !== undefined) {
+        if (!isNavigation(req)) return pipeline.run(req, res, () => Promise.reject(script()));
         return pipeline.run(req, res, config.token.queryTransport ? () => verifier.verifyHandoff(token) : off('queryTransport'));
+      }
       // No page that would post a token nobody verifies.
       if (!given) return pipeline.run(req, res, () => verifier.verifyHandoff(undefined));
       if (!config.token.fragmentTransport) return pipeline.run(req, res, off('fragmentTransport'));
       // No query token: the token is in the fragment; this page posts it.
-      res.set('Referrer-Policy', SELF_POSTING).type('html').send(page('Opening your notebook', postForm(`${base}handoff`, undefined, 'Opening your notebook…'), FRAGMENT_SCRIPT));
+      sendSelfPosting(res, 'Opening your notebook', postForm(`${base}handoff`, undefined, 'Opening your notebook…'), FRAGMENT_SCRIPT);
     },
 
     async revoke(req, res) {

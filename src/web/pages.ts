@@ -18,10 +18,10 @@ export function cspHash(source: string): string {
   return `'sha256-${createHash('sha256').update(source).digest('base64')}'`;
 }
 
-export function page(title: string, body: string, script = ''): string {
+export function page(title: string, body: string, script = '', referrer = 'no-referrer'): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>${escapeHtml(title)}</title><style>${STYLE}</style></head>
+<meta name="referrer" content="${referrer}"><title>${escapeHtml(title)}</title><style>${STYLE}</style></head>
 <body>${body}${script ? `<script>${script}</script>` : ''}</body></html>`;
 }
 
@@ -52,12 +52,18 @@ export function postForm(action: string, token: string | undefined, note: string
 export const AUTOSUBMIT_SCRIPT = `document.getElementById('handoff').submit();`;
 
 /**
- * The referrer policy of the pages that post a handoff to this service: with `no-referrer` a browser
- * sends `Origin: null` on their POST, and over plain http to a host other than localhost Chromium
- * sends no Sec-Fetch-Site either, so the POST would look cross-site. `same-origin` gives their own
- * origin to this service only (a fragment is never part of a Referer).
+ * The referrer policy of the pages that post to this service (a handoff, the confirmation): with
+ * `no-referrer` a browser sends `Origin: null` on their POST, and over plain http to a host other than
+ * localhost Chromium sends no Sec-Fetch-Site either, so the POST could not be told from another site's.
+ * `same-origin` gives their own origin to this service only (a fragment is never part of a Referer).
+ * Header and meta element alike: the meta element would override the header.
  */
 export const SELF_POSTING = 'same-origin';
+
+/** Sends a page whose form posts to this service, with the referrer policy that lets the POST name this origin. */
+export function sendSelfPosting(res: Response, title: string, body: string, script = ''): void {
+  res.set('Referrer-Policy', SELF_POSTING).type('html').send(page(title, body, script, SELF_POSTING));
+}
 
 /** Sends an error as JSON (Accept: application/json) or as an HTML page; never with secrets. */
 export function sendError(req: Request, res: Response, err: HandoffError): void {

@@ -20,7 +20,8 @@ import type { HubClient } from '../hub/client.js';
 import { bindingOf, randomValue, useOnce, type Ticket, type Tickets } from '../hub/tickets.js';
 import type { SessionStore } from '../store/types.js';
 import { cookie, setCookie } from './cookie.js';
-import { escapeHtml, page, sendError } from './pages.js';
+import { escapeHtml, sendError, sendSelfPosting } from './pages.js';
+import { isOwnPageClick } from './security.js';
 import type { HandoffContext, Resume } from './pipeline.js';
 
 /** Like HubOAuth's oauth_state_max_age: long enough for a login at the identity provider. */
@@ -37,11 +38,12 @@ export interface SignInOptions {
   tickets: Tickets;
   store: Pick<SessionStore, 'spend'>;
   /**
-   * Login mode `handoff`: the hub login URL (one-time login token for `user`) that continues to `next`.
-   * A browser without a hub session is logged in as the handed-over user on its way to authorize;
-   * one with a session keeps it (the hub skips the login), so its identity is what gets compared.
+   * Login mode `handoff`: the hub login URL (a login token for `user`, for the browser whose binding is
+   * `bind`) that continues to `next`. A browser without a hub session is logged in as the handed-over
+   * user on its way to authorize; one with a session keeps it (the hub skips the login), so its
+   * identity is what gets compared.
    */
-  hubLogin?: (user: string, next: string) => string;
+  hubLogin?: (user: string, next: string, bind: string) => string;
   now?: () => number;
 }
 
@@ -91,11 +93,12 @@ export function createSignIn(o: SignInOptions): SignIn {
     return value !== undefined && bindingOf(value) === bind;
   };
 
-  /** Parks the handoff in a ticket bound to this browser, its jti spent first: a used token is never parked. */
-  async function park(ctx: HandoffContext): Promise<string> {
+  /** Parks the handoff in a ticket bound to this browser (`bind`), its jti spent first: a used token is never parked. */
+  async function park(ctx: HandoffContext): Promise<{ ticket: string; bind: string }> {
     await ctx.reserve();
     const { handoff, req, res, confirmed } = ctx;
-    return tickets.issue('parked', handoff.user, PARK_MS, { handoff, confirmed, bind: bindBrowser(req, res) }).ticket;
+    const bind = bindBrowser(req, res);
+    return { ticket: tickets.issue('parked', handoff.user, PARK_MS, { handoff, confirmed, bind }).ticket, bind };
   }
 
   /** The parked handoff of a ticket, if it is this browser's and not used before (on any replica). */
@@ -113,8 +116,8 @@ export function createSignIn(o: SignInOptions): SignIn {
       const user = ctx.handoff.user;
       const k = known(ctx.req)?.user;
       if (ctx.confirmed || k === user || (k === undefined && !hub.confirmLogin)) return undefined;
-      const ticket = await park(ctx);
-      ctx.res.status(200).type('html').send(confirmPage(user, k, `${base}confirm`, ticket));
+      const { ticket } = await park(ctx);
+      sendSelfPosting(ctx.res, 'Open your notebook?', confirmPage(user, k, `${base}confirm`, ticket));
       return 'deferred';
     },
 
@@ -122,9 +125,9 @@ export function createSignIn(o: SignInOptions): SignIn {
       const user = ctx.handoff.user;
       const k = known(ctx.req);
       if (ctx.hubIdentity === user || (k?.user === user && (k.checkedUntil ?? 0) > now())) return undefined;
-      const state = await park(ctx);
+      const { ticket: state, bind } = await park(ctx);
       const authorize = `${authorizePath}?${new URLSearchParams({ client_id: hub.oauthClientId!, redirect_uri: hub.oauthRedirectUri!, response_type: 'code', state })}`;
-      ctx.res.redirect(303, o.hubLogin ? o.hubLogin(user, authorize) : new URL(authorize, hubUrl).toString());
+      ctx.res.redirect(303, o.hubLogin ? o.hubLogin(user, authorize, bind) : new URL(authorize, hubUrl).toString());
       return 'deferred';
     },
 
@@ -134,9 +137,8 @@ export function createSignIn(o: SignInOptions): SignIn {
 
     handlers: (resume) => ({
       async confirm(req, res) {
-        // The page is ours: a POST that a browser marks as coming from another site is not its button.
-        const site = req.get('sec-fetch-site');
-        const t = site && site !== 'same-origin' ? undefined : await unpark(req, (req.body as Record<string, unknown> | undefined)?.ticket);
+        // Its button, clicked by the user: not a POST from another site, nor a script's on the hub's origin.
+        const t = isOwnPageClick(req) ? await unpark(req, (req.body as Record<string, unknown> | undefined)?.ticket) : undefined;
         if (!t) return sendError(req, res, new HandoffError('identity_state_invalid'));
         await resume({ handoff: t.handoff, confirmed: true }, req, res);
       },
@@ -163,19 +165,16 @@ export function createSignIn(o: SignInOptions): SignIn {
 }
 
 /**
- * The confirmation page of login mode `handoff` (login CSRF): names the user the browser is about to
- * be logged in to the hub as, and, when it is known as someone else, that user too. Its button posts
- * the parked handoff's ticket (sealed: it shows nothing) to {base}confirm.
+ * The body of the confirmation page of login mode `handoff` (login CSRF): names the user the browser
+ * is about to be logged in to the hub as, and, when it is known as someone else, that user too. Its
+ * button posts the parked handoff's ticket (sealed: it shows nothing) to {base}confirm.
  */
 function confirmPage(user: string, knownAs: string | undefined, action: string, ticket: string): string {
   const other = knownAs
     ? `<p id="other">This browser last opened notebooks as <b>${escapeHtml(knownAs)}</b>. Continuing logs it in to JupyterHub as <b>${escapeHtml(user)}</b> instead.</p>`
     : '';
-  return page(
-    'Open your notebook?',
-    `<h1>Open the notebook as ${escapeHtml(user)}?</h1>
+  return `<h1>Open the notebook as ${escapeHtml(user)}?</h1>
 <p>Immerse handed over an OmniSci session of <b id="user">${escapeHtml(user)}</b>. Continue only if you just opened the notebook from your own Immerse.</p>${other}
 <form method="post" action="${escapeHtml(action)}"><input type="hidden" name="ticket" value="${escapeHtml(ticket)}"><button type="submit" id="confirm">Continue as ${escapeHtml(user)}</button></form>
-<p class="muted">Did not open it yourself? Close this page: nothing has been stored.</p>`,
-  );
+<p class="muted">Did not open it yourself? Close this page: nothing has been stored.</p>`;
 }

@@ -1,7 +1,9 @@
 """Tests of helm/omnisci-handoff/files/authenticator.py: a real tornado request reaches authenticate(),
-which talks HTTP to a stand-in of omnisci-handoff's login-token exchange (same protocol: token auth,
-single-use tokens, 404 for unknown ones) and of its header-mode session login (the session header and
-`sql` in, `name` and `next` or an error with its code out). The end-to-end pairing with the real
+which talks HTTP to a stand-in of omnisci-handoff's login-token exchange (same protocol: token auth; a
+first login token earns the way back to the service (202 + continue) and a final token bound to the
+browser's login cookie, which logs in once and only with that cookie; 404 for unknown tokens) and of
+its header-mode session login (the session header and `sql` in, `name` and `next` or an error with its
+code out). The end-to-end pairing with the real
 service and a real hub is covered by test/integration/hub.test.ts and heavyai-header.test.ts."""
 import json
 import sys
@@ -15,7 +17,7 @@ from tornado.web import Application, HTTPError, RequestHandler
 from traitlets.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "helm/omnisci-handoff/files"))
-from authenticator import OmnisciHandoffAuthenticator  # noqa: E402
+from authenticator import LOGIN_COOKIE, OmnisciHandoffAuthenticator  # noqa: E402
 
 API_TOKEN = "service-api-token"
 
@@ -24,7 +26,10 @@ class Exchange:
     """Serves POST …/login-token/exchange and …/session-login like omnisci-handoff does."""
 
     def __init__(self):
+        #: First login tokens (as the service issues them to the browser): token -> user.
         self.tokens = {}
+        #: Final login tokens, made by the way back: token -> (user, the login cookie they are bound to).
+        self.finals = {}
         #: Header mode: session -> user; "down" answers like HeavyDB being unreachable.
         self.sessions = {}
         self.calls = []
@@ -40,8 +45,18 @@ class Exchange:
                     return self._reply(403, {"error": "forbidden"})
                 if self.path.endswith("/session-login"):
                     return self._session_login(body)
-                name = outer.tokens.pop(body.get("token"), None)
-                self._reply(200, {"name": name}) if name else self._reply(404, {"error": "login_token_invalid"})
+                token, binding = body.get("token"), body.get("binding")
+                if token in outer.tokens:
+                    final = f"{token}-final"
+                    outer.finals[final] = (outer.tokens[token], binding)
+                    return self._reply(202, {"continue": f"{outer.url}/services/omnisci-handoff/login/continue?ticket={final}"})
+                if token not in outer.finals:
+                    return self._reply(404, {"error": "login_token_invalid"})
+                name, bound = outer.finals[token]
+                if binding != bound:
+                    return self._reply(403, {"error": "login_browser_mismatch", "message": "This login link belongs to another browser."})
+                del outer.finals[token]
+                self._reply(200, {"name": name})
 
             def _session_login(self, body):
                 session = body.get("session")
@@ -104,10 +119,29 @@ class AuthenticatorTest(AsyncHTTPTestCase):
         self.authenticator = OmnisciHandoffAuthenticator(config=self.config())
         return Application([(r"/hub/login", Login)], authenticator=self.authenticator)
 
-    def login(self, query, headers=None):
-        response = self.fetch(f"/hub/login{query}", headers=headers)
+    def login(self, query, headers=None, cookie=None):
+        """GET /hub/login (with the login cookie `cookie`); a redirect is answered as {"location"}."""
+        headers = {**(headers or {}), **({"Cookie": f"{LOGIN_COOKIE}={cookie}"} if cookie else {})}
+        response = self.fetch(f"/hub/login{query}", headers=headers, follow_redirects=False)
         self.last_headers = response.headers
+        if response.code in (301, 302, 303):
+            return response.code, {"location": response.headers["Location"]}
         return response.code, json.loads(response.body)
+
+    def login_cookie(self):
+        """The login cookie the last answer set: its value and attributes."""
+        for c in self.last_headers.get_list("Set-Cookie"):
+            if c.startswith(f"{LOGIN_COOKIE}="):
+                value, *attrs = [p.strip() for p in c.split(";")]
+                return value.split("=", 1)[1], {a.split("=")[0].lower(): (a.split("=", 1)[1] if "=" in a else True) for a in attrs}
+        return None, {}
+
+    def bound_login(self, token):
+        """A first login token through the way back: the final token and the cookie it is bound to."""
+        code, body = self.login(f"?login_token={token}")
+        assert code == 302
+        cookie, _ = self.login_cookie()
+        return body["location"].rsplit("ticket=", 1)[1], cookie
 
     def test_defaults_come_from_the_service_registration(self):
         assert self.authenticator.exchange_url == f"{self.exchange.url}/services/omnisci-handoff/login-token/exchange"
@@ -116,10 +150,37 @@ class AuthenticatorTest(AsyncHTTPTestCase):
 
     def test_a_token_logs_its_user_in_once(self):
         self.exchange.tokens["t1"] = "alice"
-        assert self.login("?login_token=t1") == (200, {"name": "alice"})
-        assert self.exchange.calls == [("/services/omnisci-handoff/login-token/exchange", f"token {API_TOKEN}")]
+        # The first token logs nobody in: the browser gets a login cookie and goes back to the service.
         code, body = self.login("?login_token=t1")
+        assert (code, body) == (302, {"location": f"{self.exchange.url}/services/omnisci-handoff/login/continue?ticket=t1-final"})
+        cookie, attrs = self.login_cookie()
+        assert len(cookie) == 43
+        # Only the hub's login reads it: HttpOnly, on this path, not sent cross-site by a POST; Secure over https only.
+        assert attrs == {"path": "/hub/login", "httponly": True, "samesite": "Lax"}
+        assert self.exchange.bodies == [{"token": "t1", "binding": cookie}]
+        # Back with the final token and the same cookie: logged in, once.
+        assert self.login("?login_token=t1-final", cookie=cookie) == (200, {"name": "alice"})
+        assert self.exchange.bodies[-1] == {"token": "t1-final", "binding": cookie}
+        assert self.login_cookie() == (None, {})
+        assert self.exchange.calls == [("/services/omnisci-handoff/login-token/exchange", f"token {API_TOKEN}")] * 2
+        code, body = self.login("?login_token=t1-final", cookie=cookie)
         assert code == 403 and "already used" in body["error"]
+
+    def test_a_login_url_opened_in_another_browser_logs_nobody_in(self):
+        self.exchange.tokens["t5"] = "mallory"
+        final, cookie = self.bound_login("t5")
+        # Another browser (no cookie, or its own): the service's refusal, with its code; the token is not used up.
+        for other in (None, "x" * 43):
+            code, body = self.login(f"?login_token={final}", cookie=other)
+            assert code == 403 and body["error"] == "This login link belongs to another browser. (code login_browser_mismatch)"
+        assert self.login(f"?login_token={final}", cookie=cookie) == (200, {"name": "mallory"})
+
+    def test_a_malformed_cookie_is_replaced(self):
+        self.exchange.tokens["t6"] = "carol"
+        code, _ = self.login("?login_token=t6", cookie="short")
+        cookie, _ = self.login_cookie()
+        assert code == 302 and len(cookie) == 43
+        assert self.exchange.bodies == [{"token": "t6", "binding": cookie}]
 
     def test_the_session_header_is_ignored_unless_header_login(self):
         code, body = self.login("?newnotebook=true", {"X-OmniSci-SessionID": "s1"})
@@ -172,8 +233,9 @@ class CustomNameAndBaseUrlTest(AuthenticatorTest):
 
     def test_a_token_logs_its_user_in_once(self):
         self.exchange.tokens["t1"] = "alice"
-        assert self.login("?login_token=t1") == (200, {"name": "alice"})
-        assert self.exchange.calls == [("/jhub/services/notebooks/login-token/exchange", f"token {API_TOKEN}")]
+        final, cookie = self.bound_login("t1")
+        assert self.login(f"?login_token={final}", cookie=cookie) == (200, {"name": "alice"})
+        assert self.exchange.calls == [("/jhub/services/notebooks/login-token/exchange", f"token {API_TOKEN}")] * 2
 
 
 class HeaderLoginTest(AuthenticatorTest):

@@ -3,6 +3,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { parse, stringify } from 'yaml';
+import { parseTicketKeys } from '../../src/hub/ticket-keys.js';
 import { runCli, serveCli } from '../support/process.js';
 import { postToken, randomSessionId, tempDir } from '../support/core.js';
 
@@ -134,4 +135,24 @@ test("header mode only (no token section): check-config says so, and z2jh-values
   const values = parse(r.stdout) as { hub: { loadRoles: Record<string, { scopes: string[] }>; extraConfig: Record<string, string> } };
   expect(values.hub.loadRoles['omnisci-handoff']?.scopes).toEqual(['servers', 'admin:users', 'read:shares']);
   expect(values.hub.extraConfig['omnisci-handoff']).toContain('c.OmnisciHandoffAuthenticator.header_login = True');
+});
+
+test('keygen --ticket-keys writes one random key (0600), and on an existing file rotates it; no key is printed', async () => {
+  const file = join(tempDir('oh-cli-tickets-'), 'ticket-keys');
+  const first = await runCli(['keygen', '--ticket-keys', file]);
+  expect(first.code).toBe(0);
+  const [current] = parseTicketKeys(readFileSync(file, 'utf8'), file);
+  expect(Object.keys(current!)).toEqual(['secret']);
+  expect(statSync(file).mode & 0o777).toBe(0o600);
+  const before = Date.now();
+  const rotated = await runCli(['keygen', '--ticket-keys', file, '--keep-old', '600']);
+  expect(rotated.code).toBe(0);
+  expect(rotated.stdout).toMatch(/^rotated .*: restart the service \(every replica\) within 300 s; the new key seals from then on, the previous ones open tickets 600 s longer\.\n$/);
+  const keys = parseTicketKeys(readFileSync(file, 'utf8'), file);
+  expect(keys.map((k) => Object.keys(k))).toEqual([['secret', 'from'], ['secret', 'until']]);
+  expect(keys[1]!.secret).toBe(current!.secret);
+  expect(keys[0]!.from! - before).toBeGreaterThanOrEqual(299_000);
+  expect(keys[1]!.until! - keys[0]!.from!).toBe(600_000);
+  for (const k of keys) expect(`${first.stdout}${rotated.stdout}`).not.toContain(k.secret);
+  expect((await runCli(['keygen', '--ticket-keys', file, '--keep-old', 'soon'])).code).toBe(2);
 });

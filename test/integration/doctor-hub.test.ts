@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { newTicketKey } from '../../src/hub/ticket-keys.js';
 import { HMAC_SECRET, makeKey, tempDir } from '../support/core.js';
 import { freePort, SERVICE_SCOPES_CREATE, startHub, type RunningHub } from '../support/jupyterhub.js';
 import { runCli } from '../support/process.js';
@@ -72,6 +73,8 @@ describe('doctor against a real hub', () => {
       `✓ store: local directory: ${storeDir} is writable`,
       `✓ hub: api: ${hub.apiUrl}: JupyterHub ${version}, the token is service omnisci-handoff's`,
       '✓ hub: scopes: servers, admin:users, read:shares',
+      '✓ hub: token strength: about 192 bits of entropy (at least 128 needed)',
+      `✓ hub: ticket keys: ${storeDir}/ticket-keys: not created yet; the service writes a random key there at its first start`,
       `✓ hub: public url: ${hub.publicUrl}: JupyterHub ${version}`,
     ]);
     expect(r.code).toBe(0);
@@ -84,11 +87,13 @@ describe('doctor against a real hub', () => {
     expect(checks.every((c) => c.ok === true && c.fix === '')).toBe(true);
   });
 
-  test('a token the hub does not know: the API check fails, the scopes cannot be checked; exit 1; the token is never printed', async () => {
+  test('a token the hub does not know (and a guessable one): the API check fails, the scopes cannot be checked; exit 1; the token is never printed', async () => {
     const r = await doctor(configFile(), { JUPYTERHUB_API_TOKEN: 'not-the-service-token' });
     expect(lines(r.stdout).slice(4)).toEqual([
       `✗ hub: api: ${hub.apiUrl}: the hub rejected the API token (HTTP 403) — fix: use the api_token the hub registers for this service (z2jh hub.services.<name>.apiToken, c.JupyterHub.services), in JUPYTERHUB_API_TOKEN or hub.apiTokenFile`,
       '? hub: scopes: cannot check (the hub rejected the API token) — fix: fix the API token first',
+      '✗ hub: token strength: the API token has about 126 bits of entropy; the service refuses to start under 128 — fix: give the service a random API token (openssl rand -hex 32; z2jh generates one when hub.services.<name>.apiToken is unset) and register the same at the hub',
+      `✓ hub: ticket keys: ${storeDir}/ticket-keys: not created yet; the service writes a random key there at its first start`,
       `✓ hub: public url: ${hub.publicUrl}: JupyterHub ${version}`,
     ]);
     expect(r.code).toBe(1);
@@ -114,14 +119,46 @@ describe('doctor against a real hub', () => {
     expect(lines(r.stdout).slice(4)).toEqual([
       `✗ hub: api: ${closed}/hub/api: no answer (ECONNREFUSED) — fix: set hub.apiUrl (or JUPYTERHUB_API_URL) to the hub API as the service reaches it, e.g. http://hub:8081/hub/api, and let the service reach it`,
       '? hub: scopes: cannot check (the hub API did not answer) — fix: fix the hub API first',
+      '✓ hub: token strength: about 192 bits of entropy (at least 128 needed)',
+      `✓ hub: ticket keys: ${storeDir}/ticket-keys: not created yet; the service writes a random key there at its first start`,
       `✗ hub: public url: ${closed}: no answer from here (ECONNREFUSED) — fix: set redirect.hubPublicUrl to the hub as browsers reach it (every handoff ends there)`,
     ]);
     expect(r.code).toBe(1);
     // The service's own port is not the hub: the public URL must be JupyterHub's.
     const notHub = await doctor(configFile({ redirect: { hubPublicUrl: jwksUrl.replace('/jwks.json', '') } }));
-    expect(lines(notHub.stdout)[6]).toBe(
+    expect(lines(notHub.stdout)[8]).toBe(
       `✗ hub: public url: ${jwksUrl.replace('/jwks.json', '')}/hub/api: HTTP 200, not JupyterHub's API — fix: set redirect.hubPublicUrl to the hub as browsers reach it (every handoff ends there)`,
     );
+  });
+});
+
+describe('doctor on the ticket keys (issue 25, item 3)', () => {
+  const keysFile = (name: string, text: string) => {
+    const f = join(dir, name);
+    writeFileSync(f, text);
+    return f;
+  };
+  const ticketLine = async (file: string) => lines((await doctor(configFile({ hub: { ticketKeyFile: file } }))).stdout).find((l) => l.includes('hub: ticket keys'));
+
+  test('a rotated file: the sealing key, the previous ones still opening, the ended ones to drop; no key is printed', async () => {
+    const [k1, k2, k3] = [newTicketKey(), newTicketKey(), newTicketKey()];
+    const file = keysFile('rotated', `${k1}\n${k2} until=2999-01-01T00:00:00Z\n${k3} until=2001-01-01T00:00:00Z\n`);
+    const r = await doctor(configFile({ hub: { ticketKeyFile: file } }));
+    expect(lines(r.stdout)).toContain(`✓ hub: ticket keys: ${file}: a sealing key, 1 previous still opening tickets; 1 ended (drop them at the next rotation), each at least 128 bits`);
+    for (const k of [k1, k2, k3]) expect(r.stdout).not.toContain(k);
+    expect(r.code).toBe(0);
+  });
+
+  test('a guessable key, a missing file: each named with the fix, exit 1', async () => {
+    const weak = keysFile('weak', 'changeme-changeme\n');
+    expect(await ticketLine(weak)).toBe(
+      `✗ hub: ticket keys: The ticket key on ${weak} line 1 has about 102 bits of entropy; at least 128 are needed: generate one with omnisci-handoff keygen --ticket-keys FILE. — fix: write them with omnisci-handoff keygen --ticket-keys ${weak} (on an existing file it rotates them, keeping open tickets valid)`,
+    );
+    const missing = join(dir, 'no-such-keys');
+    expect(await ticketLine(missing)).toBe(
+      `✗ hub: ticket keys: cannot read ${missing} (ENOENT) — fix: write them with omnisci-handoff keygen --ticket-keys ${missing} (on an existing file it rotates them, keeping open tickets valid)`,
+    );
+    expect((await doctor(configFile({ hub: { ticketKeyFile: weak } }))).stdout).not.toContain('changeme');
   });
 });
 

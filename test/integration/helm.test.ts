@@ -12,6 +12,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { resolveConfig } from '../../src/config/load.js';
 import { RULES } from '../../src/config/rules.js';
 import { renderManifests } from '../../src/deploy/manifests.js';
+import { parseTicketKeys } from '../../src/hub/ticket-keys.js';
 import { jupyterConfigMapData } from '../../src/notebook/configmap.js';
 import { MUTATE_PATH } from '../../src/webhook/server.js';
 import { CHART, ensureHelm, helmEnv, HELMS } from '../support/helm.js';
@@ -162,7 +163,7 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     const objs = template(bin);
     expect(kinds(objs)).toEqual([
       'ConfigMap', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'NetworkPolicy',
-      'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
+      'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Secret', 'Service', 'ServiceAccount',
       'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding',
     ]);
     const dep = find(objs, 'Deployment')!;
@@ -185,6 +186,16 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     // Hub token from z2jh's hub Secret, mounted as a file.
     const hubToken = pod.spec.volumes.find((v: any) => v.name === 'hub-token');
     expect(hubToken.secret).toMatchObject({ secretName: 'hub', items: [{ key: 'hub.services.omnisci-handoff.apiToken', path: 'token' }] });
+    // Ticket keys: generated (one random 256-bit key, refused by nothing: the service's own parser takes it), mounted, configured.
+    const keys = find(objs, 'Secret', '-ticket-keys')!;
+    const keyFile = Buffer.from(keys.data['ticket-keys'], 'base64').toString();
+    expect(parseTicketKeys(keyFile, 'ticket-keys')).toEqual([{ secret: expect.stringMatching(/^[A-Za-z0-9+/]{43}=$/) }]);
+    expect(keys.metadata.annotations['omnisci-handoff/rotation']).toBe('');
+    expect(pod.spec.volumes.find((v: any) => v.name === 'ticket-keys').secret).toMatchObject({ secretName: 'omnisci-handoff-ticket-keys', items: [{ key: 'ticket-keys', path: 'ticket-keys' }] });
+    expect(c.volumeMounts).toContainEqual({ name: 'ticket-keys', mountPath: '/etc/omnisci-handoff/tickets', readOnly: true });
+    expect(resolveConfig(renderedConfig(objs), {}).hub.ticketKeyFile).toBe('/etc/omnisci-handoff/tickets/ticket-keys');
+    // Rendering twice (no cluster to look the Secret up in) draws a new key; an install keeps its own (k8s-chart.test.ts).
+    expect(find(template(bin), 'Secret', '-ticket-keys')!.data).not.toEqual(keys.data);
     expect(find(objs, 'PodDisruptionBudget')!.spec.maxUnavailable).toBe(1);
 
     const svc = find(objs, 'Service')!;
@@ -228,7 +239,7 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     expect(find(cm, 'ServiceMonitor')!.spec.endpoints[0]).toMatchObject({ port: 'metrics', path: '/metrics' });
     expect(find(cm, 'Service')!.spec.ports).toContainEqual({ name: 'metrics', port: 8471, targetPort: 'internal', protocol: 'TCP' });
     expect(find(cm, 'NetworkPolicy')!.spec.ingress).toContainEqual({ ports: [{ port: 'internal', protocol: 'TCP' }] });
-    expect(find(cm, 'Secret')).toBeUndefined();
+    expect(find(cm, 'Secret', '-webhook-tls')).toBeUndefined();
 
     const issuer = template(bin, VALUE_SETS.certManagerIssuer!);
     expect(find(issuer, 'Issuer')).toBeUndefined();
@@ -244,7 +255,12 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     expect(exPod.volumes.find((v: any) => v.name === 'hmac-secret').secret).toMatchObject({ secretName: 'immerse-keys' });
     expect(exPod.volumes.find((v: any) => v.name === 'public-keys')).toBeUndefined();
     expect(renderedConfig(ex).token.keys).toMatchObject({ hmacSecretFile: '/etc/omnisci-handoff/keys/hmac/hmac-secret', publicKeyFiles: [] });
-    expect(find(ex, 'Secret')).toBeUndefined();
+    expect(find(ex, 'Secret', '-webhook-tls')).toBeUndefined();
+    // The admin's own ticket keys: no generated Secret, theirs mounted.
+    const own = template(bin, { ...VALUE_SETS.existingSecrets!, ticketKeys: { secretName: 'my-ticket-keys', key: 'keys' } });
+    expect(find(own, 'Secret')).toBeUndefined();
+    expect(find(own, 'Deployment')!.spec.template.spec.volumes.find((v: any) => v.name === 'ticket-keys').secret).toMatchObject({ secretName: 'my-ticket-keys', items: [{ key: 'keys', path: 'keys' }] });
+    expect(renderedConfig(own).hub.ticketKeyFile).toBe('/etc/omnisci-handoff/tickets/keys');
 
     const off = template(bin, VALUE_SETS.webhookOff!);
     expect(find(off, 'MutatingWebhookConfiguration')).toBeUndefined();
@@ -315,6 +331,8 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     'hub-url': { na: 'values.schema.json requires an http(s) URL; a query or fragment is refused when the pod starts' },
     'hub-api-url': { na: 'the chart sets hub.apiUrl (default http://hub:8081{baseUrl}hub/api)' },
     'hub-api-token': { na: 'the chart mounts the token file and sets hub.apiTokenFile' },
+    'hub-ticket-keys': { na: 'the chart generates the ticket keys (or mounts ticketKeys.secretName) and sets hub.ticketKeyFile' },
+    'service-url': { values: { config: { redirect: { servicePublicUrl: 'https://hub.example.com/elsewhere/' } } }, chart: /servicePublicUrl must end in the service's prefix \/services\/omnisci-handoff\// },
     'login-handoff-needs-hub': { values: { config: { hub: { enabled: false, loginMode: 'handoff' } } }, chart: /loginMode handoff needs config\.hub\.enabled/ },
     'create-users-needs-hub': { values: { config: { hub: { enabled: false, createUsers: true } } }, chart: /createUsers needs config\.hub\.enabled/ },
     'identity-needs-hub': { values: { config: { hub: { enabled: false, identityCheck: true } } }, chart: /identityCheck needs config\.hub\.enabled/ },

@@ -5,6 +5,7 @@
  * shipped authenticator for login mode `handoff`. Browsers here are cookie-keeping HTTP clients
  * without JavaScript (the page's no-JS fallback); test/integration/hub-browser.test.ts uses Chromium.
  */
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { hmacKey, mint, postToken } from '../support/core.js';
@@ -89,8 +90,11 @@ describe('handoff to a real JupyterHub', () => {
     const login = b.hops.find((h) => h.url.includes('/hub/login?login_token='))!;
     expect(login).toBeDefined();
     expect(b.hops.filter((h) => h.url.includes(PREFIX + 'progress/')).every((h) => !/token|session/i.test(h.url))).toBe(true);
-    const replay = await new NoJsBrowser().request(login.url);
+    // Replayed in another browser it logs nobody in: the login URL is bound to this browser.
+    const other = new NoJsBrowser();
+    const replay = await other.follow(await other.request(login.url), login.url);
     expect(replay.status).toBe(403);
+    expect(replay.text).toContain('login_browser_mismatch');
     expect(svc.logs.lines.join('\n')).not.toContain(new URL(login.url).searchParams.get('login_token')!);
     // One hub login per handoff: visiting the progress page's link again leads to the lab, with no new login token.
     const progress = b.hops.find((h) => new URL(h.url).pathname.startsWith(`${PREFIX}progress/`))!.url.replace(/\/(go|events)$/, '');
@@ -212,7 +216,8 @@ describe('handoff to a real JupyterHub', () => {
 
   test('missing scope and bad token are named; the servers-only role cannot create users', async () => {
     const creating = await startHubService({ hub, apiToken: hub.extraTokens['servers-only']!, hubConfig: { createUsers: true } });
-    const badToken = await startHubService({ hub, apiToken: 'not-a-token', hubConfig: {} });
+    // Random (a guessable one is refused at start: weak_secret), but not the hub's.
+    const badToken = await startHubService({ hub, apiToken: randomBytes(24).toString('hex'), hubConfig: {} });
     try {
       const r = await postToken(creating.url, await mint(key, { subject: 'nobody-yet' }), { accept: 'application/json' });
       expect(r.status).toBe(500);

@@ -15,6 +15,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { resolveConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { HandoffError } from '../../src/errors.js';
+import { parseTicketKeys } from '../../src/hub/ticket-keys.js';
 import { POD_REFRESH_ANNOTATION, secretName } from '../../src/k8s/layout.js';
 import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
 import { injectionSpec, JUPYTER_VOLUME, podPatch, SESSION_VOLUME } from '../../src/webhook/patch.js';
@@ -144,7 +145,7 @@ describe('helm install', () => {
     const objs = await manifest(NS);
     expect(objs.map((o) => o.kind).sort()).toEqual([
       'ConfigMap', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'NetworkPolicy',
-      'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
+      'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Secret', 'Service', 'ServiceAccount',
       'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding',
     ]);
     for (const o of objs) {
@@ -157,18 +158,51 @@ describe('helm install', () => {
     const mwcName = `${RELEASE}-${NS}`;
     expect((await getJson(['mutatingwebhookconfiguration', mwcName])).webhooks[0].clientConfig.caBundle).toBe(tls.data['ca.crt']);
 
-    // Generated TLS survives an upgrade: the chart's `lookup` reads the Secret from the live server.
+    const keys = await getJson(['-n', NS, 'secret', `${RELEASE}-ticket-keys`]);
+
+    // Generated TLS and ticket keys survive an upgrade: the chart's `lookup` reads the Secrets from the live server.
     await helm('v4', ['upgrade', RELEASE, CHART, '-n', NS, '-f', valuesFile({ replicaCount: 3 })]);
     expect((await getJson(['-n', NS, 'deployment', RELEASE])).spec.replicas).toBe(3);
     expect((await getJson(['-n', NS, 'secret', `${RELEASE}-webhook-tls`])).data).toEqual(tls.data);
     expect((await getJson(['mutatingwebhookconfiguration', mwcName])).webhooks[0].clientConfig.caBundle).toBe(tls.data['ca.crt']);
+    expect((await getJson(['-n', NS, 'secret', `${RELEASE}-ticket-keys`])).data).toEqual(keys.data);
+  }, 60_000);
+
+  test('ticket keys: a new ticketKeys.rotation rotates them once (new key sealing later, old one opening for a window) and restarts the pods', async () => {
+    const read = async () => {
+      const secret = await getJson(['-n', NS, 'secret', `${RELEASE}-ticket-keys`]);
+      return { text: Buffer.from(secret.data['ticket-keys'], 'base64').toString(), rotation: secret.metadata.annotations['omnisci-handoff/rotation'] };
+    };
+    const podChecksum = async () => (await getJson(['-n', NS, 'deployment', RELEASE])).spec.template.metadata.annotations['checksum/ticket-keys'];
+    const before = await read();
+    const [current] = parseTicketKeys(before.text, 'before');
+    const checksum = await podChecksum();
+    const values = { replicaCount: 3, ticketKeys: { rotation: '2030-01-01', activateSeconds: 300, acceptOldSeconds: 7200 } };
+    const at = Date.now();
+    await helm('v4', ['upgrade', RELEASE, CHART, '-n', NS, '-f', valuesFile(values)]);
+    const rotated = await read();
+    expect(rotated.rotation).toBe('2030-01-01');
+    const keys = parseTicketKeys(rotated.text, 'rotated');
+    expect(keys).toEqual([
+      { secret: expect.any(String), from: expect.any(Number) },
+      { secret: current!.secret, until: expect.any(Number) },
+    ]);
+    expect(keys[0]!.secret).not.toBe(current!.secret);
+    // Helm renders the times in whole seconds, a moment after `at`.
+    expect(keys[0]!.from! - at).toBeGreaterThanOrEqual(299_000);
+    expect(keys[0]!.from! - at).toBeLessThan(360_000);
+    expect(keys[1]!.until! - keys[0]!.from!).toBe(7200_000);
+    expect(await podChecksum()).not.toBe(checksum);
+    // The same rotation value again changes nothing.
+    await helm('v4', ['upgrade', RELEASE, CHART, '-n', NS, '-f', valuesFile(values)]);
+    expect((await read()).text).toBe(rotated.text);
   }, 60_000);
 
   test('helm 3, webhook off and fast refresh off: accepted, no webhook objects, no pod permissions', async () => {
     await helm('v3', ['install', RELEASE, CHART, '-n', LITE_NS, '-f', valuesFile({ replicaCount: 1, config: { webhook: { enabled: false }, store: { kubernetes: { fastRefresh: false } } } })]);
     const kinds = (await manifest(LITE_NS)).map((o) => o.kind).sort();
     expect(kinds).toEqual([
-      'ConfigMap', 'ConfigMap', 'Deployment', 'NetworkPolicy', 'Role', 'RoleBinding', 'Service', 'ServiceAccount',
+      'ConfigMap', 'ConfigMap', 'Deployment', 'NetworkPolicy', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount',
       'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding',
     ]);
     expect((await getJson(['-n', LITE_NS, 'role', RELEASE])).rules).toEqual([

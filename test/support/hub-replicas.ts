@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { resolveConfig } from '../../src/config/load.js';
+import { newTicketKey, ticketKeysText } from '../../src/hub/ticket-keys.js';
 import { createKubernetesStore, type KubernetesStore } from '../../src/store/kubernetes.js';
 import { HMAC_SECRET, rawTestConfig } from './core.js';
 import { CHART, clusterTools, ensureHelm, HELMS } from './helm.js';
@@ -86,7 +87,14 @@ export interface ReplicaOptions {
   apiUrl?: string;
 }
 
-/** Starts `replicas` `serve` processes with one config (one Secret store, one hub API token). */
+/** The replicas' one ticket key file (as the chart's Secret gives every pod the same). */
+function ticketKeys(dir: string): string {
+  const file = join(dir, 'ticket-keys');
+  writeFileSync(file, ticketKeysText([{ secret: newTicketKey() }]), { flag: 'w', mode: 0o600 });
+  return file;
+}
+
+/** Starts `replicas` `serve` processes with one config (one Secret store, one hub API token, one ticket key). */
 export async function startReplicas(o: ReplicaOptions): Promise<Served[]> {
   const file = join(o.kube.dir, `replicas-${Date.now()}-${Math.random().toString(36).slice(2, 6)}.yaml`);
   const raw = rawTestConfig({
@@ -94,7 +102,7 @@ export async function startReplicas(o: ReplicaOptions): Promise<Served[]> {
     token: { ...o.tokenConfig },
     redirect: { hubPublicUrl: o.hub.publicUrl },
     store: { backend: 'kubernetes', kubernetes: { kubeconfig: o.kube.kubeconfig, gcIntervalMinutes: 0 } },
-    hub: { enabled: true, apiUrl: o.apiUrl ?? o.hub.apiUrl, createUsers: true, spawnTimeoutSeconds: 120, requestTimeoutMs: 10_000, ...o.hubConfig },
+    hub: { enabled: true, apiUrl: o.apiUrl ?? o.hub.apiUrl, createUsers: true, spawnTimeoutSeconds: 120, requestTimeoutMs: 10_000, ticketKeyFile: ticketKeys(o.kube.dir), ...o.hubConfig },
     // info: serveCli learns the port from the "listening" line.
     log: { level: 'info' },
   });

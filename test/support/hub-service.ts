@@ -83,7 +83,10 @@ export async function resentOnClose<T>(send: () => Promise<T>, onResend: () => v
   });
 }
 
-/** A browser without JavaScript: keeps cookies (by name; every test peer is on 127.0.0.1) and follows redirects. */
+/**
+ * A browser without JavaScript and without Fetch Metadata (Node's fetch would send Sec-Fetch-Mode: cors
+ * whatever it is told): keeps cookies (by name; every test peer is on 127.0.0.1) and follows redirects.
+ */
 export class NoJsBrowser {
   readonly cookies = new Map<string, string>();
   readonly hops: Hop[] = [];
@@ -133,7 +136,8 @@ export class NoJsBrowser {
         url = new URL(confirm[1]!.replaceAll('&#47;', '/'), url).toString();
         res = await this.request(url, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
+          // As a browser without Fetch Metadata posts a same-origin form: naming its origin.
+          headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(url).origin },
           body: new URLSearchParams({ ticket: confirm[2]! }).toString(),
         });
         continue;

@@ -9,7 +9,8 @@
  *   endpoint; IPVS: round robin), so a keep-alive client would often stay on one pod; this proxy never
  *   lets it.
  * - **A refused upstream is skipped.** When connecting to an upstream fails (ECONNREFUSED: the replica
- *   is gone), the request, which never reached it, goes to the next upstream instead; the refusal is
+ *   is gone), the request, which never reached it, goes to the next upstream instead (each upstream is
+ *   tried at most once per request, however many other requests pass meanwhile); the refusal is
  *   counted. That is a Service once the dead pod left its Endpoints; before that, kube-proxy's iptables
  *   rules would keep picking the dead endpoint for new connections (clients see connect errors until
  *   the Endpoints controller removes it). `refusedAnswer: 502` models that window instead: a refused
@@ -44,7 +45,7 @@ export interface Forwarded {
   location?: string;
   /** The request body, when `keepBodies` (e.g. to see which login token an exchange carried). */
   body?: string;
-  /** The body of an HTML response (up to 256 KiB), when `keepBodies` (e.g. the ticket a page's form carries). */
+  /** The body of an HTML or JSON response (up to 256 KiB), when `keepBodies` (e.g. the ticket a page's form or an API answer carries). */
   responseBody?: string;
   /** The upstream `steer` named for it, if any. */
   steered?: number;
@@ -150,12 +151,14 @@ export async function startRoundRobin(upstreams: string[] = [], o: RoundRobinOpt
       };
       const steered = rr.steer?.(entry);
       if (steered !== undefined) entry.steered = steered;
-      // One pass over the upstreams at most, starting at the steered one or else the next in turn.
+      // One pass over the upstreams at most, each tried once: starting at the steered one or else the
+      // next in turn, then on in order from there (not from the rotation, which other requests advance
+      // meanwhile: a skipped request could meet the refused upstream again).
       let at = steered;
       const attempt = (tries: number) => {
         if (tries >= list.length) return fail();
         const i = at === undefined ? next++ % list.length : at % list.length;
-        if (at !== undefined) at = i + 1;
+        at = i + 1;
         if (withdrawn.has(i)) return attempt(tries + 1);
         entry.sentTo = i;
         const target = new URL(req.url ?? '/', list[i]);
@@ -170,7 +173,7 @@ export async function startRoundRobin(upstreams: string[] = [], o: RoundRobinOpt
           if (location) entry.location = location;
           res.writeHead(r.statusCode ?? 502, forwardHeaders(r.headers));
           // Recorded chunk by chunk before the client gets it: a request made from the page finds it.
-          if (o.keepBodies && /^text\/html/.test(r.headers['content-type'] ?? '')) {
+          if (o.keepBodies && /^(text\/html|application\/json)/.test(r.headers['content-type'] ?? '')) {
             entry.responseBody = '';
             r.on('data', (d: Buffer) => {
               if (entry.responseBody!.length < 256 * 1024) entry.responseBody += d.toString('latin1');

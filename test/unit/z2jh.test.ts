@@ -9,7 +9,7 @@ const base = {
   token: { issuer: 'immerse', audience: 'omnisci-handoff', keys: { jwksUrl: 'https://immerse.example.com/jwks.json' } },
   store: { backend: 'kubernetes', kubernetes: { namespace: 'jhub' } },
   webhook: { enabled: true, certFile: '/tls/tls.crt', keyFile: '/tls/tls.key' },
-  hub: { enabled: true, apiUrl: 'http://hub:8081/hub/api', apiTokenFile: '/etc/omnisci-handoff/hub/token' },
+  hub: { enabled: true, apiUrl: 'http://hub:8081/hub/api', apiTokenFile: '/etc/omnisci-handoff/hub/token', ticketKeyFile: '/etc/omnisci-handoff/tickets/ticket-keys' },
   omnisci: { host: 'heavydb.example.com', port: 6274, allowedHosts: ['heavydb.example.com'], allowedPorts: [6273, 6274] },
 };
 const config = (extra: Record<string, any> = {}) =>

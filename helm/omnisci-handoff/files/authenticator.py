@@ -3,8 +3,13 @@ header mode for stock HEAVY.AI.
 
 Login mode `handoff`, JupyterHub's documented forced-login pattern ("Logging users in via URL"):
 omnisci-handoff sends the browser to /hub/login?login_token=...&next=...; with auto_login the hub
-calls authenticate() at once, which trades the one-time token (single use, <= 30 s, bound to one
-user) for the user name at POST {exchange_url}, authenticated with omnisci-handoff's hub API token.
+calls authenticate() at once, which trades the token at POST {exchange_url}, authenticated with
+omnisci-handoff's hub API token. A login URL is no bearer credential: the token is bound to the
+browser it was issued to. The browser gets a random HttpOnly cookie on this login path, sent with
+every exchange; the first token only earns the way back to omnisci-handoff (202 + `continue`), where
+the browser proves it is the one the handoff was made for, and comes back with a token bound to
+that cookie (single use, <= 30 s), which the exchange trades for the user name. The same URL opened
+in another browser logs nobody in (docs/jupyterhub.md, "The hub login").
 
 Header mode (`header_login`, docs/heavyai.md): the HEAVY.AI web server proxies Immerse's Jupyter
 button to /hub/login?newnotebook=true[&sql=...] with the user's HeavyDB session in X-OmniSci-SessionID.
@@ -22,6 +27,8 @@ configuring: the exchange URL and the token are read from that registration.
 
 import json
 import os
+import re
+import secrets
 
 from html import escape
 
@@ -36,6 +43,9 @@ from traitlets import Bool, Float, Unicode, default
 SESSION_HEADER = "X-OmniSci-SessionID"
 #: Seconds a browser is asked to wait when HeavyDB or the service is briefly unavailable.
 RETRY_AFTER = "5"
+#: The browser's binding at the hub's login (login mode handoff): random, HttpOnly, on the login path only.
+LOGIN_COOKIE = "omnisci-handoff-login"
+_LOGIN_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class HandoffLoginHandler(LoginHandler):
@@ -126,7 +136,7 @@ class OmnisciHandoffAuthenticator(Authenticator):
         return [("/login", HandoffLoginHandler)]
 
     async def _post(self, url, payload):
-        """POSTs JSON to omnisci-handoff with its API token; the parsed JSON answer, or HTTPClientError/OSError."""
+        """POSTs JSON to omnisci-handoff with its API token; the status and parsed JSON answer, or HTTPClientError/OSError."""
         request = HTTPRequest(
             url,
             method="POST",
@@ -135,7 +145,7 @@ class OmnisciHandoffAuthenticator(Authenticator):
             request_timeout=self.request_timeout,
         )
         response = await AsyncHTTPClient().fetch(request)
-        return json.loads(response.body.decode("utf8"))
+        return response.code, json.loads(response.body.decode("utf8"))
 
     async def _session_login(self, handler, session):
         """Header mode: omnisci-handoff checks the session with HeavyDB, stores it and names the user and the next URL."""
@@ -148,7 +158,7 @@ class OmnisciHandoffAuthenticator(Authenticator):
             server = handler.get_argument("server", None)
             if server is not None:
                 payload["server"] = server
-            answer = await self._post(self.session_login_url, payload)
+            _, answer = await self._post(self.session_login_url, payload)
         except HTTPClientError as e:
             raise _service_error(e, self.log) from None
         except OSError as e:
@@ -170,17 +180,34 @@ class OmnisciHandoffAuthenticator(Authenticator):
         if not self.exchange_url or not self.api_token:
             self.log.error("OmnisciHandoffAuthenticator needs exchange_url and api_token (or a service registration)")
             raise web.HTTPError(500, "Notebook login is not configured.")
+        binding = handler.get_cookie(LOGIN_COOKIE, "")
+        if not _LOGIN_COOKIE_VALUE.fullmatch(binding):
+            binding = secrets.token_urlsafe(32)
+            # On this login path only and HttpOnly: no page of the hub's origin reads it, no other hub request carries it.
+            handler.set_cookie(
+                LOGIN_COOKIE, binding, path=handler.request.path, httponly=True, samesite="Lax", secure=handler.request.protocol == "https"
+            )
         try:
-            answer = await self._post(self.exchange_url, {"token": token})
+            code, answer = await self._post(self.exchange_url, {"token": token, "binding": binding})
         except HTTPClientError as e:
             if e.code == 404:
                 raise web.HTTPError(403, f"This login link is invalid, expired or already used. {self.login_hint}")
+            if e.code == 403:
+                # login_browser_mismatch: the link was made for another browser; the service says so.
+                raise _service_error(e, self.log) from None
             # Never log the token or the response body: only what failed.
             self.log.error("omnisci-handoff login token exchange failed: HTTP %s", e.code)
             raise web.HTTPError(502, "The notebook login service refused the request.")
         except OSError as e:
             self.log.error("omnisci-handoff login token exchange failed: %s", e.__class__.__name__)
             raise web.HTTPError(502, "The notebook login service cannot be reached.")
+        if code == 202:
+            # Not a login yet: back to omnisci-handoff, where the browser proves it is the one the token was issued to.
+            url = answer.get("continue")
+            if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+                raise web.HTTPError(502, "The notebook login service gave no way to continue.")
+            handler.redirect(url)
+            raise web.Finish()
         name = answer.get("name")
         if not isinstance(name, str) or not name:
             raise web.HTTPError(502, "The notebook login service gave no user name.")

@@ -66,6 +66,15 @@ release: {{ . }}
 {{- define "omnisci-handoff.keysDir" -}}/etc/omnisci-handoff/keys{{- end }}
 {{- define "omnisci-handoff.tlsDir" -}}/etc/omnisci-handoff/tls{{- end }}
 {{- define "omnisci-handoff.hubTokenFile" -}}/etc/omnisci-handoff/hub/token{{- end }}
+{{- define "omnisci-handoff.ticketKeysDir" -}}/etc/omnisci-handoff/tickets{{- end }}
+
+{{/* The Secret of the ticket keys: the admin's, or the one the chart generates (templates/ticket-keys.yaml). */}}
+{{- define "omnisci-handoff.ticketKeysSecret" -}}
+{{- .Values.ticketKeys.secretName | default (printf "%s-ticket-keys" (include "omnisci-handoff.fullname" .)) }}
+{{- end }}
+{{- define "omnisci-handoff.ticketKeysKey" -}}
+{{- ternary .Values.ticketKeys.key "ticket-keys" (ne .Values.ticketKeys.secretName "") }}
+{{- end }}
 
 {{/*
 The service config: .Values.config plus the keys the chart manages (values.schema.json forbids
@@ -94,6 +103,7 @@ them in .Values.config). Returned as YAML; callers use `fromYaml`.
 {{- end }}
 {{- if $cfg.hub.enabled }}
 {{- $_ := set $cfg.hub "apiTokenFile" (include "omnisci-handoff.hubTokenFile" .) }}
+{{- $_ := set $cfg.hub "ticketKeyFile" (printf "%s/%s" (include "omnisci-handoff.ticketKeysDir" .) (include "omnisci-handoff.ticketKeysKey" .)) }}
 {{- end }}
 {{- if $cfg.webhook.enabled }}
 {{- $_ := set $cfg.webhook "host" "0.0.0.0" }}

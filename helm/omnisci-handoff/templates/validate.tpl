@@ -81,6 +81,12 @@ service's own rules (src/config/rules.ts); test/integration/helm.test.ts runs ea
 {{- if has $c.notebook.sessionFileName (list "protocol" "host" "port" "state") }}
 {{- fail "config.notebook.sessionFileName must not be one of protocol, host, port, state (keys of the session Secret)" }}
 {{- end }}
+{{- with $c.redirect.servicePublicUrl }}
+{{- $u := urlParse . }}
+{{- if or (ne $u.path (include "omnisci-handoff.basePath" $)) $u.query $u.fragment }}
+{{- fail (printf "config.redirect.servicePublicUrl must end in the service's prefix %s (jupyterhub.baseUrl + services/<serviceName>/)" (include "omnisci-handoff.basePath" $)) }}
+{{- end }}
+{{- end }}
 {{- if and $c.hub.identityCheck (not $c.hub.enabled) }}
 {{- fail "config.hub.identityCheck needs config.hub.enabled" }}
 {{- end }}

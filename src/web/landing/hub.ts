@@ -2,9 +2,10 @@
  * The JupyterHub landing. Before the session is stored: the gates (../sign-in.ts) and the hub user,
  * read or created. After: the destination (../../hub/destination.ts) — the lab when the server runs,
  * else a progress page (../progress.ts) that follows the spawn and ends in that redirect. In login
- * mode `handoff` the final hop goes through /hub/login with a one-time login token that the shipped
- * authenticator exchanges here. Header mode (../session-login.ts) lands through `sessionLanding`:
- * the same checks before the store, answered to the authenticator instead of the browser.
+ * mode `handoff` the final hop goes through /hub/login with a one-time login token bound to the
+ * browser (../../hub/login.ts), which the shipped authenticator exchanges here. Header mode
+ * (../session-login.ts) lands through `sessionLanding`: the same checks before the store, answered to
+ * the authenticator instead of the browser.
  * Every page and exchange works on any replica: its state is in a ticket (../../hub/tickets.ts) and
  * at the hub, single use is recorded in the session store.
  */
@@ -18,12 +19,14 @@ import { labUrl } from '../../hub/lab-url.js';
 import { createLoginTokens } from '../../hub/login.js';
 import { serverTasks } from '../../hub/servers.js';
 import { presentsToken, readApiToken } from '../../hub/service-token.js';
+import { readTicketKeys } from '../../hub/ticket-keys.js';
 import { createTickets } from '../../hub/tickets.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { AcceptResult, SessionStore } from '../../store/types.js';
-import type { Landing } from '../pipeline.js';
+import { fail, type Landing } from '../pipeline.js';
 import { PROGRESS_SCRIPT, progressHandlers, type ProgressHandlers } from '../progress.js';
+import { isNavigation } from '../security.js';
 import { createSignIn, type SignIn } from '../sign-in.js';
 
 export interface HubLandingDeps {
@@ -41,8 +44,10 @@ export interface HubLanding {
   sessionLanding: Landing;
   progress: ProgressHandlers;
   signIn: SignIn;
-  /** POST login-token/exchange: the shipped authenticator trades a login token for the user name. */
+  /** POST login-token/exchange: the shipped authenticator trades a login token (and the browser's hub cookie) for the user name, or for the way back here. */
   exchange: RequestHandler;
+  /** GET login/continue: the browser back from the hub's login proves it is the one the login token was issued to. */
+  loginReturn: RequestHandler;
   /** Whether an Authorization header presents this service's hub API token (the authenticator's channel). */
   fromHub(authorization: string | undefined): boolean;
   /** Inline scripts of its pages, for the CSP to allow by hash. */
@@ -68,7 +73,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
   // Progress pages outlive the spawn a little so the browser can still read the outcome.
   const progressTtlMs = hubConfig.spawnTimeoutSeconds * 1000 + 10 * 60_000;
   const handoffLogin = hubConfig.loginMode === 'handoff';
-  const tickets = createTickets(token);
+  const tickets = createTickets(readTicketKeys(config));
   const loginTokens = createLoginTokens(tickets, store, hubConfig.loginTokenTtlSeconds * 1000);
   const fromHub = presentsToken(token);
   const taskFor = serverTasks(client, hubConfig, {
@@ -76,22 +81,27 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
     onError: (user, err) => log?.warn({ user, ...errorFields(err) }, 'server did not start'),
   });
 
-  /** /hub/login with a fresh login token for `user`, continuing to the hub path `next` (login mode `handoff`). */
-  const hubLogin = (user: string, next: string): string => {
+  // Where the authenticator sends the browser back to prove itself (login mode `handoff`).
+  const servicePublicUrl = config.redirect.servicePublicUrl ?? `${new URL(config.redirect.hubPublicUrl).origin}${base}`;
+
+  /** /hub/login with a login token, continuing to the hub path `next` (the hub keeps its query as given). */
+  const hubLoginUrl = (loginToken: string, next: string): string => {
     const login = new URL(`${config.redirect.hubPublicUrl}/hub/login`);
-    login.search = `login_token=${loginTokens.issue(user)}&next=${encodeURIComponent(next)}`;
+    login.search = `login_token=${loginToken}&next=${encodeURIComponent(next)}`;
     return login.toString();
   };
+  /** Login mode `handoff`: the hub login of `user` for the browser whose binding is `bind`, continuing to `next`. */
+  const hubLogin = (user: string, next: string, bind: string): string => hubLoginUrl(loginTokens.issue(user, bind, next), next);
 
   /** The server a handoff opens: the one it names, else the configured one. */
   const serverOf = (handoff: Handoff): string => handoff.server ?? hubConfig.serverName;
 
-  /** Where the browser finally goes: the server's lab, through /hub/login when `login`. */
-  const finalUrl = (user: string, server: string, login: boolean): string => {
+  /** Where the browser finally goes: the server's lab, through /hub/login for the browser `loginBind` when given. */
+  const finalUrl = (user: string, server: string, loginBind?: string): string => {
     const lab = labUrl(config.redirect, user, server);
-    if (!login) return lab;
+    if (loginBind === undefined) return lab;
     const u = new URL(lab);
-    return hubLogin(user, u.pathname + u.search);
+    return hubLogin(user, u.pathname + u.search, loginBind);
   };
 
   const signIn = createSignIn({ config, client, tickets, store, ...(handoffLogin ? { hubLogin } : {}) });
@@ -101,7 +111,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
     const { user } = handoff;
     const server = serverOf(handoff);
     const d = destinationOf(result, model, server, hubConfig.connectionChangePolicy);
-    if (d === 'lab') return finalUrl(user, server, login);
+    if (d === 'lab') return finalUrl(user, server, login ? bind : undefined);
     // Asked before the browser is sent on, so that a replica showing its page finds the spawn under way;
     // as soon as the hub shows it so, not when the hub answers (which it holds up to slow_spawn_timeout).
     if (d !== 'keep') await taskFor(user, server, { restart: d === 'restart', ...(model ? { model } : {}) }).requested;
@@ -164,15 +174,32 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
         res.status(403).json({ error: 'forbidden' });
         return;
       }
-      const loginToken = (req.body as { token?: unknown } | undefined)?.token;
+      const { token: loginToken, binding } = (req.body ?? {}) as { token?: unknown; binding?: unknown };
       try {
-        const user = typeof loginToken === 'string' ? await loginTokens.exchange(loginToken) : undefined;
-        log?.info({ event: 'login-token-exchange', user, outcome: user ? 'ok' : 'login_token_invalid' }, 'login token exchange');
-        if (!user) throw new HandoffError('login_token_invalid');
-        res.json({ name: user });
+        if (typeof loginToken !== 'string') throw new HandoffError('login_token_invalid');
+        const r = await loginTokens.exchange(loginToken, typeof binding === 'string' ? binding : undefined);
+        if ('user' in r) {
+          log?.info({ event: 'login-token-exchange', user: r.user, outcome: 'ok' }, 'login token exchange');
+          res.json({ name: r.user });
+        } else {
+          // Not a login yet: the browser goes back to the service to prove it is the one the token was issued to.
+          log?.info({ event: 'login-token-exchange', outcome: 'continue' }, 'login token exchange');
+          res.status(202).json({ continue: `${servicePublicUrl}login/continue?ticket=${r.returnTicket}` });
+        }
       } catch (e) {
         const err = e instanceof HandoffError ? e : new HandoffError('store_unavailable');
+        log?.info({ event: 'login-token-exchange', outcome: err.code }, 'login token exchange');
         res.status(err.status).json({ error: err.code, message: err.message });
+      }
+    },
+
+    async loginReturn(req, res) {
+      try {
+        if (!isNavigation(req)) throw new HandoffError('navigation_required', 'login/continue');
+        const { token: loginToken, next: to } = await loginTokens.prove(String(req.query.ticket ?? ''), (bind) => signIn.boundTo(req, bind));
+        res.redirect(303, hubLoginUrl(loginToken, to));
+      } catch (e) {
+        fail(req, res, e, 'hub login failed');
       }
     },
 
