@@ -52,6 +52,8 @@ function jupyterConfig(nb: Config['notebook'], sessionFile = sessionFilePath(nb)
     // jupyter_server >= 2 refuses contents-API writes to hidden paths; the HEAVY.AI web server writes
     // ~/.jupyterscratch/.omniscisession, which omnisci_connect() reads (docs/heavyai.md).
     ...(nb.allowHidden ? { ContentsManager: { allow_hidden: true } } : {}),
+    // omnisci-handoff-jupyter's own settings: where "Re-link with Immerse" goes once the session expired.
+    ...(nb.relinkUrl === undefined ? {} : { OmniSciHandoff: { relink_url: nb.relinkUrl } }),
   };
 }
 
