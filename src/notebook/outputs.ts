@@ -10,11 +10,14 @@ import type { Connection, Handoff } from '../handoff/types.js';
 /**
  * The session file. `json` ({"session","query"}) is what every released jupyterlab-omnisci
  * (<= 3.0.0) parses with json.loads; `text` (the id alone) is what its docs describe, and makes the
- * released extension fail to read the file.
+ * released extension fail to read the file. `json` also carries the session's `fingerprint`, when it
+ * has one (src/hub/fingerprint.ts: never the id), which omnisci-handoff-jupyter's lab waits for and
+ * jupyterlab-omnisci ignores; `text` cannot.
  */
-export function sessionFileContent(record: Pick<Handoff, 'session' | 'query'>, format: SessionFormat): string {
+export function sessionFileContent(record: Pick<Handoff, 'session' | 'query'> & { fingerprint?: string }, format: SessionFormat): string {
   if (format === 'text') return record.session ? `${record.session}\n` : '';
-  return `${JSON.stringify({ session: record.session, query: record.query })}\n`;
+  const { session, query, fingerprint } = record;
+  return `${JSON.stringify({ session, query, ...(fingerprint === undefined ? {} : { fingerprint }) })}\n`;
 }
 
 /** Env var name → value for the connection (names from notebook.env). */
