@@ -562,75 +562,85 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
     await handoffTwice('erin', 'handoff', 'jupyterlab4', true);
   }, 900_000);
 
-  test('fast refresh off, JupyterLab 4: a new session for a running server; the lab URL carries its fingerprint, the lab waits until the kubelet delivered it, and the notebook connects with it, never with the old one (issue 26)', async () => {
+  test('JupyterLab 4, a new session for a running server, fast refresh on then off: the lab URL carries its fingerprint, the lab waits until the kubelet delivered it, and the notebook connects with it, never with the old one (issue 26)', async () => {
     expect(browser).toBeDefined();
     const heavy = await heavyDbInCluster();
     const kept = structuredClone(handoffValues);
     handoffValues.config.omnisci = { ...handoffValues.config.omnisci, allowedHosts: [OMNISCI.host, STANDIN.host], allowedPorts: [OMNISCI.port, STANDIN.port] };
-    handoffValues.config.store = { kubernetes: { fastRefresh: false } };
     handoffValues.config.notebook = { relinkUrl: `${IMMERSE}/dashboards` };
-    times.upgradeRefreshOff = await upgradeOurs('fast refresh off, the HeavyDB stand-in allowed, a re-link URL');
     try {
+      times.upgradeStandIn = await upgradeOurs('the HeavyDB stand-in allowed, a re-link URL');
       const user = 'frank';
-      const [a, b] = [randomSessionId(), randomSessionId()];
-      for (const id of [a, b]) await heavy.addSession(id, { user, database: 'heavyai' });
-      const first = await openNotebook(user, 'handoff', a, "SELECT 'frank 1'", { connection: STANDIN });
-      expect(first.served).toMatchObject({ session: a, connection: { protocol: STANDIN.protocol, host: STANDIN.host, port: String(STANDIN.port) } });
+      const sessions = [randomSessionId(), randomSessionId(), randomSessionId()] as const;
+      for (const id of sessions) await heavy.addSession(id, { user, database: 'heavyai' });
+      const first = await openNotebook(user, 'handoff', sessions[0], "SELECT 'frank 0'", { connection: STANDIN });
+      expect(first.served).toMatchObject({ session: sessions[0], connection: { protocol: STANDIN.protocol, host: STANDIN.host, port: String(STANDIN.port) } });
       const pod = await userPod(user);
       const inPod = async (path: string) => JSON.parse(await kubectl(['exec', pod.metadata.name, '-c', 'notebook', '--', 'cat', path])) as Record<string, any>;
       // notebook.relinkUrl reached the server's Jupyter config (the webhook's ConfigMap, top-level file).
       expect((await inPod('/etc/omnisci-handoff/jupyter/jupyter_server_config.json')).OmniSciHandoff).toEqual({ relink_url: `${IMMERSE}/dashboards` });
+
+      /** A handoff of session `n` to the running server: Immerse's click → the lab → the notebook opened → its cells answered, on session n only. */
+      const handoff = async (n: 1 | 2, slow: boolean) => {
+        const [old, next] = [sessions[n - 1], sessions[n]];
+        await heavy.clearCalls();
+        const t0 = Date.now();
+        const marks: Record<string, number> = {};
+        const flow = await openNotebook(user, 'handoff', next, `SELECT 'frank ${n}'`, {
+          connection: STANDIN,
+          inLab: async (page) => {
+            marks.lab = seconds(t0);
+            const cells = page.locator('.jp-NotebookPanel .jp-Notebook .jp-Cell');
+            if (slow) {
+              const waiting = page.locator('.Toastify__toast', { hasText: 'Waiting for the new OmniSci session to reach this server' });
+              await waiting.waitFor({ timeout: 60_000 });
+              // While the lab waits, the server still has the old session and no notebook is open.
+              expect((await inPod('/var/run/omnisci-handoff/session')).session).toBe(old);
+              expect(await cells.count()).toBe(0);
+            }
+            await cells.nth(1).waitFor({ timeout: SYNC_BOUND_MS });
+            marks.notebook = seconds(t0);
+            expect((await inPod('/var/run/omnisci-handoff/session')).session).toBe(next);
+            expect(await cells.nth(0).locator('.cm-content').innerText()).not.toContain(next);
+            // Both cells, run as a user would, in the kernel of the running server.
+            await page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' }).waitFor({ timeout: 60_000 });
+            await page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').waitFor({ timeout: 120_000 });
+            await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
+            await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
+            await cells.nth(1).locator('.jp-OutputArea-output', { hasText: "'AA'" }).waitFor({ timeout: 120_000 });
+            marks.connected = seconds(t0);
+            expect(await cells.nth(1).locator('.jp-OutputArea').innerText()).toContain("(1, 'AA', 12.5)");
+          },
+        });
+        // The lab URL carried the new session's fingerprint, the one in the Secret's session file; never the id.
+        expect(fingerprintOf(flow.lab)).toBe((await storedFile(user)).fingerprint);
+        expect(flow.lab).not.toContain(next);
+        // The same server: nothing restarted it.
+        expect((await userPod(user)).metadata.name).toBe(pod.metadata.name);
+        // The kernel's calls carried the new session only, the query this handoff's; the old one was at
+        // most checked by the status bar while the lab waited (the server still had it); no disconnect.
+        const calls = await heavy.calls();
+        expect(calls.filter((c) => c.method === 'sql_execute').map((c) => [c.args['session'], c.args['query']])).toEqual([[next, `SELECT 'frank ${n}'`]]);
+        expect(calls.filter((c) => c.method !== 'get_session_info').every((c) => c.args['session'] === next)).toBe(true);
+        expect(calls.filter((c) => c.args['session'] === old).every((c) => c.method === 'get_session_info')).toBe(true);
+        expect(calls.map((c) => c.method)).not.toContain('disconnect');
+        return marks;
+      };
+
+      const on = await handoff(1, false);
+      handoffValues.config.store = { kubernetes: { fastRefresh: false } };
+      times.upgradeRefreshOff = await upgradeOurs('fast refresh off');
       // The pod's last update was a sync by the kubelet, whose next periodic one is then at least
       // syncFrequency (60 s) away: the new session cannot reach the pod before the lab has loaded, so
       // the lab must wait (the reasoning of system.test.ts's fast-refresh-off figure).
       await podQuiet({ kubectl: (args) => node.kubectl(['-n', NS, ...args]) }, pod.metadata.name, 5000);
-      await heavy.clearCalls();
-
-      const t0 = Date.now();
-      const marks: Record<string, number> = {};
-      const second = await openNotebook(user, 'handoff', b, "SELECT 'frank 2'", {
-        connection: STANDIN,
-        inLab: async (page) => {
-          marks.lab = seconds(t0);
-          const waiting = page.locator('.Toastify__toast', { hasText: 'Waiting for the new OmniSci session to reach this server' });
-          await waiting.waitFor({ timeout: 60_000 });
-          // While the lab waits, the server still has the old session: no notebook is open.
-          expect((await inPod('/var/run/omnisci-handoff/session')).session).toBe(a);
-          const cells = page.locator('.jp-NotebookPanel .jp-Notebook .jp-Cell');
-          expect(await cells.count()).toBe(0);
-          await cells.nth(1).waitFor({ timeout: SYNC_BOUND_MS });
-          marks.notebook = seconds(t0);
-          expect(await waiting.count()).toBe(0);
-          expect((await inPod('/var/run/omnisci-handoff/session')).session).toBe(b);
-          expect(await cells.nth(0).locator('.cm-content').innerText()).not.toContain(b);
-          // Run both cells as a user would, in the kernel of this running server.
-          await page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' }).waitFor({ timeout: 60_000 });
-          await page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').waitFor({ timeout: 120_000 });
-          await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
-          await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
-          await cells.nth(1).locator('.jp-OutputArea-output', { hasText: "'AA'" }).waitFor({ timeout: 120_000 });
-          marks.connected = seconds(t0);
-          expect(await cells.nth(1).locator('.jp-OutputArea').innerText()).toContain("(1, 'AA', 12.5)");
-        },
-      });
-      // The lab URL carried the new session's fingerprint, the one in the Secret's session file; never the id.
-      expect(fingerprintOf(second.lab)).toBe((await storedFile(user)).fingerprint);
-      expect(second.lab).not.toContain(b);
-      // Same pod: nothing restarted the server.
-      expect((await userPod(user)).metadata.name).toBe(pod.metadata.name);
-      // Every call of the kernel (and of the status checks since the notebook opened) carried B, the query B's.
-      const calls = await heavy.calls();
-      const sessions = new Set(calls.map((c) => c.args['session']).filter((x) => x !== undefined));
-      expect(calls.filter((c) => c.method === 'sql_execute').map((c) => [c.args['session'], c.args['query']])).toEqual([[b, "SELECT 'frank 2'"]]);
-      expect(calls.filter((c) => c.method !== 'get_session_info').every((c) => c.args['session'] === b)).toBe(true);
-      expect(calls.map((c) => c.method)).not.toContain('disconnect');
-      // A's only calls: the status bar's checks while the lab waited (the server still had A), never the kernel's.
-      expect(calls.filter((c) => c.args['session'] === a).map((c) => c.method).every((m) => m === 'get_session_info')).toBe(true);
-      expect(sessions.has(b)).toBe(true);
-      figure('z2jh running server, fast refresh off', `click → lab ${marks.lab} s, → notebook opened on the new session ${marks.notebook} s, → connected (query answered) ${marks.connected} s`);
+      const off = await handoff(2, true);
+      const fmt = (m: Record<string, number>) => `click → lab ${m.lab} s, → notebook on the new session ${m.notebook} s, → connected (query answered) ${m.connected} s`;
+      figure('z2jh click → connected notebook, server running, fast refresh on', fmt(on));
+      figure('z2jh click → connected notebook, server running, fast refresh off', `${fmt(off)} (${(off.connected! / on.connected!).toFixed(1)}× on)`);
     } finally {
+      // The next test's upgrade applies them (fast refresh on again).
       handoffValues = kept;
-      times.upgradeRefreshOn = await upgradeOurs('fast refresh on again');
     }
   }, 900_000);
 
