@@ -315,6 +315,8 @@ async function openNotebook(user: string, loginMode: 'sso' | 'handoff', session:
   const context = await browser!.newContext();
   const page = await context.newPage();
   const seen: string[] = [];
+  const consoleLines: string[] = [];
+  page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   const from = front!.log.length;
   try {
     page.on('framenavigated', (f) => {
@@ -359,7 +361,8 @@ async function openNotebook(user: string, loginMode: 'sso' | 'handoff', session:
     return { secs, served: JSON.parse(served.body), seen, lab: lab! };
   } catch (e) {
     const text = await page.innerText('body', { timeout: 2000 }).catch((x: unknown) => String(x));
-    throw new Error(`${user} (${loginMode}): ${(e as Error).message}\nat ${page.url()}: ${text.slice(0, 600)}\nnavigations: ${seen.join(' | ')}\n` +
+    await page.screenshot({ path: join(tmpdir(), `z2jh-${user}-failed.png`) }).catch(() => undefined);
+    throw new Error(`${user} (${loginMode}): ${(e as Error).message}\nconsole: ${consoleLines.slice(-15).join(' | ')}\nat ${page.url()}: ${text.slice(0, 600)}\nnavigations: ${seen.join(' | ')}\n` +
       `requests through the front proxy:\n${front!.log.slice(from).join('\n')}\n${await state()}`);
   } finally {
     await context.close();
@@ -602,11 +605,14 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
             marks.notebook = seconds(t0);
             expect((await inPod('/var/run/omnisci-handoff/session')).session).toBe(next);
             expect(await cells.nth(0).locator('.cm-content').innerText()).not.toContain(next);
-            // Both cells, run as a user would, in the kernel of the running server.
+            // Both cells, run as a user would, in the kernel of the running server: a click into the
+            // first cell (the notebook is then the lab's current widget), Run > Run All Cells.
             await page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' }).waitFor({ timeout: 60_000 });
             await page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').waitFor({ timeout: 120_000 });
+            await cells.nth(0).locator('.cm-content').click();
             await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
             await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
+            await cells.nth(0).locator('.jp-InputPrompt', { hasText: /\[(\*|\d+)\]/ }).waitFor({ timeout: 30_000 });
             await cells.nth(1).locator('.jp-OutputArea-output', { hasText: "'AA'" }).waitFor({ timeout: 120_000 });
             marks.connected = seconds(t0);
             expect(await cells.nth(1).locator('.jp-OutputArea').innerText()).toContain("(1, 'AA', 12.5)");
