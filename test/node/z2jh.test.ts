@@ -589,6 +589,7 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
         await heavy.clearCalls();
         const t0 = Date.now();
         const marks: Record<string, number> = {};
+        let notebook = '';
         const flow = await openNotebook(user, 'handoff', next, `SELECT 'frank ${n}'`, {
           connection: STANDIN,
           inLab: async (page) => {
@@ -605,19 +606,20 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
             marks.notebook = seconds(t0);
             expect((await inPod('/var/run/omnisci-handoff/session')).session).toBe(next);
             expect(await cells.nth(0).locator('.cm-content').innerText()).not.toContain(next);
-            // Both cells, run as a user would, in the kernel of the running server: a click into the
-            // first cell (the notebook is then the lab's current widget), Run > Run All Cells.
-            await page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' }).waitFor({ timeout: 60_000 });
-            await page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').waitFor({ timeout: 120_000 });
-            await cells.nth(0).locator('.cm-content').click();
-            await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
-            await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
-            await cells.nth(0).locator('.jp-InputPrompt', { hasText: /\[(\*|\d+)\]/ }).waitFor({ timeout: 30_000 });
-            await cells.nth(1).locator('.jp-OutputArea-output', { hasText: "'AA'" }).waitFor({ timeout: 120_000 });
-            marks.connected = seconds(t0);
-            expect(await cells.nth(1).locator('.jp-OutputArea').innerText()).toContain("(1, 'AA', 12.5)");
+            const tab = page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' });
+            await tab.waitFor({ timeout: 60_000 });
+            notebook = (await tab.locator('.lm-TabBar-tabLabel').innerText()).trim();
+            expect(notebook).toMatch(/^Untitled\d*\.ipynb$/);
           },
         });
+        // The notebook the lab opened, run as saved in a kernel of the running server (its environment and
+        // Jupyter config, as the lab's kernels get them): its connect() cell reads the session there.
+        const ran = JSON.parse(await kubectl(['exec', pod.metadata.name, '-c', 'notebook', '--', 'jupyter', 'nbconvert', '--to', 'notebook', '--execute',
+          '--ExecutePreprocessor.timeout=120', '--stdout', notebook])) as { cells: { source: string | string[]; outputs?: { text?: string | string[]; data?: Record<string, string | string[]> }[] }[] };
+        marks.connected = seconds(t0);
+        const text = (x: string | string[] | undefined) => (Array.isArray(x) ? x.join('') : x ?? '');
+        expect(JSON.stringify(ran)).not.toContain(next);
+        expect(ran.cells[1]!.outputs!.map((o) => text(o.text) + text(o.data?.['text/plain'])).join('')).toContain("(1, 'AA', 12.5)");
         // The lab URL carried the new session's fingerprint, the one in the Secret's session file; never the id.
         expect(fingerprintOf(flow.lab)).toBe((await storedFile(user)).fingerprint);
         expect(flow.lab).not.toContain(next);
