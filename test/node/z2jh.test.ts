@@ -638,9 +638,11 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
       const on = await handoff(1, false);
       handoffValues.config.store = { kubernetes: { fastRefresh: false } };
       times.upgradeRefreshOff = await upgradeOurs('fast refresh off');
-      // The pod's last update was a sync by the kubelet, whose next periodic one is then at least
-      // syncFrequency (60 s) away: the new session cannot reach the pod before the lab has loaded, so
-      // the lab must wait (the reasoning of system.test.ts's fast-refresh-off figure).
+      // An update of the pod object makes the kubelet sync it now, and its next periodic sync is then
+      // syncFrequency (60 s) plus jitter away; once whatever status that sync wrote is written (a quiet
+      // pod), the new session cannot reach the pod before the lab has loaded, so the lab must wait (the
+      // reasoning of system.test.ts's fast-refresh-off figure).
+      await kubectl(['annotate', 'pod', pod.metadata.name, '--overwrite', `omnisci-handoff-test/synced=${Date.now()}`]);
       await podQuiet({ kubectl: (args) => node.kubectl(['-n', NS, ...args]) }, pod.metadata.name, 5000);
       const off = await handoff(2, true);
       const fmt = (m: Record<string, number>) => `click → lab ${m.lab} s, → notebook on the new session ${m.notebook} s, → connected (query answered) ${m.connected} s`;
