@@ -8,7 +8,10 @@
  *   store behind a round-robin proxy), BENCH_HUB_LOGIN (sso | handoff), BENCH_HUB_SPAWN_SECONDS (1), BENCH_HUB_RELOAD_MS
  *   (2000: the progress page's own refresh), BENCH_HUB_LOG_DIR (keeps the hub's and the replicas' logs);
  * - memory: RSS every 10k of 100k handoffs over 10k users (bench/memory.ts); only when asked for.
- * BENCH_ONLY=handoff,webhook,hub,memory picks sections (default: all but memory, which takes minutes).
+ * - node: click → connected notebook with the user's server running, fast refresh on and off, on the
+ *   one-node cluster (bench/node.ts: a cluster per run, BENCH_NODE_RUNS, 1); only when asked for, under
+ *   `/work/bin/heavy --node`.
+ * BENCH_ONLY=handoff,webhook,hub,memory,node picks sections (default: all but memory and node, which take minutes).
  */
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,6 +24,7 @@ import { mintToken, randomSessionId, type SigningKey } from '../src/handoff/mint
 import { importJWK, type CryptoKey } from 'jose';
 import { hubBurst } from './hub-burst.js';
 import { benchMemory, IMAGE_NODE_FLAGS } from './memory.js';
+import { benchNode, type NotebookTimes } from './node.js';
 import { startTarget, type BenchResult } from './process.js';
 import { benchWebhook } from './webhook.js';
 
@@ -135,7 +139,7 @@ function table(results: BenchResult[]): string {
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const only = process.env.BENCH_ONLY?.split(',');
-const wanted = (name: string) => (only ? only.includes(name) : name !== 'memory');
+const wanted = (name: string) => (only ? only.includes(name) : name !== 'memory' && name !== 'node');
 
 if (wanted('handoff')) {
   const results = await benchHandoff();
@@ -186,4 +190,14 @@ if (wanted('memory')) {
   const last = r.samples.at(-1)?.[1];
   const first = r.samples[0]?.[1];
   if (last && first) out(`  failures ${r.failures}; targets: ≤ 120 MB after 100k (${(last.total * 1.048576).toFixed(0)} MB), flat after the first 10k (+${((last.total - first.total) * 1.048576).toFixed(0)} MB)`);
+}
+
+if (wanted('node')) {
+  const runs = await benchNode(Number(process.env.BENCH_NODE_RUNS ?? 1));
+  const s = (t: NotebookTimes) => `lab ${t.lab.toFixed(1).padStart(5)} s  notebook ${t.notebook.toFixed(1).padStart(5)} s  connected ${t.connected.toFixed(1).padStart(5)} s`;
+  out('\nnode: click → connected notebook, server running (z2jh chart, JupyterLab 4, one-node cluster; a new session for a running server)');
+  runs.forEach((r, i) => {
+    out(`  run ${i + 1}  fast refresh on:  ${s(r.on)}  1.00×`);
+    out(`         fast refresh off: ${s(r.off)}  ${(r.off.connected / r.on.connected).toFixed(1)}× on`);
+  });
 }

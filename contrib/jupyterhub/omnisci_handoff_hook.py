@@ -194,6 +194,8 @@ class OmnisciHandoffHook:
     env_names:         the service's ``notebook.env`` (names of the protocol/host/port env vars).
     env_families:      the service's ``notebook.envFamilies`` (e.g. ["HEAVYAI"]: HEAVYAI_PROTOCOL/HOST/PORT too).
     allow_hidden:      the service's ``notebook.allowHidden`` (ContentsManager.allow_hidden in the Jupyter config).
+    relink_url:        the service's ``notebook.relinkUrl`` (OmniSciHandoff.relink_url: where the lab's
+                       "Re-link with Immerse" goes once the session expired); None: not set.
     config_dir:        where the per-user Jupyter config dirs are written (default ``<store_dir>-jupyter``),
                        never inside the store; its parent must belong to root or the hub's account.
     user_access:       the service's ``store.local.userAccess``: "none" (one account for all) or "group".
@@ -211,6 +213,7 @@ class OmnisciHandoffHook:
         unix_user=None,
         env_families=(),
         allow_hidden=False,
+        relink_url=None,
     ):
         if user_access not in ("none", "group"):
             raise ValueError(f"user_access must be 'none' or 'group', not {user_access!r}")
@@ -219,6 +222,7 @@ class OmnisciHandoffHook:
         self.env_names = {**DEFAULT_ENV_NAMES, **(env_names or {})}
         self.env_families = list(env_families)
         self.allow_hidden = allow_hidden
+        self.relink_url = relink_url
         self.config_dir = os.path.abspath(config_dir or self.store_dir.rstrip(os.sep) + "-jupyter")
         if os.path.commonpath([os.path.realpath(self.config_dir), os.path.realpath(self.store_dir)]) == os.path.realpath(self.store_dir):
             raise ValueError(f"config_dir {self.config_dir} is inside the store: the service's account could plant Jupyter config there")
@@ -271,6 +275,7 @@ class OmnisciHandoffHook:
                     **{k: self.env_names[k] for k in ("protocol", "host", "port")},
                 },
                 **({"ContentsManager": {"allow_hidden": True}} if self.allow_hidden else {}),
+                **({"OmniSciHandoff": {"relink_url": self.relink_url}} if self.relink_url is not None else {}),
             }
         )
         return {

@@ -52,6 +52,21 @@ function callbackProblem(c: Config): string | undefined {
   return `must lead to ${callback}`;
 }
 
+const RELINK_URL = /^https?:\/\/[!"$-.0->@-~][!-~]*$/;
+/**
+ * An absolute http(s) URL with a host, in printable ASCII: written into JSON by the service, the chart
+ * (Helm's toRawJson) and the spawner hook (Python's json.dumps), which then agree byte for byte.
+ */
+function isAbsoluteHttpUrl(url: string): boolean {
+  // The authority right after "//" (WHATWG URLs would skip more slashes, Helm's urlParse would not).
+  if (!RELINK_URL.test(url)) return false;
+  try {
+    return new URL(url).hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 /** An env var's own value (never an Object.prototype member such as `constructor`). */
 export const envValue = (env: NodeJS.ProcessEnv, name: string): string | undefined =>
   Object.hasOwn(env, name) && typeof env[name] === 'string' ? env[name] : undefined;
@@ -168,6 +183,12 @@ export const RULES: readonly Rule[] = [
     when(
       c.store.backend === 'kubernetes' && (RESERVED_SECRET_KEYS as readonly string[]).includes(c.notebook.sessionFileName),
       `must not be one of ${RESERVED_SECRET_KEYS.join(', ')}`,
+    ),
+  ),
+  rule('relink-url', 'notebook.relinkUrl', (c) =>
+    when(
+      c.notebook.relinkUrl !== undefined && !isAbsoluteHttpUrl(c.notebook.relinkUrl),
+      'must be an absolute http(s) URL in printable ASCII (percent-encode anything else), e.g. https://immerse.example.com/',
     ),
   ),
   rule('env-names-distinct', 'notebook.env', (c) => {

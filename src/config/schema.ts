@@ -171,6 +171,9 @@ export const configSchema = {
         "Set ContentsManager.allow_hidden, so that the HEAVY.AI web server's own contents-API write of ~/.jupyterscratch/.omniscisession succeeds on jupyter_server 2 (header mode, docs/heavyai.md).",
         false,
       ),
+      relinkUrl: str(
+        "Where the lab's 'Re-link with Immerse' (offered once the handed-over session expired) and the kernel's `connect()` errors send the user, e.g. Immerse's URL: opening the notebook again from there hands a new session over. Written to the single-user server's Jupyter config as `OmniSciHandoff.relink_url` (omnisci-handoff-jupyter). An absolute http(s) URL in printable ASCII (percent-encode anything else). Unset: they only say to open the notebook again from Immerse.",
+      ),
       env: obj('Env var names of the connection, which the extension reads (its `OmniSciSessionManager.protocol`/`host`/`port` traits, written to the Jupyter config).', {
         protocol: { ...ENV_NAME, default: 'OMNISCI_PROTOCOL', description: 'Env var holding the protocol.' },
         host: { ...ENV_NAME, default: 'OMNISCI_HOST', description: 'Env var holding the host.' },

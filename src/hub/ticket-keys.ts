@@ -67,6 +67,11 @@ export function parseTicketKeys(text: string, file: string): TicketKey[] {
   return keys;
 }
 
+/** The key that seals at `now`: the first whose `from` has come, else the one without a `from`. */
+export function sealingKey(keys: readonly TicketKey[], now: number): TicketKey {
+  return keys.find((k) => (k.from ?? 0) <= now && (k.until ?? Infinity) > now) ?? keys.find((k) => k.from === undefined)!;
+}
+
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 export function ticketKeysText(keys: readonly TicketKey[]): string {

@@ -10,12 +10,16 @@ import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } f
 import { HandoffError } from '../errors.js';
 import type { Handoff } from '../handoff/types.js';
 import type { SessionStore } from '../store/types.js';
-import type { TicketKey } from './ticket-keys.js';
+import { sealingKey, type TicketKey } from './ticket-keys.js';
 
 /** What each kind of ticket holds besides its user and expiry. */
 export interface TicketKinds {
-  /** A progress page of `server` (absent: the default one): `bind` is the hash of its browser cookie; `login`: its one hub login is issued on the first ready visit. */
-  progress: { server?: string; bind?: string; login?: boolean; notice?: boolean };
+  /**
+   * A progress page of `server` (absent: the default one): `bind` is the hash of its browser cookie;
+   * `login`: its one hub login is issued on the first ready visit; `fingerprint`: the session stored
+   * for a server that kept running (the lab waits for it).
+   */
+  progress: { server?: string; bind?: string; login?: boolean; notice?: boolean; fingerprint?: string };
   /** Hub login (login mode `handoff`, ./login.ts), step 1: for the browser whose binding is `bind`, continuing to the hub path `next`. */
   login: { bind: string; next: string };
   /** Step 2's way back to the service: adds `hub`, the hash of the browser's cookie at the hub's login, and the step-1 ticket's nonce and expiry (spent when taken). */
@@ -56,10 +60,7 @@ const MAX_TICKET = 65536;
 export function createTickets(keys: readonly TicketKey[], now: () => number = Date.now): Tickets {
   const derived = keys.map((k) => ({ ...k, key: Buffer.from(hkdfSync('sha256', k.secret, 'omnisci-handoff', 'tickets v2', 32)) }));
   /** The first key whose `from` has come (a rotated-in key seals once every replica knows it). */
-  const sealing = () => {
-    const t = now();
-    return (derived.find((d) => (d.from ?? 0) <= t && (d.until ?? Infinity) > t) ?? derived.find((d) => d.from === undefined)!).key;
-  };
+  const sealing = () => derived[keys.indexOf(sealingKey(keys, now()))]!.key;
   /** The authentic plaintext under any key still open, else undefined. */
   const decrypt = (kind: TicketKind, raw: Buffer): Buffer | undefined => {
     for (const d of derived) {

@@ -10,11 +10,14 @@ import type { Connection, Handoff } from '../handoff/types.js';
 /**
  * The session file. `json` ({"session","query"}) is what every released jupyterlab-omnisci
  * (<= 3.0.0) parses with json.loads; `text` (the id alone) is what its docs describe, and makes the
- * released extension fail to read the file.
+ * released extension fail to read the file. `json` also carries the session's `fingerprint`, when it
+ * has one (src/hub/fingerprint.ts: never the id), which omnisci-handoff-jupyter's lab waits for and
+ * jupyterlab-omnisci ignores; `text` cannot.
  */
-export function sessionFileContent(record: Pick<Handoff, 'session' | 'query'>, format: SessionFormat): string {
+export function sessionFileContent(record: Pick<Handoff, 'session' | 'query'> & { fingerprint?: string }, format: SessionFormat): string {
   if (format === 'text') return record.session ? `${record.session}\n` : '';
-  return `${JSON.stringify({ session: record.session, query: record.query })}\n`;
+  const { session, query, fingerprint } = record;
+  return `${JSON.stringify({ session, query, ...(fingerprint === undefined ? {} : { fingerprint }) })}\n`;
 }
 
 /** Env var name → value for the connection (names from notebook.env). */
@@ -52,6 +55,8 @@ function jupyterConfig(nb: Config['notebook'], sessionFile = sessionFilePath(nb)
     // jupyter_server >= 2 refuses contents-API writes to hidden paths; the HEAVY.AI web server writes
     // ~/.jupyterscratch/.omniscisession, which omnisci_connect() reads (docs/heavyai.md).
     ...(nb.allowHidden ? { ContentsManager: { allow_hidden: true } } : {}),
+    // omnisci-handoff-jupyter's own settings: where "Re-link with Immerse" goes once the session expired.
+    ...(nb.relinkUrl === undefined ? {} : { OmniSciHandoff: { relink_url: nb.relinkUrl } }),
   };
 }
 

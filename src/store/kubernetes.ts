@@ -90,7 +90,7 @@ export function createKubernetesStore(config: Config, o: { kube?: KubeApi; logge
 
     async accept(handoff: Handoff, o?: AcceptOptions): Promise<AcceptResult> {
       const result = await update(handoff.user, (current) => {
-        const r = applyHandoff(current, handoff, applyOptions(config, Date.now()), o?.reserved);
+        const r = applyHandoff(current, handoff, applyOptions(config, Date.now()), o?.reserved, o?.fingerprint);
         return { record: r.record, result: r };
       });
       if (result.outcome === 'stored') await refresh(handoff.user);

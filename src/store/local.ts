@@ -155,7 +155,7 @@ export function createLocalStore(config: Config, clock: () => number = Date.now)
     accept(h: Handoff, o?: AcceptOptions): Promise<AcceptResult> {
       return queue.run(h.user, async () => {
         try {
-          const result = applyHandoff(await read(h.user), h, applyOptions(config, clock()), o?.reserved);
+          const result = applyHandoff(await read(h.user), h, applyOptions(config, clock()), o?.reserved, o?.fingerprint);
           await write(result.record);
           return result;
         } catch (e) {

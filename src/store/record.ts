@@ -45,10 +45,11 @@ function emptyRecord(user: string): SessionRecord {
  * The store's decision, shared by every backend: reject a replayed jti, never let an older `iat`
  * overwrite a newer session, remember the jti until its token expires, prune expired ones.
  * `reserved`: the handoff reserved its jti (spend) before it was parked and is now resumed, so it
- * takes that reservation; any other handoff with a reserved jti is a replay.
+ * takes that reservation; any other handoff with a reserved jti is a replay. `fingerprint`: the
+ * session's, kept with it (a session stored without one has none).
  * Pure: the backend supplies the current record and writes the result atomically.
  */
-export function applyHandoff(current: SessionRecord | undefined, h: Handoff, o: ApplyOptions, reserved = false): AcceptResult {
+export function applyHandoff(current: SessionRecord | undefined, h: Handoff, o: ApplyOptions, reserved = false, fingerprint?: string): AcceptResult {
   checkReplay(current, h.jti, o.now, reserved);
   const jtis = remember(current?.jtis ?? [], h.jti, h.exp + o.clockTolerance, o);
   if (current && h.iat < current.iat) {
@@ -62,6 +63,7 @@ export function applyHandoff(current: SessionRecord | undefined, h: Handoff, o: 
     iat: h.iat,
     jtis,
     updatedAt: o.now * 1000,
+    ...(fingerprint === undefined ? {} : { fingerprint }),
   };
   return { outcome: 'stored', record, previous: current };
 }
@@ -89,7 +91,8 @@ export function applyRevoke(
   const jtis = rememberRevocation(current?.jtis ?? [], r, o);
   const base = current ?? emptyRecord(r.user);
   if (r.iat < base.iat) return { record: { ...base, jtis, updatedAt: o.now * 1000 }, revoked: false };
-  return { record: { ...base, session: '', query: '', iat: r.iat, jtis, updatedAt: o.now * 1000 }, revoked: Boolean(current?.session) };
+  const { fingerprint: _, ...kept } = base;
+  return { record: { ...kept, session: '', query: '', iat: r.iat, jtis, updatedAt: o.now * 1000 }, revoked: Boolean(current?.session) };
 }
 
 /** A single-use id spent (see SessionStore.spend), nothing else changed; a reservation is later taken by its own handoff. */

@@ -22,6 +22,8 @@ export interface SessionRecord {
   jtis: SeenJti[];
   /** Milliseconds since the epoch of the last write. */
   updatedAt: number;
+  /** The stored session's fingerprint (src/hub/fingerprint.ts), when its handoff came with one: also written into the session file. */
+  fingerprint?: string;
 }
 
 /** A single-use id of a user, remembered until `exp` (seconds since the epoch) plus the clock tolerance. */
@@ -49,6 +51,8 @@ export interface AcceptResult {
 export interface AcceptOptions {
   /** Only the resume of a parked handoff: it reserved its jti before it was parked, and takes that reservation now. */
   reserved?: boolean;
+  /** The fingerprint of the handoff's session (src/hub/fingerprint.ts), stored with it: in the record and the session file. */
+  fingerprint?: string;
 }
 
 export interface SessionStore {

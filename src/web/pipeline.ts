@@ -9,6 +9,7 @@ import type { Request, Response } from 'express';
 import { errorFields, toHandoffError, type HandoffError } from '../errors.js';
 import type { Handoff } from '../handoff/types.js';
 import type { HubUser } from '../hub/client.js';
+import type { Fingerprint } from '../hub/fingerprint.js';
 import type { Metrics } from '../metrics.js';
 import type { AcceptResult, SessionStore } from '../store/types.js';
 import { sendError } from './pages.js';
@@ -49,6 +50,8 @@ export interface Landing {
   prepare?(ctx: HandoffContext): Promise<void | 'deferred'>;
   /** Sends the response after the session is stored. */
   land(ctx: LandedContext): Promise<void>;
+  /** The fingerprint stored with a handoff's session (the hub landing: its lab URL for a running server carries it). */
+  fingerprint?: Fingerprint;
 }
 
 /** A handoff parked in the browser (a ticket) and continued in a later request. */
@@ -129,7 +132,8 @@ export function createPipeline(deps: { store: SessionStore; landing: Landing; me
       a.outcome = 'deferred';
       return;
     }
-    const result = await store.accept(ctx.handoff, { reserved: ctx.reserved });
+    const { session, query } = ctx.handoff;
+    const result = await store.accept(ctx.handoff, { reserved: ctx.reserved, ...(landing.fingerprint ? { fingerprint: landing.fingerprint(session, query) } : {}) });
     a.outcome = result.outcome;
     await landing.land({ ...ctx, result });
   }

@@ -82,8 +82,8 @@ export interface ProgressDeps {
   boundTo(req: Request, bind: string | undefined): boolean;
   /** This replica's task making the user's server run (`follow`: another replica may have started it). */
   taskFor(user: string, server: string, o: { follow?: boolean }): SpawnTask;
-  /** The server's lab, through the hub's login for the browser whose binding is `loginBind`, when given. */
-  finalUrl(user: string, server: string, loginBind?: string): string;
+  /** The server's lab (waiting for the session `fingerprint`, when given), through the hub's login for the browser whose binding is `loginBind`, when given. */
+  finalUrl(user: string, server: string, loginBind?: string, fingerprint?: string): string;
 }
 
 export interface ProgressHandlers {
@@ -114,7 +114,7 @@ export function progressHandlers(d: ProgressDeps): ProgressHandlers {
 
   /** Where a ready page leads: its handoff's one hub login on the first visit (on any replica), the lab after that. */
   const readyUrl = async (t: Ticket<'progress'>): Promise<string> =>
-    d.finalUrl(t.user, t.server ?? '', t.login === true && t.bind !== undefined && (await useOnce(d.store, 'progress', t)) ? t.bind : undefined);
+    d.finalUrl(t.user, t.server ?? '', t.login === true && t.bind !== undefined && (await useOnce(d.store, 'progress', t)) ? t.bind : undefined, t.fingerprint);
 
   /** This replica's view of the page's spawn, given a moment to settle: a running server answers at once. */
   const followed = async (t: Ticket<'progress'>) => {

@@ -19,7 +19,7 @@ import { randomSessionId } from '../../src/handoff/mint.js';
 import { secretName } from '../../src/k8s/layout.js';
 import { safeSlug } from '../../src/k8s/slug.js';
 import { hmacKey, mint, postToken, startTestService, tempDir, testConfig, TYP, type TestService } from '../support/core.js';
-import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
+import { NoJsBrowser, runningLab, startHubService, type HubService } from '../support/hub-service.js';
 import { hubInstalled, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
 import { k8sConfig, k8sTarget, type K8sTarget } from '../support/k8s-target.js';
 import { notRoot, requirePrerequisite } from '../support/prerequisites.js';
@@ -472,7 +472,8 @@ withHub('JupyterHub faults (hub.enabled, a real JupyterHub behind a fault proxy)
     expect([again.status, again.error]).toEqual([409, 'token_replayed']);
     const fresh = await token('ida');
     const end = await new NoJsBrowser().postHandoff(svc.url, fresh.t);
-    expect(end.url).toBe(labOf('ida'));
+    // ida's server runs: the lab URL carries the stored session's fingerprint.
+    expect(end.url).toBe(runningLab(svc, labOf('ida'), 'ida'));
     expect(storedSession('ida')).toBe(fresh.session);
   });
 

@@ -24,7 +24,7 @@ import { launchChromium } from '../support/browser.js';
 import { tempDir } from '../support/core.js';
 import { startHeavyAiWebServer, SESSION_COOKIE, type HeavyAiWebServer } from '../support/heavyai-webserver.js';
 import { startHeavyDb, type HeavyDbStandIn } from '../../scripts/demo/heavydb/standin.js';
-import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
+import { NoJsBrowser, runningLab, startHubService, type HubService } from '../support/hub-service.js';
 import { snapshotTree } from '../support/snapshot.js';
 import { freePort, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, spawnerHookConfig, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
 import { OMNISCI_VENV, omnisciInstalled } from '../support/notebook.js';
@@ -237,7 +237,8 @@ describe('from the Immerse button to the lab', () => {
     const state = () => JSON.parse(readFileSync(join(userDir(storeDir, 'alice'), 'state.json'), 'utf8')) as { session: string; query: string };
     const before = await heavydb.calls();
     const { end } = await openNotebook(id, 'SELECT 1');
-    expect(end.url).toBe(`${web.jupyterUrl}/user/alice/lab?omnisci&reset`);
+    // The server runs: the lab URL carries the stored session's fingerprint (header mode too).
+    expect(end.url).toBe(runningLab(svc, `${web.jupyterUrl}/user/alice/lab?omnisci&reset`, 'alice'));
     expect(state()).toMatchObject({ session: id, query: 'SELECT 1' });
     expect((await heavydb.calls()).length).toBe(before.length);
   });

@@ -111,7 +111,8 @@ const VALUE_SETS: Record<string, object> = {
     config: {
       heavydb: { enabled: true, url: 'http://heavydb:6278/', requireRole: 'omnisci_jupyter' },
       omnisci: { protocol: 'http', host: 'heavydb', port: 6278 },
-      notebook: { envFamilies: ['HEAVYAI'], allowHidden: true },
+      // An & in the URL: the chart's JSON (toRawJson) must still equal the service's byte for byte.
+      notebook: { envFamilies: ['HEAVYAI'], allowHidden: true, relinkUrl: 'https://immerse.example.com/heavyai/?open=notebook&from=jupyter' },
     },
     jupyterhub: { baseUrl: '/jupyter/' },
   },
@@ -345,6 +346,7 @@ describe.each(Object.entries(HELMS))('helm %s', (_v, bin) => {
     'heavydb-url': { values: { config: { heavydb: { enabled: true }, omnisci: { host: 'heavydb' } } }, chart: /heavydb\.url is required/ },
     'heavydb-connection': { values: { config: { heavydb: { enabled: true, url: 'http://heavydb:6278/' }, omnisci: { host: '' } } }, chart: /omnisci\.host is required/ },
     'session-file-name': { values: { config: { notebook: { sessionFileName: 'state' } } }, chart: /sessionFileName must not be one of/ },
+    'relink-url': { values: { config: { notebook: { relinkUrl: 'https:///immerse.example.com/' } } }, chart: /relinkUrl must be an absolute http\(s\) URL/ },
     'env-names-distinct': { values: { config: { notebook: { env: { host: 'OMNISCI_PORT' } } } }, chart: /env var names must differ/ },
     'mount-paths-distinct': { values: { config: { notebook: { sessionDir: '/etc/omnisci-handoff/jupyter/' } } }, chart: /jupyterConfigDir must differ/ },
     'webhook-needs-kubernetes': { na: 'the chart sets store.backend kubernetes' },

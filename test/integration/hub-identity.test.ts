@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { createLocalStore } from '../../src/store/local.js';
 import { hmacKey, mint } from '../support/core.js';
-import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
+import { NoJsBrowser, runningLab, startHubService, type HubService } from '../support/hub-service.js';
 import { freePort, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, startHub, type RunningHub } from '../support/jupyterhub.js';
 
 jest.setTimeout(120_000);
@@ -82,7 +82,8 @@ describe('hub identity check', () => {
   test('the next handoff of the same user is confirmed by the sealed identity cookie, without an OAuth round or a confirmation', async () => {
     const from = browser.hops.length;
     const end = await browser.postHandoff(svc.url, await mint(key, { subject: 'ida' }));
-    expect(end.url).toBe(labOf('ida'));
+    // The server runs: the lab URL carries the stored session's fingerprint.
+    expect(end.url).toBe(runningLab(svc, labOf('ida'), 'ida'));
     expect(browser.hops.slice(from).some((h) => h.url.includes('/oauth2/authorize'))).toBe(false);
     expect(browser.confirmations).toBe(1);
 
@@ -115,7 +116,7 @@ describe('hub identity check', () => {
   test('sso mode: the hub session decides; same user lands, another is refused', async () => {
     const from = browser.hops.length;
     const end = await browser.postHandoff(sso.url, await mint(key, { subject: 'ida' }));
-    expect(end.url).toBe(labOf('ida'));
+    expect(end.url).toBe(runningLab(sso, labOf('ida'), 'ida'));
     const hops = browser.hops.slice(from).map((h) => new URL(h.url).pathname);
     expect(hops).toContain('/hub/api/oauth2/authorize');
     expect(hops).not.toContain('/hub/login');

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { hmacKey, mint, postToken } from '../support/core.js';
-import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
+import { NoJsBrowser, runningLab, startHubService, type HubService } from '../support/hub-service.js';
 import { freePort, SERVICE_SCOPES, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, startHub, waitFor, type RunningHub } from '../support/jupyterhub.js';
 
 jest.setTimeout(120_000);
@@ -107,14 +107,16 @@ describe('handoff to a real JupyterHub', () => {
 
   test('a second handoff while the server runs redirects a browser known as the user straight on, without asking again', async () => {
     const b = new NoJsBrowser();
-    expect((await b.postHandoff(svc.url, await mint(key, { subject: 'newbie' }))).url).toBe(labOf(hub, 'newbie'));
+    // The server runs: the lab URL carries the stored session's fingerprint (the lab waits for it).
+    expect((await b.postHandoff(svc.url, await mint(key, { subject: 'newbie' }))).url).toBe(runningLab(svc, labOf(hub, 'newbie'), 'newbie'));
     const res = await b.postToken(svc.url, await mint(key, { subject: 'newbie' }));
     expect(res.status).toBe(303);
     const location = new URL(res.headers.get('location')!);
     expect(location.pathname).toBe('/hub/login');
-    expect(location.searchParams.get('next')).toBe('/user/newbie/lab?omnisci&reset');
+    const lab = new URL(runningLab(svc, labOf(hub, 'newbie'), 'newbie'));
+    expect(location.searchParams.get('next')).toBe(lab.pathname + lab.search);
     const end = await b.follow(res, `${svc.url}handoff`);
-    expect(end.url).toBe(labOf(hub, 'newbie'));
+    expect(end.url).toBe(runningLab(svc, labOf(hub, 'newbie'), 'newbie'));
     expect(b.confirmations).toBe(1);
   });
 

@@ -40,8 +40,8 @@ describe.each([false, true])('hook vs service (KubeSpawner hidden: %s)', (block)
     expect(python('print(json.dumps([h.safe_slug(n) for n in args]))', names, block)).toEqual(names.map((n) => safeSlug(n)));
   });
 
-  // The second: header mode's notebook settings (both stock env families, allow_hidden).
-  test.each([{}, { envFamilies: ['OMNISCI', 'HEAVYAI'], allowHidden: true }])('reads what the real local store wrote: same directory, env vars and Jupyter config files (%j)', async (extra) => {
+  // The second: header mode's notebook settings (both stock env families, allow_hidden) and a re-link URL.
+  test.each([{}, { envFamilies: ['OMNISCI', 'HEAVYAI'], allowHidden: true, relinkUrl: 'https://immerse.example.com/?open=notebook&from=jupyter' }])('reads what the real local store wrote: same directory, env vars and Jupyter config files (%j)', async (extra) => {
     const dir = tempDir('oh-hook-');
     const config = testConfig({
       store: { local: { dir } },
@@ -55,9 +55,9 @@ describe.each([false, true])('hook vs service (KubeSpawner hidden: %s)', (block)
     await store.close();
     const sessionFile = join(userDir(dir, user), 'omnisci-session');
     const got = python(
-      `hook = h.OmnisciHandoffHook(args['dir'], session_file_name='omnisci-session', env_names=args['env'], env_families=args['families'], allow_hidden=args['hidden'])
+      `hook = h.OmnisciHandoffHook(args['dir'], session_file_name='omnisci-session', env_names=args['env'], env_families=args['families'], allow_hidden=args['hidden'], relink_url=args['relink'])
 print(json.dumps({'file': hook.session_file(args['user']), 'env': hook.connection_env(args['user']), 'files': hook.jupyter_config_files(args['user'])}))`,
-      { dir, user, env: config.notebook.env, families: config.notebook.envFamilies, hidden: config.notebook.allowHidden },
+      { dir, user, env: config.notebook.env, families: config.notebook.envFamilies, hidden: config.notebook.allowHidden, relink: config.notebook.relinkUrl ?? null },
       block,
     );
     expect(got).toEqual({

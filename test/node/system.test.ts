@@ -1055,7 +1055,9 @@ c.JupyterHub.load_roles = [r for r in c.JupyterHub.load_roles if r['name'] == 't
     const t2 = Date.now();
     const res2 = await postToken(`${proxyUrl}${BASE_PATH}`, await mint(signing, { subject: user, omnisci: { session: session2, query: 'SELECT 66', ...connection } }));
     expect(res2.status).toBe(303);
-    expect(res2.headers.get('location')).toBe(`http://${NODE_IP}:${PROXY_PORT}/user/${user}/lab?omnisci&reset`);
+    // The server kept running: the lab URL carries the new session's fingerprint, as the session file in the Secret does.
+    const stored2 = JSON.parse(Buffer.from((JSON.parse(await kubectl(['get', 'secret', `omnisci-session-${user}`, '-o', 'json'])).data as Record<string, string>).session!, 'base64').toString('utf8')) as { fingerprint: string };
+    expect(res2.headers.get('location')).toBe(`http://${NODE_IP}:${PROXY_PORT}/user/${user}/lab?omnisci&reset&omnisci-handoff=${stored2.fingerprint}`);
     await waitFor('the second session in the pod', async () => ((await servedSession(read))?.session === session2 ? true : undefined), SYNC_BOUND_MS, 100);
     const second = seconds(t2);
     expect(await servedSession(read)).toEqual(SESSION_FILE_EXPECTED(session2, 'SELECT 66'));

@@ -35,13 +35,14 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { secretName } from '../../src/k8s/layout.js';
 import { launchChromium } from '../support/browser.js';
 import { AUDIENCE, ISSUER, makeKey, mint, randomSessionId, type TestKey } from '../support/core.js';
 import { ensureHelm, HELMS, helmEnv } from '../support/helm.js';
-import { missingPrerequisites, startK8sNode, type K8sNode } from '../support/k8s-node.js';
+import { standInControl, STANDIN_SCRIPT, type StandInControl } from '../../scripts/demo/heavydb/standin.js';
+import { missingPrerequisites, podQuiet, startK8sNode, type K8sNode } from '../support/k8s-node.js';
 import { requirePrerequisite } from '../support/prerequisites.js';
 import { ROOT } from '../support/root.js';
 import { buildZ2jhImages, imageValue, Z2JH_CHART, Z2JH_IMAGES, z2jhAppVersion, z2jhMissing, type Z2jhImage } from '../support/z2jh.js';
@@ -54,6 +55,10 @@ const HUB_HOST = 'hub.example.test';
 const HUB_PUBLIC = `http://${HUB_HOST}`;
 const IMMERSE = 'http://immerse.test';
 const OMNISCI = { protocol: 'https', host: 'heavydb.example.com', port: 6274 } as const;
+/** The HeavyDB stand-in (scripts/demo/heavydb/standin.py) as a pod behind the Service `heavydb`: what the kernels of the fast-refresh-off test connect to. */
+const STANDIN = { protocol: 'http', host: 'heavydb', port: 6278 } as const;
+/** The kubelet's periodic sync (syncFrequency 60 s, plus up to 50 % jitter) and a margin: the bound for a Secret update to reach a running pod without fast refresh. */
+const SYNC_BOUND_MS = (60 * 1.5 + 30) * 1000;
 
 async function whyNot(): Promise<string | undefined> {
   const why = missingPrerequisites() ?? z2jhMissing();
@@ -195,7 +200,8 @@ async function mergeIntoZ2jh(label: string): Promise<Record<string, any>> {
 /**
  * The way in for Chromium, like a load balancer in front of z2jh's proxy-public Service: an HTTP
  * proxy on loopback that relays requests for http://hub.example.test to the Service's ClusterIP in
- * the node, each on a new connection. Anything else (CONNECT included) is refused.
+ * the node, each on a new connection, and tunnels a CONNECT to hub.example.test:80 there (how
+ * Chromium sends WebSockets, a kernel's channels, through a proxy). Anything else is refused.
  */
 async function frontProxy(): Promise<{ server: string; log: string[]; close(): Promise<void> }> {
   const log: string[] = [];
@@ -226,7 +232,25 @@ async function frontProxy(): Promise<{ server: string; log: string[]; close(): P
       () => res.writeHead(502).end(),
     );
   });
-  server.on('connect', (_req, sock: Socket) => sock.destroy());
+  server.on('connect', (req, sock: Socket, head: Buffer) => {
+    if (req.url !== `${HUB_HOST}:80`) {
+      log.push(`CONNECT ${req.url} refused`);
+      sock.end('HTTP/1.1 403 Forbidden\r\n\r\n');
+      return;
+    }
+    log.push(`CONNECT ${req.url}`);
+    node.connect(`${proxyIP}:80`).then(
+      (up) => {
+        sock.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        if (head.length) up.write(head);
+        up.pipe(sock).on('error', () => up.destroy());
+        sock.pipe(up).on('error', () => sock.destroy());
+        up.on('close', () => sock.destroy());
+        sock.on('close', () => up.destroy());
+      },
+      () => sock.destroy(),
+    );
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return {
     server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -238,32 +262,67 @@ async function frontProxy(): Promise<{ server: string; log: string[]; close(): P
   };
 }
 
+/**
+ * The HeavyDB stand-in (scripts/demo/heavydb/standin.py) as a pod of the JupyterLab 4 image (which has
+ * pyheavydb and Thrift) behind the Service `heavydb` (STANDIN), so users' kernels reach it by name; the
+ * test controls it through a forward to the Service. This node enforces no NetworkPolicy; a site whose
+ * CNI does must allow its users' pods to reach HeavyDB (z2jh's singleuser.networkPolicy.egress).
+ */
+async function heavyDbInCluster(): Promise<StandInControl> {
+  await kubectl(['create', 'configmap', 'heavydb-standin', `--from-file=standin.py=${STANDIN_SCRIPT}`]);
+  const labels = { app: 'heavydb-standin' };
+  await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [
+    { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'heavydb-standin', labels }, spec: {
+      containers: [{ name: 'heavydb', image: Z2JH_IMAGES.jupyterlab4, imagePullPolicy: 'Never',
+        command: ['python', '/standin/standin.py', '--host', '0.0.0.0', '--port', String(STANDIN.port)],
+        env: [{ name: 'PYTHONUNBUFFERED', value: '1' }], ports: [{ containerPort: STANDIN.port }], volumeMounts: [{ name: 'standin', mountPath: '/standin' }] }],
+      volumes: [{ name: 'standin', configMap: { name: 'heavydb-standin' } }] } },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: STANDIN.host }, spec: { selector: labels, ports: [{ port: STANDIN.port, targetPort: STANDIN.port }] } },
+  ] }));
+  const ip = (await kubectl(['get', 'service', STANDIN.host, '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+  const heavy = standInControl(`http://127.0.0.1:${(await node.forward(`${ip}:${STANDIN.port}`)).port}/`);
+  await waitFor('the HeavyDB stand-in', async () => (await heavy.calls(), true), 120_000, 500, state);
+  return heavy;
+}
+
 let browser: Browser | undefined;
 let front: Awaited<ReturnType<typeof frontProxy>> | undefined;
 
-/** The hub's services' view of a session Secret: the session file's session id. */
-async function storedSession(user: string): Promise<string> {
+/** The session file in a user's Secret: the session id and its fingerprint. */
+async function storedFile(user: string): Promise<{ session: string; fingerprint?: string }> {
   const secret = JSON.parse(await kubectl(['get', 'secret', secretName('omnisci-session', user), '-o', 'json'])) as { data: Record<string, string> };
-  return (JSON.parse(Buffer.from(secret.data.session!, 'base64').toString('utf8')) as { session: string }).session;
+  return JSON.parse(Buffer.from(secret.data.session!, 'base64').toString('utf8')) as { session: string; fingerprint?: string };
 }
+const storedSession = async (user: string) => (await storedFile(user)).session;
 
-interface Flow { secs: number; served: { session: string; query: string; connection: Record<string, string> }; seen: string[] }
+/** The fingerprint a lab URL carries (src/hub/lab-url.ts), or null. */
+const fingerprintOf = (lab: string) => new URL(lab).searchParams.get('omnisci-handoff');
+
+interface Flow { secs: number; served: { session: string; query: string; connection: Record<string, string> }; seen: string[]; lab: string }
+interface OpenOptions {
+  /** The OmniSci connection the token names (default OMNISCI). */
+  connection?: { protocol: 'binary' | 'http' | 'https'; host: string; port: number };
+  /** Runs in the lab's page once it loaded, before the browser context closes. */
+  inLab?: (page: Page) => Promise<void>;
+}
 
 /**
  * One handoff in a fresh browser: Immerse posts the token → (confirmation, login mode handoff) →
  * progress page → hub login (its form: sso; the login token: handoff) → the lab. Then the page asks
  * its own server for /user/<name>/omnisci/session (the extension in the pod answers).
  */
-async function openNotebook(user: string, loginMode: 'sso' | 'handoff', session: string, query: string): Promise<Flow> {
+async function openNotebook(user: string, loginMode: 'sso' | 'handoff', session: string, query: string, o: OpenOptions = {}): Promise<Flow> {
   const context = await browser!.newContext();
   const page = await context.newPage();
   const seen: string[] = [];
+  const consoleLines: string[] = [];
+  page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   const from = front!.log.length;
   try {
     page.on('framenavigated', (f) => {
       if (f === page.mainFrame()) seen.push(f.url());
     });
-    const token = await mint(issuerKey.signing, { subject: user, omnisci: { session, query, ...OMNISCI } });
+    const token = await mint(issuerKey.signing, { subject: user, omnisci: { session, query, ...(o.connection ?? OMNISCI) } });
     await context.route(`${IMMERSE}/**`, (route) => route.fulfill({
       status: 200,
       contentType: 'text/html',
@@ -286,8 +345,10 @@ async function openNotebook(user: string, loginMode: 'sso' | 'handoff', session:
     }
     await page.waitForURL((u) => u.pathname === `/user/${user}/lab`, { timeout: 240_000, waitUntil: 'domcontentloaded' });
     const secs = seconds(t0);
-    // The lab was opened at the handoff's URL (the extension may drop its parameters from the address afterwards).
-    expect(seen).toContain(`${HUB_PUBLIC}/user/${user}/lab?omnisci&reset`);
+    // The lab was opened at the handoff's URL (the extension may drop its parameters from the address
+    // afterwards), with the session's fingerprint when the server was running.
+    const lab = seen.find((u) => u === `${HUB_PUBLIC}/user/${user}/lab?omnisci&reset` || u.startsWith(`${HUB_PUBLIC}/user/${user}/lab?omnisci&reset&omnisci-handoff=`));
+    expect(lab).toBeDefined();
     expect(await page.content()).toMatch(/JupyterLab/);
     const served = await page.evaluate(async (path) => {
       const r = await fetch(path);
@@ -296,10 +357,12 @@ async function openNotebook(user: string, loginMode: 'sso' | 'handoff', session:
     expect(served.status).toBe(200);
     // No URL the browser was shown carries the token or the session.
     expect(seen.filter((u) => !u.startsWith(IMMERSE) && (u.includes(session) || u.includes(token.slice(-20))))).toEqual([]);
-    return { secs, served: JSON.parse(served.body), seen };
+    await o.inLab?.(page);
+    return { secs, served: JSON.parse(served.body), seen, lab: lab! };
   } catch (e) {
     const text = await page.innerText('body', { timeout: 2000 }).catch((x: unknown) => String(x));
-    throw new Error(`${user} (${loginMode}): ${(e as Error).message}\nat ${page.url()}: ${text.slice(0, 600)}\nnavigations: ${seen.join(' | ')}\n` +
+    await page.screenshot({ path: join(tmpdir(), `z2jh-${user}-failed.png`) }).catch(() => undefined);
+    throw new Error(`${user} (${loginMode}): ${(e as Error).message}\nconsole: ${consoleLines.slice(-15).join(' | ')}\nat ${page.url()}: ${text.slice(0, 600)}\nnavigations: ${seen.join(' | ')}\n` +
       `requests through the front proxy:\n${front!.log.slice(from).join('\n')}\n${await state()}`);
   } finally {
     await context.close();
@@ -337,6 +400,8 @@ async function podEnv(pod: Pod): Promise<Record<string, string>> {
 async function handoffTwice(user: string, loginMode: 'sso' | 'handoff', image: Z2jhImage, webhook: boolean): Promise<Pod> {
   const s1 = randomSessionId();
   const first = await openNotebook(user, loginMode, s1, `SELECT '${user} 1'`);
+  // A server started for the handoff mounts the session as it is: nothing to wait for.
+  expect(fingerprintOf(first.lab)).toBeNull();
   expect(first.served).toMatchObject({ session: s1, query: `SELECT '${user} 1'`, connection: { protocol: OMNISCI.protocol, host: OMNISCI.host, port: String(OMNISCI.port) } });
   expect(await storedSession(user)).toBe(s1);
   const pod = await userPod(user);
@@ -354,6 +419,9 @@ async function handoffTwice(user: string, loginMode: 'sso' | 'handoff', image: Z
   // The same pod serves it: nothing restarted the server.
   expect((await userPod(user)).metadata.name).toBe(pod.metadata.name);
   expect(await storedSession(user)).toBe(s2);
+  // The server kept running: its lab URL carries the new session's fingerprint, as the Secret's session file does.
+  expect(fingerprintOf(second.lab)).toBe((await storedFile(user)).fingerprint);
+  expect(fingerprintOf(second.lab)).toMatch(/^[A-Za-z0-9_-]{43}$/);
   // The page asked right on landing; the Secret volume follows within a second with fast refresh on.
   const served = second.served.session === s2 ? second.served : await waitFor('the second session in the running pod', async () => {
     const r = JSON.parse(await kubectl(['exec', pod.metadata.name, '-c', 'notebook', '--', 'cat', '/var/run/omnisci-handoff/session'])) as { session: string };
@@ -495,6 +563,95 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
     expect(Object.keys(z2jh.hub.extraFiles)).toEqual(['omnisci-handoff-authenticator']);
     expect(z2jh.hub.loadRoles.user.scopes).toEqual(['self', `access:services!service=${SERVICE}`]);
     await handoffTwice('erin', 'handoff', 'jupyterlab4', true);
+  }, 900_000);
+
+  test('JupyterLab 4, a new session for a running server, fast refresh on then off: the lab URL carries its fingerprint, the lab waits until the kubelet delivered it, and the notebook connects with it, never with the old one (issue 26)', async () => {
+    expect(browser).toBeDefined();
+    const heavy = await heavyDbInCluster();
+    const kept = structuredClone(handoffValues);
+    handoffValues.config.omnisci = { ...handoffValues.config.omnisci, allowedHosts: [OMNISCI.host, STANDIN.host], allowedPorts: [OMNISCI.port, STANDIN.port] };
+    handoffValues.config.notebook = { relinkUrl: `${IMMERSE}/dashboards` };
+    try {
+      times.upgradeStandIn = await upgradeOurs('the HeavyDB stand-in allowed, a re-link URL');
+      const user = 'frank';
+      const sessions = [randomSessionId(), randomSessionId(), randomSessionId()] as const;
+      for (const id of sessions) await heavy.addSession(id, { user, database: 'heavyai' });
+      const first = await openNotebook(user, 'handoff', sessions[0], "SELECT 'frank 0'", { connection: STANDIN });
+      expect(first.served).toMatchObject({ session: sessions[0], connection: { protocol: STANDIN.protocol, host: STANDIN.host, port: String(STANDIN.port) } });
+      const pod = await userPod(user);
+      const inPod = async (path: string) => JSON.parse(await kubectl(['exec', pod.metadata.name, '-c', 'notebook', '--', 'cat', path])) as Record<string, any>;
+      // notebook.relinkUrl reached the server's Jupyter config (the webhook's ConfigMap, top-level file).
+      expect((await inPod('/etc/omnisci-handoff/jupyter/jupyter_server_config.json')).OmniSciHandoff).toEqual({ relink_url: `${IMMERSE}/dashboards` });
+
+      /** A handoff of session `n` to the running server: Immerse's click → the lab → the notebook opened → its cells answered, on session n only. */
+      const handoff = async (n: 1 | 2, slow: boolean) => {
+        const [old, next] = [sessions[n - 1], sessions[n]];
+        await heavy.clearCalls();
+        const t0 = Date.now();
+        const marks: Record<string, number> = {};
+        let notebook = '';
+        const flow = await openNotebook(user, 'handoff', next, `SELECT 'frank ${n}'`, {
+          connection: STANDIN,
+          inLab: async (page) => {
+            marks.lab = seconds(t0);
+            const cells = page.locator('.jp-NotebookPanel .jp-Notebook .jp-Cell');
+            if (slow) {
+              const waiting = page.locator('.Toastify__toast', { hasText: 'Waiting for the new OmniSci session to reach this server' });
+              await waiting.waitFor({ timeout: 60_000 });
+              // While the lab waits, the server still has the old session and no notebook is open.
+              expect((await inPod('/var/run/omnisci-handoff/session')).session).toBe(old);
+              expect(await cells.count()).toBe(0);
+            }
+            await cells.nth(1).waitFor({ timeout: SYNC_BOUND_MS });
+            marks.notebook = seconds(t0);
+            expect((await inPod('/var/run/omnisci-handoff/session')).session).toBe(next);
+            expect(await cells.nth(0).locator('.cm-content').innerText()).not.toContain(next);
+            const tab = page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' });
+            await tab.waitFor({ timeout: 60_000 });
+            notebook = (await tab.locator('.lm-TabBar-tabLabel').innerText()).trim();
+            expect(notebook).toMatch(/^Untitled\d*\.ipynb$/);
+          },
+        });
+        // The notebook the lab opened, run as saved in a kernel of the running server (its environment and
+        // Jupyter config, as the lab's kernels get them): its connect() cell reads the session there.
+        const ran = JSON.parse(await kubectl(['exec', pod.metadata.name, '-c', 'notebook', '--', 'jupyter', 'nbconvert', '--to', 'notebook', '--execute',
+          '--ExecutePreprocessor.timeout=120', '--stdout', notebook])) as { cells: { source: string | string[]; outputs?: { text?: string | string[]; data?: Record<string, string | string[]> }[] }[] };
+        marks.connected = seconds(t0);
+        const text = (x: string | string[] | undefined) => (Array.isArray(x) ? x.join('') : x ?? '');
+        expect(JSON.stringify(ran)).not.toContain(next);
+        expect(ran.cells[1]!.outputs!.map((o) => text(o.text) + text(o.data?.['text/plain'])).join('')).toContain("(1, 'AA', 12.5)");
+        // The lab URL carried the new session's fingerprint, the one in the Secret's session file; never the id.
+        expect(fingerprintOf(flow.lab)).toBe((await storedFile(user)).fingerprint);
+        expect(flow.lab).not.toContain(next);
+        // The same server: nothing restarted it.
+        expect((await userPod(user)).metadata.name).toBe(pod.metadata.name);
+        // The kernel's calls carried the new session only, the query this handoff's; the old one was at
+        // most checked by the status bar while the lab waited (the server still had it); no disconnect.
+        const calls = await heavy.calls();
+        expect(calls.filter((c) => c.method === 'sql_execute').map((c) => [c.args['session'], c.args['query']])).toEqual([[next, `SELECT 'frank ${n}'`]]);
+        expect(calls.filter((c) => c.method !== 'get_session_info').every((c) => c.args['session'] === undefined || c.args['session'] === next)).toBe(true);
+        expect(calls.filter((c) => c.args['session'] === old).every((c) => c.method === 'get_session_info')).toBe(true);
+        expect(calls.map((c) => c.method)).not.toContain('disconnect');
+        return marks;
+      };
+
+      const on = await handoff(1, false);
+      handoffValues.config.store = { kubernetes: { fastRefresh: false } };
+      times.upgradeRefreshOff = await upgradeOurs('fast refresh off');
+      // An update of the pod object makes the kubelet sync it now, and its next periodic sync is then
+      // syncFrequency (60 s) plus jitter away; once whatever status that sync wrote is written (a quiet
+      // pod), the new session cannot reach the pod before the lab has loaded, so the lab must wait (the
+      // reasoning of system.test.ts's fast-refresh-off figure).
+      await kubectl(['annotate', 'pod', pod.metadata.name, '--overwrite', `omnisci-handoff-test/synced=${Date.now()}`]);
+      await podQuiet({ kubectl: (args) => node.kubectl(['-n', NS, ...args]) }, pod.metadata.name, 5000);
+      const off = await handoff(2, true);
+      const fmt = (m: Record<string, number>) => `click → lab ${m.lab} s, → notebook on the new session ${m.notebook} s, → connected (query answered) ${m.connected} s`;
+      figure('z2jh click → connected notebook, server running, fast refresh on', fmt(on));
+      figure('z2jh click → connected notebook, server running, fast refresh off', `${fmt(off)} (${(off.connected! / on.connected!).toFixed(1)}× on)`);
+    } finally {
+      // The next test's upgrade applies them (fast refresh on again).
+      handoffValues = kept;
+    }
   }, 900_000);
 
   test("webhook-free: the webhook off, z2jh-values' singleuser mounts name the user's Secret with {username}, which z2jh's KubeSpawner expands to the store's name", async () => {

@@ -3,8 +3,11 @@
  * port, for tests against a real hub; plus a cookie-keeping HTTP client that follows
  * redirects like a browser without JavaScript would.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { resolveConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
+import { safeSlug } from '../../src/k8s/slug.js';
 import { AUDIENCE, HMAC_SECRET, ISSUER, startTestService, TYP, tempDir, type LogCapture } from './core.js';
 import type { RunningHub } from './jupyterhub.js';
 
@@ -163,4 +166,14 @@ export class NoJsBrowser {
   async postHandoff(serviceUrl: string, token: string): Promise<{ url: string; status: number; text: string }> {
     return this.follow(await this.postToken(serviceUrl, token), `${serviceUrl}handoff`);
   }
+}
+
+/**
+ * Where a handoff to a user's running server lands: `lab` plus the fingerprint of the session the
+ * service stored (its session file in the local store), which the lab waits for (src/hub/lab-url.ts).
+ */
+export function runningLab(svc: Pick<HubService, 'config'>, lab: string, user: string): string {
+  const file = join(svc.config.store.local.dir, 'users', safeSlug(user), svc.config.notebook.sessionFileName);
+  const { fingerprint } = JSON.parse(readFileSync(file, 'utf8')) as { fingerprint: string };
+  return `${lab}&omnisci-handoff=${fingerprint}`;
 }

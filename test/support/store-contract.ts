@@ -131,6 +131,24 @@ export function storeContract(name: string, make: () => Promise<ContractTarget>)
       expect((await rejection(s.revoke(rev))).code).toBe('token_replayed');
     });
 
+    test("a session's fingerprint is stored with it, in the record and the session file (never the id); a revocation or a handoff without one drops it, an older handoff keeps the newer's", async () => {
+      const s = store();
+      const user = newUser();
+      const h = handoff(user, { iat: now() - 30, query: 'SELECT 1' });
+      const fingerprint = 'Fp_-' + 'x'.repeat(39);
+      await s.accept(h, { fingerprint });
+      expect((await s.get(user))?.fingerprint).toBe(fingerprint);
+      expect(JSON.parse((await t.sessionFile(user)) ?? 'null')).toEqual({ session: h.session, query: 'SELECT 1', fingerprint });
+      expect((await s.accept(handoff(user, { iat: now() - 40 }), { fingerprint: 'older' })).outcome).toBe('superseded');
+      expect(JSON.parse((await t.sessionFile(user)) ?? 'null')).toEqual({ session: h.session, query: 'SELECT 1', fingerprint });
+      expect(await s.revoke(revocation(user, { iat: now() - 20 }))).toBe(true);
+      expect((await s.get(user))?.fingerprint).toBeUndefined();
+      expect(JSON.parse((await t.sessionFile(user)) ?? 'null')).toEqual({ session: '', query: '' });
+      const plain = handoff(user);
+      await s.accept(plain);
+      expect(JSON.parse((await t.sessionFile(user)) ?? 'null')).toEqual({ session: plain.session, query: plain.query });
+    });
+
     test('revoking a user with nothing stored leaves a watermark', async () => {
       const s = store();
       const user = newUser();

@@ -1,6 +1,7 @@
 import { ConfigError, resolveConfig } from '../../src/config/load.js';
 import { takesTokens } from '../../src/config/rules.js';
 import { configSchema } from '../../src/config/schema.js';
+import { jupyterConfigFiles } from '../../src/notebook/outputs.js';
 import { HMAC_SECRET } from '../support/core.js';
 
 const minimal = { token: { issuer: 'i', audience: 'a', algorithms: ['HS256'], keys: { hmacSecretEnv: 'S' } } };
@@ -115,4 +116,18 @@ test('every schema property is described (the chart documents values from it)', 
   };
   walk(configSchema as unknown as Record<string, unknown>, '');
   expect(undocumented).toEqual([]);
+});
+
+test('notebook.relinkUrl: an absolute http(s) URL in printable ASCII, else a clear problem; written as OmniSciHandoff.relink_url', () => {
+  const message = 'must be an absolute http(s) URL in printable ASCII (percent-encode anything else), e.g. https://immerse.example.com/';
+  for (const bad of ['immerse.example.com', '/heavyai/', 'ftp://immerse.example.com/', 'https://', 'https:///immerse.example.com/', 'https://immerse.example.com/a b', 'https://immërse.example.com/', 'javascript:alert(1)'])
+    expect({ bad, problems: problems({ ...minimal, notebook: { relinkUrl: bad } }) }).toEqual({ bad, problems: [{ path: 'notebook.relinkUrl', message }] });
+  const url = 'https://immerse.example.com/heavyai/?open=notebook&from=jupyter';
+  const config = resolveConfig({ ...minimal, notebook: { relinkUrl: url } }, env);
+  const files = jupyterConfigFiles(config.notebook);
+  for (const top of ['jupyter_server_config.json', 'jupyter_notebook_config.json'])
+    expect(JSON.parse(files[top]!).OmniSciHandoff).toEqual({ relink_url: url });
+  // Only the top-level files: the servers read nothing but extension switches from *.d/.
+  expect(Object.entries(files).filter(([, text]) => text.includes('OmniSciHandoff')).map(([path]) => path).sort()).toEqual(['jupyter_notebook_config.json', 'jupyter_server_config.json']);
+  expect(jupyterConfigFiles(resolveConfig(minimal, env).notebook)['jupyter_server_config.json']).not.toContain('OmniSciHandoff');
 });

@@ -81,6 +81,11 @@ service's own rules (src/config/rules.ts); test/integration/helm.test.ts runs ea
 {{- if has $c.notebook.sessionFileName (list "protocol" "host" "port" "state") }}
 {{- fail "config.notebook.sessionFileName must not be one of protocol, host, port, state (keys of the session Secret)" }}
 {{- end }}
+{{- with $c.notebook.relinkUrl }}
+{{- if not (and (regexMatch "^https?://[!\"$-.0->@-~][!-~]*$" .) (urlParse .).hostname) }}
+{{- fail "config.notebook.relinkUrl must be an absolute http(s) URL in printable ASCII (percent-encode anything else), e.g. https://immerse.example.com/" }}
+{{- end }}
+{{- end }}
 {{- with $c.redirect.servicePublicUrl }}
 {{- $u := urlParse . }}
 {{- if or (ne $u.path (include "omnisci-handoff.basePath" $)) $u.query $u.fragment }}

@@ -27,7 +27,8 @@ An invalid or expired session fails with HeavyDB's ``TDBException("Session not v
 expired.")`` (ThriftHandler/DBHandler.cpp, get_session_ptr), or the older messages above; any other
 method is recorded and fails with a ``TDBException`` saying it is not implemented here.
 
-Run: ``python standin.py [--port N]``; prints one JSON line ``{"url": ...}`` once listening on 127.0.0.1.
+Run: ``python standin.py [--port N] [--host H]``; prints one JSON line ``{"url": ...}`` once listening on
+H (127.0.0.1 by default).
 """
 
 from __future__ import annotations
@@ -270,7 +271,7 @@ def _jsonable(value):
     return repr(value)
 
 
-def make_server(port: int = 0, handler: type = Handler) -> ThreadingHTTPServer:
+def make_server(port: int = 0, handler: type = Handler, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     state = State()
     processor = Heavy.Processor(handler(state))
     control = "/_standin/"
@@ -352,7 +353,7 @@ def make_server(port: int = 0, handler: type = Handler) -> ThreadingHTTPServer:
                 return self._send(400, f"bad Thrift request: {type(e).__name__}\n".encode(), "text/plain")
             self._send(200, otrans.getvalue(), "application/x-thrift")
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
+    server = ThreadingHTTPServer((host, port), RequestHandler)
     server.state = state  # for tests that run the stand-in in their own process
     return server
 
@@ -360,10 +361,12 @@ def make_server(port: int = 0, handler: type = Handler) -> ThreadingHTTPServer:
 def main(handler: type = Handler) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    # 0.0.0.0 only where the network is the test's own (a pod on the one-node cluster).
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
-    server = make_server(args.port, handler)
+    server = make_server(args.port, handler, args.host)
     server.daemon_threads = True
-    print(json.dumps({"url": f"http://127.0.0.1:{server.server_address[1]}/"}), flush=True)
+    print(json.dumps({"url": f"http://{args.host}:{server.server_address[1]}/"}), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { ROOT } from '../../../test/support/root.js';
 
 export const HEAVYDB_STANDIN_PYTHON = process.env.HEAVYDB_STANDIN_PYTHON ?? join(ROOT, '.cache/venv-jlab4/bin/python');
-const SCRIPT = join(ROOT, 'scripts/demo/heavydb/standin.py');
+/** The stand-in itself (a pod on the one-node cluster runs it from a ConfigMap). */
+export const STANDIN_SCRIPT = join(ROOT, 'scripts/demo/heavydb/standin.py');
 const DEMO_SCRIPT = join(ROOT, 'scripts/demo/heavydb/demo.py');
 
 /** A session as HeavyDB's get_session_info / has_role see it. */
@@ -65,10 +66,28 @@ export function heavyDbStandInInstalled(): boolean {
   return existsSync(HEAVYDB_STANDIN_PYTHON);
 }
 
+export type StandInControl = Pick<HeavyDbStandIn, 'addSession' | 'expireSession' | 'calls' | 'clearCalls'>;
+
+/** What the test controls of a stand-in listening at `url`: this process's, or one in a pod reached through a forward. */
+export function standInControl(url: string): StandInControl {
+  const control = async (method: string, path: string, body?: unknown): Promise<unknown> => {
+    const res = await fetch(`${url}_standin/${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+    const json: unknown = await res.json();
+    if (!res.ok) throw new Error(`HeavyDB stand-in ${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  return {
+    addSession: async (id, session) => void (await control('PUT', `sessions/${encodeURIComponent(id)}`, session)),
+    expireSession: async (id, as) => void (await control('DELETE', `sessions/${encodeURIComponent(id)}${as ? `?as=${as}` : ''}`)),
+    calls: async () => (await control('GET', 'calls')) as HeavyCall[],
+    clearCalls: async () => void (await control('DELETE', 'calls')),
+  };
+}
+
 /** `demo`: the demo's HeavyDB (demo.py next to this file: a login and demo tables), as `npm run demo` runs it. */
 export async function startHeavyDb(opts: { sessions?: Record<string, StandInSession>; demo?: boolean } = {}): Promise<HeavyDbStandIn> {
   if (!heavyDbStandInInstalled()) throw new Error(`${HEAVYDB_STANDIN_PYTHON} is missing: run scripts/deps/jupyterlab4.sh`);
-  const child = spawn(HEAVYDB_STANDIN_PYTHON, [opts.demo ? DEMO_SCRIPT : SCRIPT, '--port', '0'], {
+  const child = spawn(HEAVYDB_STANDIN_PYTHON, [opts.demo ? DEMO_SCRIPT : STANDIN_SCRIPT, '--port', '0'], {
     env: { PATH: '/usr/bin:/bin', PYTHONWARNINGS: 'ignore', PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -85,21 +104,12 @@ export async function startHeavyDb(opts: { sessions?: Record<string, StandInSess
     child.once('exit', (code) => reject(new Error(`the HeavyDB stand-in exited with ${code}:\n${output}`)));
     child.once('error', reject);
   });
-  const control = async (method: string, path: string, body?: unknown): Promise<unknown> => {
-    const res = await fetch(`${url}_standin/${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
-    const json: unknown = await res.json();
-    if (!res.ok) throw new Error(`HeavyDB stand-in ${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-    return json;
-  };
   const standIn: HeavyDbStandIn = {
     url,
     host: '127.0.0.1',
     port: Number(new URL(url).port),
     protocol: 'http',
-    addSession: async (id, session) => void (await control('PUT', `sessions/${encodeURIComponent(id)}`, session)),
-    expireSession: async (id, as) => void (await control('DELETE', `sessions/${encodeURIComponent(id)}${as ? `?as=${as}` : ''}`)),
-    calls: async () => (await control('GET', 'calls')) as HeavyCall[],
-    clearCalls: async () => void (await control('DELETE', 'calls')),
+    ...standInControl(url),
     post: async (body) => {
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/vnd.apache.thrift.json' }, body });
       return { status: res.status, text: await res.text() };

@@ -15,6 +15,7 @@ import { errorFields, HandoffError } from '../../errors.js';
 import type { Handoff } from '../../handoff/types.js';
 import { HubClient, type HubUser } from '../../hub/client.js';
 import { destinationOf } from '../../hub/destination.js';
+import { sessionFingerprint } from '../../hub/fingerprint.js';
 import { labUrl } from '../../hub/lab-url.js';
 import { createLoginTokens } from '../../hub/login.js';
 import { serverTasks } from '../../hub/servers.js';
@@ -73,7 +74,9 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
   // Progress pages outlive the spawn a little so the browser can still read the outcome.
   const progressTtlMs = hubConfig.spawnTimeoutSeconds * 1000 + 10 * 60_000;
   const handoffLogin = hubConfig.loginMode === 'handoff';
-  const tickets = createTickets(readTicketKeys(config));
+  const ticketKeys = readTicketKeys(config);
+  const tickets = createTickets(ticketKeys);
+  const fingerprint = sessionFingerprint(ticketKeys);
   const loginTokens = createLoginTokens(tickets, store, hubConfig.loginTokenTtlSeconds * 1000);
   const fromHub = presentsToken(token);
   const taskFor = serverTasks(client, hubConfig, {
@@ -96,9 +99,9 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
   /** The server a handoff opens: the one it names, else the configured one. */
   const serverOf = (handoff: Handoff): string => handoff.server ?? hubConfig.serverName;
 
-  /** Where the browser finally goes: the server's lab, through /hub/login for the browser `loginBind` when given. */
-  const finalUrl = (user: string, server: string, loginBind?: string): string => {
-    const lab = labUrl(config.redirect, user, server);
+  /** Where the browser finally goes: the server's lab (waiting for the session `fingerprint` when given), through /hub/login for the browser `loginBind` when given. */
+  const finalUrl = (user: string, server: string, loginBind?: string, fingerprint?: string): string => {
+    const lab = labUrl(config.redirect, user, server, fingerprint);
     if (loginBind === undefined) return lab;
     const u = new URL(lab);
     return hubLogin(user, u.pathname + u.search, loginBind);
@@ -106,16 +109,22 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
 
   const signIn = createSignIn({ config, client, tickets, store, ...(handoffLogin ? { hubLogin } : {}) });
 
-  /** The lab, or a progress page (bound to the browser when `bind` is given) once the server was asked for. */
+  /**
+   * The lab, or a progress page (bound to the browser when `bind` is given) once the server was asked
+   * for. A server that kept running gets a new session only when the kubelet syncs its Secret volume:
+   * its lab URL carries the stored session's fingerprint, which the lab waits for.
+   */
   async function next(handoff: Handoff, result: AcceptResult, model: HubUser | undefined, login: boolean, bind?: string): Promise<string> {
     const { user } = handoff;
     const server = serverOf(handoff);
     const d = destinationOf(result, model, server, hubConfig.connectionChangePolicy);
-    if (d === 'lab') return finalUrl(user, server, login ? bind : undefined);
+    const stored = result.outcome === 'stored' ? result.record.fingerprint : undefined;
+    if (d === 'lab') return finalUrl(user, server, login ? bind : undefined, stored);
     // Asked before the browser is sent on, so that a replica showing its page finds the spawn under way;
     // as soon as the hub shows it so, not when the hub answers (which it holds up to slow_spawn_timeout).
     if (d !== 'keep') await taskFor(user, server, { restart: d === 'restart', ...(model ? { model } : {}) }).requested;
-    const body = { ...(server ? { server } : {}), ...(bind ? { bind } : {}), ...(login ? { login } : {}), ...(d === 'keep' ? { notice: true } : {}) };
+    const kept = d === 'keep' ? { notice: true, ...(stored === undefined ? {} : { fingerprint: stored }) } : {};
+    const body = { ...(server ? { server } : {}), ...(bind ? { bind } : {}), ...(login ? { login } : {}), ...kept };
     return `${base}progress/${tickets.issue('progress', user, progressTtlMs, body).ticket}`;
   }
 
@@ -142,6 +151,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
 
   return {
     landing: {
+      fingerprint,
       async prepare(ctx) {
         // First: a refusal here must leave nothing behind, not even the jti a confirmation page reserves.
         await notShared(ctx.handoff.user);
@@ -157,6 +167,7 @@ export function createHubLanding(config: Config, deps: HubLandingDeps): HubLandi
     },
 
     sessionLanding: {
+      fingerprint,
       async prepare(ctx) {
         await notShared(ctx.handoff.user);
         ctx.hubUser = await hubUserOf(ctx.handoff.user);
