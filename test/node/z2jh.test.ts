@@ -13,8 +13,9 @@
  * PersistentVolume for the hub database, user storage `none`, proxy Service `ClusterIP`, the image
  * pullers, user scheduler and cloud-metadata blocker off (their images are not built here).
  *
- * Chromium reaches the hub as `http://hub.example.test` through a front proxy of the test that
- * relays only to the proxy-public Service (like a load balancer or ingress in front of it); Immerse
+ * Chromium reaches the hub as `http://proxy-public.jhub.svc.cluster.local` (a public name pods
+ * resolve too) through a front proxy of the test that relays to the proxy-public Service (like a
+ * load balancer or ingress in front of it); Immerse
  * is a page served by Playwright at http://immerse.test that posts a signed token (ES256, the
  * guide's `omnisci-handoff-keys` Secret holds its public key).
  *
@@ -25,7 +26,16 @@
  *      image: a handoff lands on the lab, the pod (created by the hub's service account, API audit
  *      log) has the session; a second handoff reaches the running server.
  *   3. login mode handoff + identityCheck, the JupyterLab 4 image: the same.
- *   4. the webhook off: the webhook-free values (z2jh expands `{username}`) mount the user's Secret.
+ *   4. doctor in our pod (guide step 6): every check passes; the service left out of hub.services,
+ *      its role without admin:users, the webhook CA replaced without the caBundle: each fails its
+ *      check with exit 1, and passes again once restored as the fix says.
+ *   5. Day 2: helm upgrade of ours to a new image tag under back-to-back handoffs (none lost, retries
+ *      counted); helm upgrade of z2jh under erin's running server, then her next handoff lands on it.
+ *   6. the webhook off: the webhook-free values (z2jh expands `{username}`) mount the user's Secret.
+ *   7. header mode: the hub at base_url /jupyter/ behind the HEAVY.AI web-server stand-in
+ *      (http://heavyai.test through the front proxy), HeavyDB's stand-in in a pod behind Service heavydb.
+ *   8. helm uninstall of ours: every object of the release gone, user pods running; the guide's
+ *      leftovers listed and removed.
  * Figures are printed as `FIGURE <name>: <value>` lines.
  */
 import { spawn } from 'node:child_process';
