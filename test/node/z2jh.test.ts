@@ -999,8 +999,12 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
       `kubectl -n ${NS} delete secret omnisci-handoff-keys`,
     ].join('\n'));
     await upgradeZ2jh('without z2jh-handoff.yaml (uninstalled)', [`helm upgrade jhub ${Z2JH_CHART} -n ${NS} -f your.yaml`], { oursReady: false });
-    const hubSecret = JSON.parse(await kubectl(['get', 'secret', 'hub', '-o', 'json'])) as { data: Record<string, string> };
-    expect(Object.keys(hubSecret.data).filter((k) => k.includes(SERVICE))).toEqual([]);
+    const ofOurs = async () => Object.keys((JSON.parse(await kubectl(['get', 'secret', 'hub', '-o', 'json'])) as { data: Record<string, string> }).data).filter((k) => k.includes(SERVICE));
+    // The token went with hub.services; the authenticator's file (a z2jh extraFile, written as
+    // stringData) stays in the hub Secret, unmounted: the guide removes it by hand.
+    expect(await ofOurs()).toEqual(['omnisci-handoff-authenticator']);
+    await admin(`kubectl -n ${NS} patch secret hub --type=json -p '[{"op":"remove","path":"/data/omnisci-handoff-authenticator"}]'`);
+    expect(await ofOurs()).toEqual([]);
     expect((await kubectl(['get', 'secrets', '-o', 'name'])).split('\n').filter((n) => n.includes('omnisci'))).toEqual([]);
     expect((await node.httpGet(`http://${proxyIP}:80${basePath()}healthz`, 5000)).status).not.toBe(200);
     expect((await pods('component=singleuser-server')).filter(ready).map((p) => p.metadata.name).sort()).toEqual(users);
