@@ -121,7 +121,7 @@ function serviceIdentity(config: Config, env: NodeJS.ProcessEnv): { kc: KubeConf
     else
       return {
         problem: 'not in a pod and no store.kubernetes.kubeconfig: the service account is not available here',
-        fix: 'run doctor in the service\'s pod (kubectl exec deploy/<release> -- omnisci-handoff doctor --config …)',
+        fix: 'run doctor in the service\'s pod (kubectl exec deploy/<release> -- node dist/src/cli.js doctor --config …)',
       };
   } catch (e) {
     return { problem: `cannot load ${k8s.kubeconfig ?? 'the in-cluster credentials'} (${describeCause(e)})`, fix: 'check store.kubernetes.kubeconfig' };

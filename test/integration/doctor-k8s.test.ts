@@ -213,7 +213,7 @@ test("off-cluster without the service's credentials: its identity and RBAC are '
   const file = join(home, 'config-no-identity.yaml');
   writeFileSync(file, stringify(config));
   const r = await runCli(['doctor', '--config', file, '--kubeconfig', k.kubeconfigPath], { JUPYTERHUB_API_TOKEN: hub.serviceToken });
-  const fix = "run doctor in the service's pod (kubectl exec deploy/<release> -- omnisci-handoff doctor --config …)";
+  const fix = "run doctor in the service's pod (kubectl exec deploy/<release> -- node dist/src/cli.js doctor --config …)";
   expect(lines(r.stdout).slice(3, 11)).toEqual([
     `? kubernetes: api: cannot check (not in a pod and no store.kubernetes.kubeconfig: the service account is not available here) — fix: ${fix}`,
     ...RBAC.map((p) => `? rbac: ${p}: cannot check (no service identity here) — fix: ${fix}`),

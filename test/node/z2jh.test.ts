@@ -13,8 +13,9 @@
  * PersistentVolume for the hub database, user storage `none`, proxy Service `ClusterIP`, the image
  * pullers, user scheduler and cloud-metadata blocker off (their images are not built here).
  *
- * Chromium reaches the hub as `http://hub.example.test` through a front proxy of the test that
- * relays only to the proxy-public Service (like a load balancer or ingress in front of it); Immerse
+ * Chromium reaches the hub as `http://proxy-public.jhub.svc.cluster.local` (a public name pods
+ * resolve too) through a front proxy of the test that relays to the proxy-public Service (like a
+ * load balancer or ingress in front of it); Immerse
  * is a page served by Playwright at http://immerse.test that posts a signed token (ES256, the
  * guide's `omnisci-handoff-keys` Secret holds its public key).
  *
@@ -25,13 +26,22 @@
  *      image: a handoff lands on the lab, the pod (created by the hub's service account, API audit
  *      log) has the session; a second handoff reaches the running server.
  *   3. login mode handoff + identityCheck, the JupyterLab 4 image: the same.
- *   4. the webhook off: the webhook-free values (z2jh expands `{username}`) mount the user's Secret.
+ *   4. doctor in our pod (guide step 6): every check passes; the service left out of hub.services,
+ *      its role without admin:users, the webhook CA replaced without the caBundle: each fails its
+ *      check with exit 1, and passes again once restored as the fix says.
+ *   5. Day 2: helm upgrade of ours to a new image tag under back-to-back handoffs (none lost, retries
+ *      counted); helm upgrade of z2jh under erin's running server, then her next handoff lands on it.
+ *   6. the webhook off: the webhook-free values (z2jh expands `{username}`) mount the user's Secret.
+ *   7. header mode: the hub at base_url /jupyter/ behind the HEAVY.AI web-server stand-in
+ *      (http://heavyai.test through the front proxy), HeavyDB's stand-in in a pod behind Service heavydb.
+ *   8. helm uninstall of ours: every object of the release gone, user pods running; the guide's
+ *      leftovers listed and removed.
  * Figures are printed as `FIGURE <name>: <value>` lines.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
@@ -39,6 +49,7 @@ import type { Browser, Page } from 'playwright-core';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { secretName } from '../../src/k8s/layout.js';
 import { launchChromium } from '../support/browser.js';
+import { SESSION_COOKIE, startHeavyAiWebServer } from '../support/heavyai-webserver.js';
 import { AUDIENCE, ISSUER, makeKey, mint, randomSessionId, type TestKey } from '../support/core.js';
 import { ensureHelm, HELMS, helmEnv } from '../support/helm.js';
 import { standInControl, STANDIN_SCRIPT, type StandInControl } from '../../scripts/demo/heavydb/standin.js';
@@ -50,10 +61,16 @@ import { podman, podmanOk } from '../system/podman.js';
 
 const NS = 'jhub';
 const SERVICE = 'omnisci-handoff';
-const BASE_PATH = `/services/${SERVICE}/`;
-const HUB_HOST = 'hub.example.test';
+/** z2jh's hub.baseUrl (and our jupyterhub.baseUrl): `/` until header mode moves the hub behind the HEAVY.AI web server. */
+let hubBase = '/';
+const basePath = () => `${hubBase}services/${SERVICE}/`;
+// The hub's public name. Pods resolve it too, as a real public name resolves everywhere: the doctor's
+// `hub: public url` check asks it from our pod. The test cluster's DNS knows Service names only, so
+// the public name is proxy-public's; Chromium reaches it through the front proxy like any other name.
+const HUB_HOST = `proxy-public.${NS}.svc.cluster.local`;
 const HUB_PUBLIC = `http://${HUB_HOST}`;
 const IMMERSE = 'http://immerse.test';
+const ATTEMPTS = 3;
 const OMNISCI = { protocol: 'https', host: 'heavydb.example.com', port: 6274 } as const;
 /** The HeavyDB stand-in (scripts/demo/heavydb/standin.py) as a pod behind the Service `heavydb`: what the kernels of the fast-refresh-off test connect to. */
 const STANDIN = { protocol: 'http', host: 'heavydb', port: 6278 } as const;
@@ -148,8 +165,8 @@ async function saveImage(name: Z2jhImage): Promise<string> {
 
 /** The service's healthz through the hub's proxy (the route the hub adds for hub.services.url), n times in a row. */
 async function serviceRouted(n = 5): Promise<void> {
-  await waitFor(`${n} answers in a row from ${BASE_PATH}healthz through the proxy`, async () => {
-    for (let i = 0; i < n; i++) if ((await node.httpGet(`http://${proxyIP}:80${BASE_PATH}healthz`, 5000)).status !== 200) return undefined;
+  await waitFor(`${n} answers in a row from ${basePath()}healthz through the proxy`, async () => {
+    for (let i = 0; i < n; i++) if ((await node.httpGet(`http://${proxyIP}:80${basePath()}healthz`, 5000)).status !== 200) return undefined;
     return true;
   }, 180_000, 500, state);
 }
@@ -162,52 +179,73 @@ async function ourRollout(): Promise<void> {
   }, 240_000, 500, state);
 }
 
-/** The guide's Upgrade section: `helm upgrade` of ours with the edited handoff-values.yaml. */
-async function upgradeOurs(label: string): Promise<number> {
+/**
+ * The guide's Upgrade section: `helm upgrade` of ours with the edited handoff-values.yaml. `rollout:
+ * false` when the new pods can only turn Ready after step 5 (a new hub base_url): step 5 waits.
+ */
+async function upgradeOurs(label: string, o: { rollout?: boolean } = {}): Promise<number> {
   writeFileSync(join(adminDir, 'handoff-values.yaml'), toYaml(handoffValues));
   const t0 = Date.now();
   await admin(`helm upgrade ${SERVICE} ./helm/omnisci-handoff -n ${NS} -f handoff-values.yaml`);
-  await ourRollout();
+  if (o.rollout !== false) await ourRollout();
   const s = seconds(t0);
   console.log(`helm upgrade ${SERVICE} (${label}): rolled out in ${s}s`);
   return s;
 }
 
-/** Guide step 5: the config the chart rendered, `omnisci-handoff z2jh-values`, merged into the z2jh release. */
-async function mergeIntoZ2jh(label: string): Promise<Record<string, any>> {
+/** Guide step 5's first two commands: the config the chart rendered, `omnisci-handoff z2jh-values`. */
+const Z2JH_VALUES = [
+  `kubectl -n ${NS} get configmap ${SERVICE} -o jsonpath='{.data.config\\.yaml}' > config.yaml`,
+  'omnisci-handoff z2jh-values --config config.yaml > z2jh-handoff.yaml',
+];
+const Z2JH_UPGRADE = `helm upgrade jhub ${Z2JH_CHART} -n ${NS} -f your.yaml -f z2jh-handoff.yaml`;
+
+/**
+ * A `helm upgrade` of the z2jh release by the admin's `commands` (your.yaml written from siteValues
+ * first): waits for the new hub pod (the values changed its config: Recreate) and, unless
+ * `oursReady` is false, for both of our replicas Ready (their readiness follows the hub's) and routed.
+ */
+async function upgradeZ2jh(label: string, commands: string[], o: { oursReady?: boolean } = {}): Promise<number> {
   writeFileSync(join(adminDir, 'your.yaml'), toYaml(siteValues));
   const t0 = Date.now();
   const hubBefore = (await pods('component=hub')).map((p) => p.metadata.name);
-  await admin([
-    `kubectl -n ${NS} get configmap ${SERVICE} -o jsonpath='{.data.config\\.yaml}' > config.yaml`,
-    'omnisci-handoff z2jh-values --config config.yaml > z2jh-handoff.yaml',
-    `helm upgrade jhub ${Z2JH_CHART} -n ${NS} -f your.yaml -f z2jh-handoff.yaml`,
-  ].join('\n'));
+  await admin(commands.join('\n'));
   await admin(`kubectl -n ${NS} rollout status deploy/hub --timeout=240s && kubectl -n ${NS} rollout status deploy/proxy --timeout=120s`);
-  // The values changed the hub's config: a new hub pod (Recreate), Ready.
   await waitFor('the new hub pod to be Ready', async () => {
     const hub = await pods('component=hub');
     return hub.length === 1 && ready(hub[0]!) && !hubBefore.includes(hub[0]!.metadata.name) ? true : undefined;
   }, 240_000, 500, state);
-  await ourRollout(); // the service's readiness follows the hub's
-  await serviceRouted();
+  if (o.oursReady !== false) {
+    await ourRollout();
+    await serviceRouted();
+  }
   const s = seconds(t0);
   times[`z2jh upgrade ${label}`] = s;
-  console.log(`z2jh-values merged and helm upgrade jhub (${label}): hub back and the service routed in ${s}s`);
+  console.log(`helm upgrade jhub (${label}): hub back${o.oursReady === false ? '' : ' and the service routed'} in ${s}s`);
+  return s;
+}
+
+/** Guide step 5: `z2jh-values` merged into the z2jh release; `after` runs right after the upgrade. */
+async function mergeIntoZ2jh(label: string, after: string[] = []): Promise<Record<string, any>> {
+  await upgradeZ2jh(label, [...Z2JH_VALUES, Z2JH_UPGRADE, ...after]);
   return parseYaml(readFileSync(join(adminDir, 'z2jh-handoff.yaml'), 'utf8')) as Record<string, any>;
 }
 
 /**
  * The way in for Chromium, like a load balancer in front of z2jh's proxy-public Service: an HTTP
- * proxy on loopback that relays requests for http://hub.example.test to the Service's ClusterIP in
- * the node, each on a new connection, and tunnels a CONNECT to hub.example.test:80 there (how
- * Chromium sends WebSockets, a kernel's channels, through a proxy). Anything else is refused.
+ * proxy on loopback that relays requests for the hub's public name to the Service's ClusterIP in
+ * the node, each on a new connection, and those for the names `hosts` adds to their servers on
+ * loopback (Chromium sends loopback through the proxy too); it tunnels a CONNECT to the hub's public
+ * name, port 80, there (how Chromium sends WebSockets, a kernel's channels, through a proxy).
+ * Anything else is refused.
  */
-async function frontProxy(): Promise<{ server: string; log: string[]; close(): Promise<void> }> {
+async function frontProxy(): Promise<{ server: string; log: string[]; hosts: Map<string, number>; close(): Promise<void> }> {
   const log: string[] = [];
+  const hosts = new Map<string, number>();
   const server = createServer((req, res) => {
     const u = URL.canParse(req.url ?? '') ? new URL(req.url!) : undefined;
-    if (u?.protocol !== 'http:' || u.host !== HUB_HOST) {
+    const local = u && hosts.get(u.host);
+    if (u?.protocol !== 'http:' || (u.host !== HUB_HOST && !local)) {
       log.push(`${req.method} ${req.url} refused`);
       res.writeHead(403).end();
       return;
@@ -216,7 +254,7 @@ async function frontProxy(): Promise<{ server: string; log: string[]; close(): P
     const headers: Record<string, string | string[] | undefined> = { ...req.headers, connection: 'close' };
     delete headers['proxy-connection'];
     delete headers['keep-alive'];
-    node.connect(`${proxyIP}:80`).then(
+    (local ? Promise.resolve(netConnect(local, '127.0.0.1')) : node.connect(`${proxyIP}:80`)).then(
       (sock) => {
         const up = httpRequest({ createConnection: () => sock, method: req.method, path: u.pathname + u.search, headers }, (r) => {
           const h = { ...r.headers };
@@ -255,6 +293,7 @@ async function frontProxy(): Promise<{ server: string; log: string[]; close(): P
   return {
     server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     log,
+    hosts,
     close: () => new Promise<void>((r) => {
       server.closeAllConnections();
       server.close(() => r());
@@ -268,6 +307,10 @@ async function frontProxy(): Promise<{ server: string; log: string[]; close(): P
  * test controls it through a forward to the Service. This node enforces no NetworkPolicy; a site whose
  * CNI does must allow its users' pods to reach HeavyDB (z2jh's singleuser.networkPolicy.egress).
  */
+let heavyDbStarted: Promise<StandInControl> | undefined;
+/** The one HeavyDB stand-in of the cluster, started by the first test that needs it. */
+const heavyDb = () => (heavyDbStarted ??= heavyDbInCluster());
+
 async function heavyDbInCluster(): Promise<StandInControl> {
   await kubectl(['create', 'configmap', 'heavydb-standin', `--from-file=standin.py=${STANDIN_SCRIPT}`]);
   const labels = { app: 'heavydb-standin' };
@@ -318,32 +361,40 @@ async function openNotebook(user: string, loginMode: 'sso' | 'handoff', session:
   const consoleLines: string[] = [];
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   const from = front!.log.length;
+  // A page the proxy or a server answered with 5xx ends the attempt at once (the stream retries it).
+  let broken!: (e: Error) => void;
+  const failed = new Promise<never>((_, reject) => (broken = reject));
+  failed.catch(() => undefined);
+  const step = <T>(p: Promise<T>) => Promise.race([p, failed]);
   try {
     page.on('framenavigated', (f) => {
       if (f === page.mainFrame()) seen.push(f.url());
+    });
+    page.on('response', (r) => {
+      if (r.status() >= 500 && r.request().isNavigationRequest() && r.frame() === page.mainFrame()) broken(new Error(`HTTP ${r.status()} for ${r.url().split('?')[0]}`));
     });
     const token = await mint(issuerKey.signing, { subject: user, omnisci: { session, query, ...(o.connection ?? OMNISCI) } });
     await context.route(`${IMMERSE}/**`, (route) => route.fulfill({
       status: 200,
       contentType: 'text/html',
-      body: `<!doctype html><title>Immerse</title><form method="post" action="${HUB_PUBLIC}${BASE_PATH}handoff">` +
+      body: `<!doctype html><title>Immerse</title><form method="post" action="${HUB_PUBLIC}${basePath()}handoff">` +
         `<input type="hidden" name="token" value="${token}"><button id="open">Open in notebook</button></form>`,
     }));
     const t0 = Date.now();
     await page.goto(`${IMMERSE}/dashboard`);
     await page.click('#open');
     if (loginMode === 'handoff') {
-      await page.waitForSelector('#confirm', { timeout: 60_000 });
+      await step(page.waitForSelector('#confirm', { timeout: 60_000 }));
       expect(await page.textContent('#confirm')).toBe(`Continue as ${user}`);
       await page.click('#confirm');
     } else {
       // The hub's login form stands in for the identity provider (z2jh's default dummy authenticator).
-      await page.waitForSelector('input[name=username]', { timeout: 180_000 });
+      await step(page.waitForSelector('input[name=username]', { timeout: 180_000 }));
       await page.fill('input[name=username]', user);
       await page.fill('input[name=password]', 'any');
       await page.press('input[name=password]', 'Enter');
     }
-    await page.waitForURL((u) => u.pathname === `/user/${user}/lab`, { timeout: 240_000, waitUntil: 'domcontentloaded' });
+    await step(page.waitForURL((u) => u.pathname === `/user/${user}/lab`, { timeout: 240_000, waitUntil: 'domcontentloaded' }));
     const secs = seconds(t0);
     // The lab was opened at the handoff's URL (the extension may drop its parameters from the address
     // afterwards), with the session's fingerprint when the server was running.
@@ -431,6 +482,60 @@ async function handoffTwice(user: string, loginMode: 'sso' | 'handoff', image: Z
   figure(`z2jh ${user}`, `${loginMode}, ${image}${webhook ? '' : ', webhook-free'}: first handoff landed on the lab in ${first.secs} s (spawn included), ` +
     `second in ${second.secs} s (${seconds(t0)} s with the checks)`);
   return pod;
+}
+
+/** The in-cluster address of the API server with the admin's credentials: for the doctor's reads the service account may not do. */
+function inClusterAdminKubeconfig(): string {
+  return toYaml({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'admin',
+    clusters: [{ name: 'cluster', cluster: { server: 'https://kubernetes.default.svc', 'certificate-authority-data': Buffer.from(node.caPem).toString('base64') } }],
+    users: [{ name: 'admin', user: { token: node.adminToken } }],
+    contexts: [{ name: 'admin', context: { cluster: 'cluster', user: 'admin', namespace: NS } }],
+  });
+}
+
+interface DoctorRun { code: number; lines: string[]; /** check name → its line */ checks: Map<string, string> }
+
+/** Guide step 6: `doctor` in our pod (its config, token, service account and webhook certificate), the admin's kubeconfig on stdin. */
+async function doctor(): Promise<DoctorRun> {
+  const out = await admin(
+    `kubectl -n ${NS} exec -i deploy/${SERVICE} -- node dist/src/cli.js doctor --config /etc/omnisci-handoff/config.yaml --kubeconfig /dev/stdin ` +
+      '< admin-in-cluster.kubeconfig && echo "exit 0" || echo "exit $?"',
+  );
+  const lines = out.trim().split('\n');
+  const code = Number(/^exit (\d+)$/.exec(lines.pop()!)?.[1]);
+  const checks = new Map(lines.map((l) => [/^[✓✗?] ((?:[a-z]+: )?[a-z][a-z ]*?): /.exec(l)?.[1] ?? l, l]));
+  return { code, lines, checks };
+}
+const notPassing = (d: DoctorRun) => d.lines.filter((l) => !l.startsWith('✓'));
+
+/** Each of a stream's handoffs lands within ATTEMPTS attempts (the user clicks again in Immerse: a new token); retries counted. */
+interface Stream { handoffs: number; retries: string[]; lost: number; last: string }
+async function handoffStream(user: string, until: Promise<unknown>): Promise<Stream> {
+  let done = false;
+  until.then(() => (done = true), () => (done = true));
+  const s: Stream = { handoffs: 0, retries: [], lost: 0, last: '' };
+  // Back to back until `until` has settled and one more has started after it: the stream covers all of it.
+  for (let after = false; !after; ) {
+    after = done;
+    const n = ++s.handoffs;
+    let landed = false;
+    for (let attempt = 1; attempt <= ATTEMPTS && !landed; attempt++) {
+      const session = randomSessionId();
+      try {
+        await openNotebook(user, 'handoff', session, `SELECT ${n}`);
+      } catch (e) {
+        s.retries.push(`handoff ${n} attempt ${attempt}: ${(e as Error).message.split('\n')[0]}`);
+        continue;
+      }
+      // Landed: the store holds this handoff's session (a wrong one is a defect, never retried).
+      expect(await storedSession(user)).toBe(session);
+      s.last = session;
+      landed = true;
+    }
+    if (!landed) s.lost++;
+  }
+  return s;
 }
 
 suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cluster (issue 27)', () => {
@@ -567,7 +672,7 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
 
   test('JupyterLab 4, a new session for a running server, fast refresh on then off: the lab URL carries its fingerprint, the lab waits until the kubelet delivered it, and the notebook connects with it, never with the old one (issue 26)', async () => {
     expect(browser).toBeDefined();
-    const heavy = await heavyDbInCluster();
+    const heavy = await heavyDb();
     const kept = structuredClone(handoffValues);
     handoffValues.config.omnisci = { ...handoffValues.config.omnisci, allowedHosts: [OMNISCI.host, STANDIN.host], allowedPorts: [OMNISCI.port, STANDIN.port] };
     handoffValues.config.notebook = { relinkUrl: `${IMMERSE}/dashboards` };
@@ -654,6 +759,123 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
     }
   }, 900_000);
 
+  test('doctor in our pod against the live release: every check passes; three breaks an admin makes each fail their check with the fix (exit 1), and pass again once restored', async () => {
+    expect(browser).toBeDefined();
+    const t0 = Date.now();
+    writeFileSync(join(adminDir, 'admin-in-cluster.kubeconfig'), inClusterAdminKubeconfig(), { mode: 0o600 });
+    const healthy = await doctor();
+    expect(notPassing(healthy)).toEqual([]);
+    expect(healthy.code).toBe(0);
+    expect([...healthy.checks.keys()]).toEqual(expect.arrayContaining([
+      'config', 'kubernetes: api', 'rbac: get secrets', 'rbac: patch pods', 'webhook: registration', 'webhook: tls', 'webhook: service',
+      'webhook: selectors', 'notebook: jupyter configmap', 'hub: api', 'hub: scopes', 'hub: public url',
+    ]));
+    expect(healthy.checks.get('hub: scopes')).toBe('✓ hub: scopes: servers, admin:users, read:shares');
+    expect(healthy.checks.get('hub: public url')).toMatch(new RegExp(`^✓ hub: public url: ${HUB_PUBLIC}: JupyterHub \\d`));
+    expect(healthy.checks.get('webhook: service')).toMatch(/, 2 ready endpoints$/);
+    const passesAgain = async (what: string) => {
+      const d = await doctor();
+      expect({ what, notPassing: notPassing(d), code: d.code }).toEqual({ what, notPassing: [], code: 0 });
+      return d;
+    };
+
+    // 1. The service not registered: z2jh upgraded with the site's values only (z2jh-handoff.yaml left out).
+    await upgradeZ2jh('without z2jh-handoff.yaml', [`helm upgrade jhub ${Z2JH_CHART} -n ${NS} -f your.yaml`], { oursReady: false });
+    // The hub dropped the service and its token; our readiness (the hub accepts the token) fails.
+    await waitFor('our pods to turn not Ready', async () => ((await pods('app.kubernetes.io/name=omnisci-handoff')).every((p) => !ready(p)) ? true : undefined), 120_000, 500, state);
+    const unregistered = await doctor();
+    expect(notPassing(unregistered)).toEqual([
+      expect.stringMatching(new RegExp(`^✗ webhook: service: Service ${NS}/${SERVICE} \\(selector [^)]+\\) has no ready endpoint — fix: start the service's pods`)),
+      expect.stringMatching(/^✗ hub: api: http:\/\/hub:8081\/hub\/api: the hub rejected the API token \(HTTP 403\) — fix: use the api_token the hub registers for this service/),
+      '? hub: scopes: cannot check (the hub rejected the API token) — fix: fix the API token first',
+    ]);
+    expect(unregistered.code).toBe(1);
+    // Restored: merged again. The token key had gone from the hub Secret, so z2jh generated a new one,
+    // which our pods read at start: the guide's troubleshooting says to restart them.
+    await mergeIntoZ2jh('z2jh-handoff.yaml again', [`kubectl -n ${NS} rollout restart deploy/${SERVICE}`]);
+    await passesAgain('registered again');
+
+    // 2. The role missing a scope: z2jh-handoff.yaml edited by hand (admin:users dropped).
+    const edited = parseYaml(readFileSync(join(adminDir, 'z2jh-handoff.yaml'), 'utf8')) as Record<string, any>;
+    edited.hub.loadRoles[SERVICE].scopes = ['servers', 'read:shares'];
+    writeFileSync(join(adminDir, 'z2jh-handoff.yaml'), toYaml(edited));
+    await upgradeZ2jh('role without admin:users', [Z2JH_UPGRADE]);
+    const scopeless = await doctor();
+    expect(notPassing(scopeless)).toEqual([
+      '✗ hub: scopes: the token lacks admin:users (hub.createUsers is on) — fix: add admin:users to the service\'s role ' +
+        '(z2jh hub.loadRoles, or c.JupyterHub.load_roles; docs/jupyterhub.md, "Role: the minimal scopes")',
+    ]);
+    expect(scopeless.code).toBe(1);
+    await mergeIntoZ2jh('role restored');
+    await passesAgain('role restored');
+
+    // 3. The webhook's CA rotated without the caBundle: the admin replaces the TLS Secret with a new CA's certificate.
+    const tlsSecret = `${SERVICE}-webhook-tls`;
+    await admin([
+      'openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 30 -subj /CN=rotated-webhook-ca 2>/dev/null',
+      `openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout tls.key -out tls.csr -subj /CN=${SERVICE}.${NS}.svc 2>/dev/null`,
+      `openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out tls.crt -days 30 -extfile <(printf 'subjectAltName=DNS:${SERVICE}.${NS}.svc') 2>/dev/null`,
+      `kubectl -n ${NS} create secret generic ${tlsSecret} --type=kubernetes.io/tls --from-file=ca.crt --from-file=tls.crt --from-file=tls.key --dry-run=client -o yaml | kubectl -n ${NS} apply -f - 2>/dev/null`,
+    ].join('\n'));
+    // The kubelet refreshes a Secret volume when it syncs the pod: an annotation makes it sync now.
+    const rotated = readFileSync(join(adminDir, 'tls.crt'), 'utf8');
+    for (const p of await pods('app.kubernetes.io/name=omnisci-handoff')) {
+      await kubectl(['annotate', 'pod', p.metadata.name, '--overwrite', `test.omnisci-handoff/sync=${Date.now()}`]);
+      await waitFor(`the rotated certificate in ${p.metadata.name}`, async () =>
+        ((await kubectl(['exec', p.metadata.name, '--', 'cat', '/etc/omnisci-handoff/tls/tls.crt'])) === rotated ? true : undefined), 120_000, 500);
+    }
+    const rotatedCa = await doctor();
+    expect(notPassing(rotatedCa)).toEqual([
+      `✗ webhook: tls: the caBundle (${SERVICE}-webhook-ca) did not issue the webhook certificate (issuer rotated-webhook-ca) — fix: put the CA that issued ` +
+        '/etc/omnisci-handoff/tls/tls.crt into the caBundle (helm upgrade re-renders both; with cert-manager check the cert-manager.io/inject-ca-from annotation)',
+    ]);
+    expect(rotatedCa.code).toBe(1);
+    // Restored as the fix says: helm upgrade reads the Secret back and renders its CA into the caBundle.
+    await upgradeOurs('caBundle from the rotated Secret');
+    const restored = await passesAgain('caBundle re-rendered');
+    expect(restored.checks.get('webhook: tls')).toMatch(new RegExp(`^✓ webhook: tls: certificate for ${SERVICE}.${NS}.svc issued by the caBundle's rotated-webhook-ca`));
+    times.doctorSeconds = seconds(t0);
+    figure('z2jh doctor', `healthy, three breaks and their restores in ${times.doctorSeconds} s`);
+  }, 900_000);
+
+  test('Day 2: helm upgrade of ours (a new image tag) during a stream of handoffs loses none; helm upgrade of z2jh (the hub restarts) under a running server: the next handoff lands on it', async () => {
+    expect(browser).toBeDefined();
+    const user = 'erin'; // handed off in login mode handoff above: her server runs
+    const server = (await userPod(user)).metadata.name;
+    // A new tag of the service image, loaded into the node as a registry pull would bring it.
+    const next = `${imageValue(Z2JH_IMAGES.service).name}:z2jh-next`;
+    await podmanOk('tag', Z2JH_IMAGES.service, next);
+    const tar = join(tmp, 'service-next.tar');
+    await podmanOk('save', '--format', 'docker-archive', '-o', tar, next);
+    await node.loadImage(tar);
+    rmSync(tar);
+    handoffValues.image.tag = 'z2jh-next';
+    const t0 = Date.now();
+    const upgrade = upgradeOurs('image tag z2jh-next');
+    const stream = await handoffStream(user, upgrade);
+    times.upgradeNewImage = await upgrade;
+    const ours = await pods('app.kubernetes.io/name=omnisci-handoff');
+    expect(ours.map((p) => p.spec.containers[0]!.image)).toEqual([next, next]);
+    console.log(`stream over the upgrade: ${stream.handoffs} handoffs, ${stream.retries.length} retried:\n${stream.retries.join('\n')}`);
+    expect(stream.lost).toBe(0);
+    expect(stream.retries.length).toBeLessThanOrEqual(stream.handoffs * (ATTEMPTS - 1));
+    expect(stream.handoffs).toBeGreaterThanOrEqual(2);
+    expect(await storedSession(user)).toBe(stream.last);
+    expect((await userPod(user)).metadata.name).toBe(server);
+    figure('z2jh upgrade under handoffs', `${stream.handoffs} handoffs back to back over helm upgrade ${SERVICE} (new image, rolled out in ${times.upgradeNewImage} s): ` +
+      `none lost, ${stream.retries.length} retried (at most ${ATTEMPTS} attempts each), ${seconds(t0)} s`);
+
+    // A Day-2 change of the site's z2jh values: the hub restarts, the user's server keeps running.
+    siteValues.cull = { timeout: 7200 };
+    await mergeIntoZ2jh('cull.timeout changed');
+    const s = randomSessionId();
+    const flow = await openNotebook(user, 'handoff', s, 'SELECT 2');
+    // Her server kept running: the lab waits for the new session's fingerprint.
+    expect(fingerprintOf(flow.lab)).toBe((await storedFile(user)).fingerprint);
+    expect(await storedSession(user)).toBe(s);
+    expect((await userPod(user)).metadata.name).toBe(server);
+  }, 900_000);
+
   test("webhook-free: the webhook off, z2jh-values' singleuser mounts name the user's Secret with {username}, which z2jh's KubeSpawner expands to the store's name", async () => {
     expect(browser).toBeDefined();
     handoffValues.config.webhook = { enabled: false };
@@ -671,4 +893,122 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
     expect(secretName('omnisci-session', user)).not.toBe(`omnisci-session-${user}`);
     expect(volumes['omnisci-handoff-session']).toBeUndefined();
   }, 900_000);
+
+  test("header mode behind the HEAVY.AI web server's stand-in: the hub's base_url /jupyter/, Immerse's Jupyter button lands on the lab with the user's HeavyDB session", async () => {
+    expect(browser).toBeDefined();
+    const t0 = Date.now();
+    const heavydb = await heavyDb();
+    const toHub = await node.forward(`${proxyIP}:80`);
+    // The web server reaches the hub's proxy (--jupyter-url); browsers reach it as http://heavyai.test, and the hub through it.
+    const web = await startHeavyAiWebServer(`http://127.0.0.1:${toHub.port}`);
+    const heavyai = 'http://heavyai.test';
+    front!.hosts.set(new URL(heavyai).host, Number(new URL(web.url).port));
+    try {
+      hubBase = '/jupyter/';
+      siteValues.hub.baseUrl = '/jupyter/';
+      handoffValues.jupyterhub.baseUrl = '/jupyter/';
+      handoffValues.config.webhook = { enabled: true };
+      handoffValues.config.redirect.hubPublicUrl = `${heavyai}/jupyter`;
+      handoffValues.config.heavydb = { enabled: true, url: 'http://heavydb:6278/' };
+      handoffValues.config.omnisci = { protocol: 'http', host: 'heavydb', port: 6278, allowedHosts: [OMNISCI.host, 'heavydb'], allowedPorts: [OMNISCI.port, 6278] };
+      // Our new pods ask the hub at its new base_url: they turn Ready after step 5 (which waits for them).
+      times.upgradeHeaderMode = await upgradeOurs('header mode, base_url /jupyter/', { rollout: false });
+      const z2jh = await mergeIntoZ2jh('base_url /jupyter/, header mode');
+      expect(z2jh.hub.extraConfig['omnisci-handoff']).toContain('header_login = True');
+
+      const user = 'gina'; // a new user: the hub creates her at her first login (hub.createUsers)
+      const session = randomSessionId();
+      await heavydb.addSession(session, { user, database: 'heavyai' });
+      const context = await browser!.newContext();
+      const page = await context.newPage();
+      const seen: string[] = [];
+      page.on('framenavigated', (f) => {
+        if (f === page.mainFrame()) seen.push(f.url());
+      });
+      try {
+        // The user is logged in to Immerse: the web server knows their session from its own cookie.
+        await context.addCookies([{ name: SESSION_COOKIE, value: session, url: heavyai }]);
+        const t1 = Date.now();
+        await page.goto(`${heavyai}/?sql=${encodeURIComponent('SELECT 1')}`);
+        await page.click('#jupyter');
+        await page.waitForURL((u) => u.pathname === `/jupyter/user/${user}/lab`, { timeout: 240_000, waitUntil: 'domcontentloaded' });
+        figure('z2jh header mode', `Immerse's Jupyter button to the lab through the web server, base_url /jupyter/: ${seconds(t1)} s (spawn included)`);
+        expect(seen).toContain(`${heavyai}/jupyter/user/${user}/lab?omnisci&reset`);
+        const served = await page.evaluate(async (path) => (await fetch(path)).json(), `/jupyter/user/${user}/omnisci/session`) as Flow['served'];
+        expect(served).toMatchObject({ session, connection: { protocol: 'http', host: 'heavydb', port: '6278' } });
+        expect(seen.filter((u) => u.includes(session))).toEqual([]);
+      } catch (e) {
+        throw new Error(`${(e as Error).message}\nat ${page.url()}: ${(await page.innerText('body').catch(String)).slice(0, 600)}\nnavigations: ${seen.join(' | ')}\n` +
+          `web server: ${web.proxied.map((r) => r.path).join(' ')}\n${await state()}`);
+      } finally {
+        await context.close();
+      }
+      // The web server sent the session on /jupyter/hub/login only; HeavyDB confirmed it, never ended it.
+      expect(web.proxied.filter((r) => r.session).map((r) => r.path)).toEqual(['/jupyter/hub/login']);
+      const calls = await heavydb.calls();
+      expect(calls.filter((c) => c.args['session'] === session).map((c) => c.method)).toContain('get_session_info');
+      expect(calls.filter((c) => c.method === 'disconnect')).toEqual([]);
+      expect(await storedSession(user)).toBe(session);
+      const pod = await userPod(user);
+      expect(podCreator(pod.metadata.name)).toBe(`system:serviceaccount:${NS}:hub`);
+      expect(await podEnv(pod)).toMatchObject({ OMNISCI_PROTOCOL: 'http', OMNISCI_HOST: 'heavydb', OMNISCI_PORT: '6278' });
+      expect(pod.metadata.annotations?.['omnisci-handoff/secret']).toBe(secretName('omnisci-session', user));
+    } finally {
+      front!.hosts.delete(new URL(heavyai).host);
+      // The forward stays: the web server's keep-alive connections hold it open; the node's stop closes it.
+      await web.close();
+    }
+    times.headerModeSeconds = seconds(t0);
+  }, 900_000);
+
+  test('helm uninstall of ours: everything the release made is gone (webhook configuration, admission policies, RBAC), user pods keep running; what stays is what the guide lists, removed as it says', async () => {
+    expect(browser).toBeDefined();
+    const t0 = Date.now();
+    if (handoffValues.config.webhook?.enabled === false) {
+      handoffValues.config.webhook = { enabled: true };
+      await upgradeOurs('webhook on again');
+    }
+    const made = (await admin(`helm get manifest ${SERVICE} -n ${NS}`)).split(/^---$/m).map((d) => parseYaml(d) as { kind?: string; metadata?: { name: string } } | null)
+      .filter((d): d is { kind: string; metadata: { name: string } } => !!d?.kind).map((d) => `${d.kind}/${d.metadata.name}`);
+    console.log(`helm get manifest ${SERVICE}: ${made.join(', ')}`);
+    expect(made).toEqual(expect.arrayContaining([
+      `MutatingWebhookConfiguration/${SERVICE}-${NS}`, 'Role/omnisci-handoff', 'RoleBinding/omnisci-handoff', 'ServiceAccount/omnisci-handoff', 'NetworkPolicy/omnisci-handoff',
+      expect.stringMatching(/^ValidatingAdmissionPolicy\//), expect.stringMatching(/^ValidatingAdmissionPolicyBinding\//),
+    ]));
+    const users = (await pods('component=singleuser-server')).filter(ready).map((p) => p.metadata.name).sort();
+    expect(users.length).toBe(5);
+    const erin = await userPod('erin');
+    const erinSession = await storedSession('erin');
+    const sessionIn = async (pod: Pod) => (JSON.parse(await kubectl(['exec', pod.metadata.name, '-c', 'notebook', '--', 'cat', '/var/run/omnisci-handoff/session'])) as { session: string }).session;
+    await waitFor("erin's last session in her pod", async () => ((await sessionIn(erin)) === erinSession ? true : undefined), 60_000, 500);
+
+    await admin(`helm uninstall ${SERVICE} -n ${NS}`);
+    const left = [];
+    for (const m of made) if ((await node.kubectl(['-n', NS, 'get', m, '--ignore-not-found', '-o', 'name'])).stdout.trim()) left.push(m);
+    expect(left).toEqual([]);
+    await waitFor('our pods to be gone', async () => ((await pods('app.kubernetes.io/name=omnisci-handoff')).length === 0 ? true : undefined), 120_000, 500, state);
+    // The users' servers keep running, with their sessions.
+    expect((await pods('component=singleuser-server')).filter(ready).map((p) => p.metadata.name).sort()).toEqual(users);
+    expect(await sessionIn(erin)).toBe(erinSession);
+
+    // What stays (docs/admin-guide.md "Uninstall"): the session Secrets, the keys Secret, the z2jh side.
+    const sessions = (await kubectl(['get', 'secrets', '-l', 'app.kubernetes.io/managed-by=omnisci-handoff', '-o', 'name'])).trim().split('\n').sort();
+    expect(sessions).toEqual(['carol', 'dana.quinn', 'erin', 'frank', 'gina'].map((u) => `secret/${secretName('omnisci-session', u)}`).sort());
+    await admin([
+      `kubectl -n ${NS} delete secret -l app.kubernetes.io/managed-by=omnisci-handoff`,
+      `kubectl -n ${NS} delete secret omnisci-handoff-keys`,
+    ].join('\n'));
+    await upgradeZ2jh('without z2jh-handoff.yaml (uninstalled)', [`helm upgrade jhub ${Z2JH_CHART} -n ${NS} -f your.yaml`], { oursReady: false });
+    const ofOurs = async () => Object.keys((JSON.parse(await kubectl(['get', 'secret', 'hub', '-o', 'json'])) as { data: Record<string, string> }).data).filter((k) => k.includes(SERVICE));
+    // The token went with hub.services; the authenticator's file (a z2jh extraFile, written as
+    // stringData) stays in the hub Secret, unmounted: the guide removes it by hand.
+    expect(await ofOurs()).toEqual(['omnisci-handoff-authenticator']);
+    await admin(`kubectl -n ${NS} patch secret hub --type=json -p '[{"op":"remove","path":"/data/omnisci-handoff-authenticator"}]'`);
+    expect(await ofOurs()).toEqual([]);
+    expect((await kubectl(['get', 'secrets', '-o', 'name'])).split('\n').filter((n) => n.includes('omnisci'))).toEqual([]);
+    expect((await node.httpGet(`http://${proxyIP}:80${basePath()}healthz`, 5000)).status).not.toBe(200);
+    expect((await pods('component=singleuser-server')).filter(ready).map((p) => p.metadata.name).sort()).toEqual(users);
+    times.uninstallSeconds = seconds(t0);
+    figure('z2jh uninstall', `webhook back on, helm uninstall, the guide's leftovers removed, in ${times.uninstallSeconds} s`);
+  }, 600_000);
 });
