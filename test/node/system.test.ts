@@ -34,7 +34,7 @@ import { launchChromium } from '../support/browser.js';
 import { AUDIENCE, HMAC_SECRET, ISSUER, TYP, hmacKey, mint, postToken, randomSessionId } from '../support/core.js';
 import { CHART, HELMS, ensureHelm, runTool } from '../support/helm.js';
 import { HUB_VENV, hubInstalled } from '../support/jupyterhub.js';
-import { KUBECTL, missingPrerequisites, NODE_IP, NODE_NAME, podQuiet, startK8sNode, type K8sNode } from '../support/k8s-node.js';
+import { KUBECTL, missingPrerequisites, NODE_IP, NODE_NAME, podQuiet, startK8sNode, waitFor, type K8sNode } from '../support/k8s-node.js';
 import { requirePrerequisite } from '../support/prerequisites.js';
 import { ROOT } from '../support/root.js';
 import { BASE_IMAGES, build, ensureBaseImages, podman, podmanOk } from '../system/podman.js';
@@ -106,16 +106,6 @@ async function kubectl(args: string[], input?: string): Promise<string> {
   return r.stdout;
 }
 const apply = (...objects: object[]) => kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, everyMs = 250, detail?: () => Promise<string>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${detail ? `:\n${await detail().catch((e) => String(e))}` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 interface Pod {
   metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string>; deletionTimestamp?: string };

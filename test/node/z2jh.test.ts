@@ -53,7 +53,7 @@ import { SESSION_COOKIE, startHeavyAiWebServer } from '../support/heavyai-webser
 import { AUDIENCE, ISSUER, makeKey, mint, randomSessionId, type TestKey } from '../support/core.js';
 import { ensureHelm, HELMS, helmEnv } from '../support/helm.js';
 import { standInControl, STANDIN_SCRIPT, type StandInControl } from '../../scripts/demo/heavydb/standin.js';
-import { missingPrerequisites, podQuiet, startK8sNode, type K8sNode } from '../support/k8s-node.js';
+import { missingPrerequisites, podQuiet, startK8sNode, waitFor, type K8sNode } from '../support/k8s-node.js';
 import { requirePrerequisite } from '../support/prerequisites.js';
 import { ROOT } from '../support/root.js';
 import { buildZ2jhImages, imageValue, Z2JH_CHART, Z2JH_IMAGES, z2jhAppVersion, z2jhMissing, type Z2jhImage } from '../support/z2jh.js';
@@ -130,16 +130,6 @@ async function kubectl(args: string[], input?: string): Promise<string> {
   const r = await node.kubectl(['-n', NS, ...args], input);
   if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.code}):\n${r.stderr}${r.stdout}`);
   return r.stdout;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, everyMs = 500, detail?: () => Promise<string>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${detail ? `:\n${await detail().catch((e) => String(e))}` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 interface Pod {

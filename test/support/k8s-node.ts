@@ -266,6 +266,17 @@ export function ensureBinaries(): void {
 }
 
 /** Why this machine cannot run the node, or undefined. */
+/** Polls `fn` every `everyMs` until it returns a value; past `timeoutMs` throws naming `what` (and `detail()`, e.g. the cluster's state). */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, everyMs = 250, detail?: () => Promise<string>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${detail ? `:\n${await detail().catch((e) => String(e))}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 /**
  * Waits until the pod object has not changed for `quietMs` (its resourceVersion read every second).
  * The kubelet syncs a pod, Secret volumes included, on every update of the pod object, and a young
