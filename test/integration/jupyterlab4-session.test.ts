@@ -145,7 +145,7 @@ test('1. the kernel follows the session: A works; A expires and B is handed over
   const requested = new Promise<void>((r) => (kernelRequested = r));
   const held = new Promise<void>((r) => (startKernel = r));
   ({ page: mainPage, waitFor: mainWait } = await openLab('?omnisci&reset', (p) =>
-    p.route('**/api/sessions', async (route) => {
+    p.route((url) => url.pathname.endsWith('/api/sessions'), async (route) => {
       if (route.request().method() === 'POST') {
         kernelRequested();
         await held;
