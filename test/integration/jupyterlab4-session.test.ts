@@ -28,7 +28,7 @@ import type { Browser, Page } from 'playwright-core';
 import { connectionEnv, jupyterConfigFiles, sessionFileContent } from '../../src/notebook/outputs.js';
 import { launchChromium } from '../support/browser.js';
 import { startHeavyDb, type HeavyDbStandIn } from '../../scripts/demo/heavydb/standin.js';
-import { logInToLab, pageWaiter, replaceFile, type RunningJupyterServer, SERVICE_NOTEBOOK_DEFAULTS, startJupyterServer } from '../support/jupyterlab4.js';
+import { logInToLab, pageWaiter, type PageWaiter, replaceFile, runAllCells, type RunningJupyterServer, SERVICE_NOTEBOOK_DEFAULTS, startJupyterServer } from '../support/jupyterlab4.js';
 import { OMNISCI_VENV, writeTree } from '../support/notebook.js';
 import { ROOT } from '../support/root.js';
 
@@ -97,7 +97,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function openLab(search: string, setUp?: (page: Page) => Promise<void>) {
+async function openLab(search: string, setUp?: (page: Page) => Promise<unknown>) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
   const waitFor = pageWaiter(page);
   await logInToLab(page, server);
@@ -109,17 +109,8 @@ async function openLab(search: string, setUp?: (page: Page) => Promise<void>) {
 const cellsOf = (page: Page) => page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell');
 const statusItem = (page: Page) => page.locator('.omnisci-handoff-status');
 
-async function runAll(page: Page, waitFor: ReturnType<typeof pageWaiter>): Promise<void> {
-  // The opened notebook is the current tab (not a Launcher the file browser opened meanwhile).
-  await waitFor('the notebook in front', () => page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' }).waitFor({ timeout: 60_000 }));
-  const indicator = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]');
-  await waitFor('an idle kernel', () => indicator.waitFor({ timeout: 120_000 }));
-  await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
-  await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
-}
-
 /** Runs the query cell alone (Ctrl+Enter in it) and waits for its prompt to read `[count]`. */
-async function rerunQueryCell(page: Page, waitFor: ReturnType<typeof pageWaiter>, count: number): Promise<string> {
+async function rerunQueryCell(page: Page, waitFor: PageWaiter, count: number): Promise<string> {
   const cell = cellsOf(page).nth(1);
   await cell.locator('.cm-content').click();
   await page.keyboard.press('Control+Enter');
@@ -142,15 +133,33 @@ function filesUnder(root: string): string[] {
 }
 
 let mainPage: Page;
-let mainWait: ReturnType<typeof pageWaiter>;
+let mainWait: PageWaiter;
 
 test('1. the kernel follows the session: A works; A expires and B is handed over; the next query runs on B, no cell re-run', async () => {
   await heavy.addSession(A, { user: 'alice', database: 'heavyai' });
   handoff(A);
-  ({ page: mainPage, waitFor: mainWait } = await openLab('?omnisci&reset'));
+  // The request that starts the notebook's kernel reaches the server only once the notebook shows, as
+  // on a loaded machine or a slow server: Run All must wait for that kernel (runAllCells).
+  let kernelRequested!: () => void;
+  let startKernel!: () => void;
+  const requested = new Promise<void>((r) => (kernelRequested = r));
+  const held = new Promise<void>((r) => (startKernel = r));
+  ({ page: mainPage, waitFor: mainWait } = await openLab('?omnisci&reset', (p) =>
+    p.route((url) => url.pathname.endsWith('/api/sessions'), async (route) => {
+      if (route.request().method() === 'POST') {
+        kernelRequested();
+        await held;
+      }
+      await route.continue();
+    }),
+  ));
   const cells = cellsOf(mainPage);
   await mainWait('the notebook', () => cells.nth(1).waitFor({ timeout: 120_000 }));
-  await runAll(mainPage, mainWait);
+  await mainWait('the request starting its kernel', () =>
+    Promise.race([requested, new Promise((_, reject) => setTimeout(() => reject(new Error('none within 60 s')), 60_000).unref())]),
+  );
+  startKernel();
+  await runAllCells(mainPage, mainWait);
   await mainWait('the query output', () => cells.nth(1).locator('.jp-OutputArea-output', { hasText: "'AA'" }).waitFor({ timeout: 120_000 }));
   expect(await sqlSessions()).toEqual([A]);
 
@@ -251,7 +260,7 @@ test('3. opened for a new handoff, the lab waits until the server has that sessi
   await waiting.waitFor({ state: 'detached', timeout: 30_000 });
   expect(await notebooks()).toEqual(['Untitled.ipynb', 'Untitled1.ipynb']);
   expect(new URL(page.url()).search).toBe('');
-  await runAll(page, waitFor);
+  await runAllCells(page, waitFor);
   await waitFor('the query output', () => cells.nth(1).locator('.jp-OutputArea-output', { hasText: "'AA'" }).waitFor({ timeout: 120_000 }));
   expect((await sqlSessions()).slice(before)).toEqual([E]);
   await page.close();

@@ -25,7 +25,7 @@ import type { Browser } from 'playwright-core';
 import { connectionEnv, jupyterConfigFiles, sessionFileContent } from '../../src/notebook/outputs.js';
 import { launchChromium } from '../support/browser.js';
 import { startHeavyDb, type HeavyCall, type HeavyDbStandIn } from '../../scripts/demo/heavydb/standin.js';
-import { JLAB4_VENV, logInToLab, pageWaiter, replaceFile, type RunningJupyterServer, SERVICE_NOTEBOOK_DEFAULTS, startJupyterServer } from '../support/jupyterlab4.js';
+import { JLAB4_VENV, logInToLab, pageWaiter, replaceFile, runAllCells, type RunningJupyterServer, SERVICE_NOTEBOOK_DEFAULTS, startJupyterServer } from '../support/jupyterlab4.js';
 import { writeTree } from '../support/notebook.js';
 import { connectCellSource, pyString, queryCellSource } from '../../jupyter/src/notebook.mjs';
 import { ROOT } from '../support/root.js';
@@ -321,13 +321,8 @@ test('Chromium on /lab?omnisci&reset: a notebook connects with the handed-over s
   expect(JSON.stringify(saved)).not.toContain(BROWSER_SESSION);
   expect(queryCell).toContain('cursor = con.execute(query)');
 
-  // Once the kernel is up, run both cells in it (Run > Run All Cells), as a user would; the opened
-  // notebook is the current tab (not a Launcher the file browser opened meanwhile).
-  await waitFor('the notebook in front', () => page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' }).waitFor({ timeout: 60_000 }));
-  const indicator = page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]');
-  await waitFor('an idle kernel', () => indicator.waitFor({ timeout: 120_000 }));
-  await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
-  await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
+  // Once the kernel is up, run both cells in it (Run > Run All Cells), as a user would.
+  await runAllCells(page, waitFor);
   const output = cells.nth(1).locator('.jp-OutputArea-output').last();
   await waitFor('the query output', () => output.filter({ hasText: "'AA'" }).waitFor({ timeout: 120_000 }));
   const outputs = await cells.nth(1).locator('.jp-OutputArea').innerText();

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import type { jupyterConfigFiles } from '../../src/notebook/outputs.js';
 import { freePort } from './jupyterhub.js';
 import { jupyterProcess } from './notebook.js';
@@ -140,15 +140,56 @@ export function replaceFile(path: string, content: string | Buffer): void {
   renameSync(tmp, path);
 }
 
-/** A `waitFor(what, wait)` for `page` whose failure says where the page was and what its console said. */
-export function pageWaiter(page: Page): (what: string, wait: () => Promise<unknown>) => Promise<void> {
+export type PageWaiter = (what: string, wait: () => Promise<unknown>) => Promise<void>;
+
+/** What the lab showed (on a failure): its tabs, its status bar, each cell of the notebook in front with its prompt and output. */
+async function labState(page: Page): Promise<string> {
+  const oneLine = (texts: string[]) => texts.join(' | ').replace(/\s+/g, ' ').trim().slice(0, 300);
+  const texts = (locator: Locator) => locator.allInnerTexts().then(oneLine, () => '');
+  const tabs = page.locator('#jp-main-dock-panel .lm-TabBar-tab');
+  const lines = [
+    `tabs: ${await texts(tabs)}; current: ${await texts(tabs.and(page.locator('.lm-mod-current')))}`,
+    `status bar: ${await texts(page.locator('#jp-main-statusbar'))}`,
+  ];
+  const cells = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell');
+  for (let i = 0, n = await cells.count().catch(() => 0); i < n; i++)
+    lines.push(`cell ${i}: ${await texts(cells.nth(i).locator('.jp-InputPrompt'))} output: ${await texts(cells.nth(i).locator('.jp-OutputArea'))}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** A `waitFor(what, wait)` for `page` whose failure says where the page was, what the lab showed and what its console said. */
+export function pageWaiter(page: Page): PageWaiter {
   const consoleLines: string[] = [];
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   return async (what, wait) => {
     try {
       await wait();
     } catch (e) {
-      throw new Error(`waiting for ${what} at ${page.url()}: ${(e as Error).message}\nconsole:\n${consoleLines.join('\n')}`);
+      throw new Error(`waiting for ${what} at ${page.url()}: ${(e as Error).message}\n${await labState(page)}console:\n${consoleLines.join('\n')}`);
     }
   };
+}
+
+/**
+ * Runs every cell of the notebook in front with Run > Run All Cells, as a user would, once that can
+ * work, and checks that it started them (their prompts leave `[ ]`).
+ *
+ * Ready means the status bar's kernel item for that notebook reads "Idle": JupyterLab derives it from
+ * the session's kernel connection. The notebook's own execution indicator is no proof: it reads
+ * `data-status="idle"` from the moment the notebook is attached, before the server has answered the
+ * request that starts the kernel (slow on a loaded machine), and Run All before that answer clears
+ * the cells' prompts and runs nothing, silently (CodeCell.execute without a session kernel).
+ */
+export async function runAllCells(page: Page, waitFor: PageWaiter): Promise<void> {
+  // The opened notebook is the current tab (not a Launcher the file browser opened meanwhile).
+  const tab = page.locator('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current', { hasText: '.ipynb' });
+  await waitFor('the notebook in front', () => tab.waitFor({ timeout: 60_000 }));
+  const name = (await tab.locator('.lm-TabBar-tabLabel').innerText()).trim();
+  const kernel = page.locator(`#jp-main-statusbar [title="Change kernel for ${name}"]`);
+  await waitFor(`the kernel of ${name} connected and idle`, () => kernel.filter({ hasText: /\| Idle$/ }).waitFor({ timeout: 120_000 }));
+  await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
+  await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
+  // Each code cell's prompt leaves `[ ]` at once (`[*]`, then its execution count).
+  const notRun = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-CodeCell .jp-InputPrompt', { hasText: /^\[ \]:$/ });
+  await waitFor('Run All Cells to start every code cell', () => notRun.first().waitFor({ state: 'detached', timeout: 30_000 }));
 }
