@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { hmacKey, mint, tempDir } from '../support/core.js';
-import { NoJsBrowser, startHubService, type HubService } from '../support/hub-service.js';
+import { NoJsBrowser, runningLab, startHubService, type HubService } from '../support/hub-service.js';
 import { freePort, SERVICE_SCOPES_CREATE, SHIPPED_AUTHENTICATOR, spawnerHookConfig, startHub, type RunningHub } from '../support/jupyterhub.js';
 import { OMNISCI_VENV, omnisciInstalled } from '../support/notebook.js';
 
@@ -48,12 +48,14 @@ afterAll(async () => {
   for (const dir of [storeDir, `${storeDir}-jupyter`]) rmSync(dir, { recursive: true, force: true });
 });
 
-async function handoff(b: NoJsBrowser, user: string, query: string): Promise<string> {
+/** A handoff of a new session; to a `running` server the lab URL carries the stored session's fingerprint. */
+async function handoff(b: NoJsBrowser, user: string, query: string, running = false): Promise<string> {
   const session = randomSessionId();
   sessions.push(session);
   const end = await b.postHandoff(svc.url, await mint(key, { subject: user, omnisci: { session, query, protocol: 'binary', port: 6278 } }));
   expect(end.status).toBe(200);
-  expect(end.url).toBe(`${hub.publicUrl}/user/${user}/lab?omnisci&reset`);
+  const lab = `${hub.publicUrl}/user/${user}/lab?omnisci&reset`;
+  expect(end.url).toBe(running ? runningLab(svc, lab, user) : lab);
   return session;
 }
 
@@ -78,7 +80,7 @@ test('handoff → spawn → lab → /omnisci/session; a second handoff reaches t
     environment: { protocol: 'OMNISCI_PROTOCOL', host: 'OMNISCI_HOST', port: 'OMNISCI_PORT' },
   });
 
-  const second = await handoff(b, 'nina', 'SELECT 2');
+  const second = await handoff(b, 'nina', 'SELECT 2', true);
   expect(second).not.toBe(first);
   const answer = await omnisciSession(b, 'nina');
   expect([answer.session, answer.query]).toEqual([second, 'SELECT 2']);

@@ -744,9 +744,10 @@ suite('the admin guide with the real zero-to-jupyterhub chart on the one-node cl
       figure('z2jh click → connected notebook, server running, fast refresh on', fmt(on));
       figure('z2jh click → connected notebook, server running, fast refresh off', `${fmt(off)} (${(off.connected! / on.connected!).toFixed(1)}× on)`);
     } finally {
-      // The next test's upgrade applies them (fast refresh on again).
       handoffValues = kept;
     }
+    // The release as before (fast refresh on): the doctor's checks that follow are those of the guide's values.
+    times.upgradeRestored = await upgradeOurs('fast refresh on again');
   }, 900_000);
 
   test('doctor in our pod against the live release: every check passes; three breaks an admin makes each fail their check with the fix (exit 1), and pass again once restored', async () => {
