@@ -5,7 +5,7 @@
  * HeavyDB stand-in as a pod, Chromium): Immerse's click → the lab → the notebook opened on the new
  * session → its query answered by the kernel. This section runs that file's install and that test
  * alone (jest -t), BENCH_NODE_RUNS times (1), and reads their FIGURE lines. Each run builds a cluster
- * (about 6 minutes warm) and needs the node to itself: `/work/bin/heavy --node npm run bench`.
+ * (about 6 minutes warm) and needs the machine's one node to itself: `BENCH_ONLY=node npm run bench`.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

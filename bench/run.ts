@@ -9,8 +9,8 @@
  *   (2000: the progress page's own refresh), BENCH_HUB_LOG_DIR (keeps the hub's and the replicas' logs);
  * - memory: RSS every 10k of 100k handoffs over 10k users (bench/memory.ts); only when asked for.
  * - node: click → connected notebook with the user's server running, fast refresh on and off, on the
- *   one-node cluster (bench/node.ts: a cluster per run, BENCH_NODE_RUNS, 1); only when asked for, under
- *   `/work/bin/heavy --node`.
+ *   one-node cluster (bench/node.ts: a cluster per run, BENCH_NODE_RUNS, 1); only when asked for, with no
+ *   other cluster running on the machine.
  * BENCH_ONLY=handoff,webhook,hub,memory,node picks sections (default: all but memory and node, which take minutes).
  */
 import type { ChildProcess } from 'node:child_process';
