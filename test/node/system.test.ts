@@ -107,6 +107,13 @@ async function kubectl(args: string[], input?: string): Promise<string> {
 }
 const apply = (...objects: object[]) => kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
 
+/** `lab` as a handoff to `user`'s running server lands on it: with the fingerprint of the session now in their Secret. */
+async function runningLab(lab: string, user: string): Promise<string> {
+  const secret = JSON.parse(await kubectl(['get', 'secret', secretName('omnisci-session', user), '-o', 'json'])) as { data: Record<string, string> };
+  const { fingerprint } = JSON.parse(Buffer.from(secret.data.session!, 'base64').toString('utf8')) as { fingerprint: string };
+  return `${lab}&omnisci-handoff=${fingerprint}`;
+}
+
 interface Pod {
   metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string>; deletionTimestamp?: string };
   spec: {
@@ -555,9 +562,9 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
     const session2 = randomSessionId();
     const t1 = Date.now();
     const res2 = await postToken(service, await mint(signing, { subject: USER, omnisci: { session: session2, query: 'SELECT 43', ...connection } }));
-    // The server runs and the connection is the same: straight to the lab.
+    // The server runs and the connection is the same: straight to the lab, which waits for this session.
     expect(res2.status).toBe(303);
-    expect(res2.headers.get('location')).toBe(lab);
+    expect(res2.headers.get('location')).toBe(await runningLab(lab, USER));
     await waitFor('the second session in the pod', async () => {
       const r = await getSession();
       return r.status === 200 && JSON.parse(r.body).session === session2 ? true : undefined;
@@ -583,7 +590,7 @@ suite('the chart, JupyterHub and KubeSpawner on the one-node cluster (issue 16)'
       const t0 = Date.now();
       const res = await postToken(service, await mint(signing, { subject: USER, omnisci: { session, query, ...connection } }));
       expect(res.status).toBe(303);
-      expect(res.headers.get('location')).toBe(lab);
+      expect(res.headers.get('location')).toBe(await runningLab(lab, USER));
       // What fast refresh does, done by the test (as the admin) where the service may not.
       if (o.annotate) await kubectl(['annotate', '--overwrite', `pod/${podName}`, `omnisci-handoff.test/refresh=${Date.now()}`]);
       await waitFor(`the new session in the running pod (${label})`, async () => ((await servedSession(aliceSession))?.session === session ? true : undefined),
@@ -1046,8 +1053,7 @@ c.JupyterHub.load_roles = [r for r in c.JupyterHub.load_roles if r['name'] == 't
     const res2 = await postToken(`${proxyUrl}${BASE_PATH}`, await mint(signing, { subject: user, omnisci: { session: session2, query: 'SELECT 66', ...connection } }));
     expect(res2.status).toBe(303);
     // The server kept running: the lab URL carries the new session's fingerprint, as the session file in the Secret does.
-    const stored2 = JSON.parse(Buffer.from((JSON.parse(await kubectl(['get', 'secret', `omnisci-session-${user}`, '-o', 'json'])).data as Record<string, string>).session!, 'base64').toString('utf8')) as { fingerprint: string };
-    expect(res2.headers.get('location')).toBe(`http://${NODE_IP}:${PROXY_PORT}/user/${user}/lab?omnisci&reset&omnisci-handoff=${stored2.fingerprint}`);
+    expect(res2.headers.get('location')).toBe(await runningLab(`http://${NODE_IP}:${PROXY_PORT}/user/${user}/lab?omnisci&reset`, user));
     await waitFor('the second session in the pod', async () => ((await servedSession(read))?.session === session2 ? true : undefined), SYNC_BOUND_MS, 100);
     const second = seconds(t2);
     expect(await servedSession(read)).toEqual(SESSION_FILE_EXPECTED(session2, 'SELECT 66'));
