@@ -80,7 +80,10 @@ beforeAll(async () => {
   config.token = { ...config.token, algorithms: ['ES256'], keys: { publicKeyFiles: [jwksFile] } };
   config.store.kubernetes = { ...config.store.kubernetes, kubeconfig: saKubeconfig };
   config.webhook = { ...config.webhook, certFile, keyFile: join(home, 'tls.key') };
-  config.hub = { ...config.hub, apiUrl: hub.apiUrl, apiTokenFile: undefined };
+  // The chart's ticket keys, as the pod mounts them.
+  const ticketKeyFile = join(home, 'ticket-keys');
+  writeFileSync(ticketKeyFile, Buffer.from((await getJson(['-n', NS, 'secret', `${RELEASE}-ticket-keys`])).data['ticket-keys'], 'base64'), { mode: 0o600 });
+  config.hub = { ...config.hub, apiUrl: hub.apiUrl, apiTokenFile: undefined, ticketKeyFile };
   config.redirect = { ...config.redirect, hubPublicUrl: hub.publicUrl };
   configPath = join(home, 'config.yaml');
   writeFileSync(configPath, stringify(config));
@@ -114,7 +117,9 @@ test('a good install, checked with an admin kubeconfig: every check passes, exit
     `✓ webhook: selectors: objectSelector component=singleuser-server, namespaceSelector kubernetes.io/metadata.name=${NS}, rules: pod CREATE`,
     `✓ notebook: jupyter configmap: ${NS}/${RELEASE}-jupyter: 4 files, as the service's notebook settings make them`,
     `✓ hub: api: ${hub.apiUrl}: JupyterHub ${version}, the token is service omnisci-handoff's`,
-    '✓ hub: scopes: servers',
+    '✓ hub: scopes: servers, read:shares',
+    '✓ hub: token strength: about 192 bits of entropy (at least 128 needed)',
+    `✓ hub: ticket keys: ${join(home, 'ticket-keys')}: a sealing key, each at least 128 bits`,
     `✓ hub: public url: ${hub.publicUrl}: JupyterHub ${version}`,
   ]);
   expect(r.code).toBe(0);

@@ -163,7 +163,9 @@ describe('as the docs say', () => {
     const b = new NoJsBrowser();
     b.cookies.set(SESSION_COOKIE, await session('ada'));
     const end = await b.follow(await b.request(web.buttonUrl(), { headers: { accept: 'text/html' } }), web.buttonUrl());
-    expect(end.url).toBe(`${web.jupyterUrl}/user/ada/lab?omnisci&reset`);
+    // The server kept running: the lab waits for this session, whose fingerprint the session file holds.
+    const { fingerprint } = JSON.parse(readFileSync(join(userDir(store, 'ada'), 'session'), 'utf8')) as { fingerprint: string };
+    expect(end.url).toBe(`${web.jupyterUrl}/user/ada/lab?omnisci&reset&omnisci-handoff=${fingerprint}`);
   });
 
   test('a forged session: the hub shows the code, the store is as it was', async () => {
