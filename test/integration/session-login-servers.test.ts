@@ -12,7 +12,7 @@ import { startHeavyDb, type HeavyDbStandIn } from '../../scripts/demo/heavydb/st
 import { randomSessionId } from '../../src/handoff/mint.js';
 import { userDir } from '../../src/store/local.js';
 import { tempDir } from '../support/core.js';
-import { startHubService, type HubService } from '../support/hub-service.js';
+import { runningLab, startHubService, type HubService } from '../support/hub-service.js';
 import { startHubStandin, type HubStandin } from '../support/hub-standin.js';
 import { waitFor } from '../support/jupyterhub.js';
 
@@ -61,10 +61,10 @@ test('?server= names an allowed server: it is started, and its lab is where the 
   expect(hub.count('POST', '/users/alice/servers/analysis')).toBe(1);
   expect(hub.count('POST', '/users/alice/server')).toBe(0);
   expect(stored('alice')).toBe(true);
-  // Once it runs, the next login goes straight to its lab.
+  // Once it runs, the next login goes straight to its lab, which waits for that login's session.
   await waitFor(async () => (hub.server('alice', 'analysis')?.phase === 'running' ? true : undefined));
   const again = await sessionLogin('alice', 'analysis');
-  expect(again.body.next).toBe(`${hub.publicUrl}/user/alice/analysis/lab?omnisci&reset`);
+  expect(again.body.next).toBe(runningLab(svc, `${hub.publicUrl}/user/alice/analysis/lab?omnisci&reset`, 'alice'));
 });
 
 test('a server not allowed, or not a server name, is refused before HeavyDB is asked; nothing stored', async () => {
