@@ -320,20 +320,20 @@ def make_server(port: int = 0, handler: type = Handler, host: str = "127.0.0.1")
                     return self._json(400, {"error": f"bad session: {e}"})
             return self._json(404, {"error": f"no control endpoint {method} {self.path}"})
 
-        def do_GET(self):
+        def _control_only(self, method: str, refusal: bytes = b"") -> None:
+            """Methods other than POST reach the control endpoints only."""
             if self.path.startswith(control):
-                return self._control("GET")
-            self._send(405, b"HeavyDB stand-in: POST Thrift JSON\n", "text/plain")
+                return self._control(method)
+            self._send(405, refusal, "text/plain")
+
+        def do_GET(self):
+            self._control_only("GET", b"HeavyDB stand-in: POST Thrift JSON\n")
 
         def do_DELETE(self):
-            if self.path.startswith(control):
-                return self._control("DELETE")
-            self._send(405, b"", "text/plain")
+            self._control_only("DELETE")
 
         def do_PUT(self):
-            if self.path.startswith(control):
-                return self._control("PUT")
-            self._send(405, b"", "text/plain")
+            self._control_only("PUT")
 
         def do_POST(self):
             if self.path.startswith(control):
