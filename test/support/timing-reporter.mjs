@@ -2,8 +2,15 @@
  * A jest reporter (jest.config.js) that ends every run with where its time went: each project's total
  * and the slowest files, from jest's own per-file timings. CI stays under 30 minutes only if someone
  * sees what grows; docs/testing.md ("How long") keeps the figures.
+ *
+ * It also keeps a run from hanging. On 2 cores jest runs every file in its own process (in band), so
+ * one server, socket, child or timer a test leaves behind keeps jest alive after its summary, until
+ * CI's own limit. If the process is still up LEFTOVER_GRACE_MS after the run, this lists what is left
+ * and exits 1: a leak is a defect that fails the run, and says where it is.
  */
 import { relative } from 'node:path';
+
+const LEFTOVER_GRACE_MS = 20_000;
 
 export default class TimingReporter {
   constructor(globalConfig) {
@@ -25,5 +32,26 @@ export default class TimingReporter {
       [...projects].map(([p, t]) => `${p} ${s(t)}`).join(', ')];
     lines.push('slowest files:', ...files.sort((a, b) => b.seconds - a.seconds).slice(0, 12).map((f) => `  ${s(f.seconds).padStart(6)}  ${f.project}  ${f.file}`));
     process.stderr.write(`\n${lines.join('\n')}\n`);
+    setTimeout(failOnLeftovers, LEFTOVER_GRACE_MS).unref();
   }
+}
+
+/** Runs only if something other than this timer still holds the event loop. */
+function failOnLeftovers() {
+  const left = process._getActiveHandles().map(describeHandle);
+  process.stderr.write(`\njest: still running ${LEFTOVER_GRACE_MS / 1000} s after the last test; a test left these behind:\n` +
+    `  ${process.getActiveResourcesInfo().join(', ')}\n${left.map((l) => `  - ${l}`).join('\n')}\n` +
+    'Each must be closed by the test that opened it (afterAll). The run fails.\n');
+  process.exit(1);
+}
+
+function describeHandle(h) {
+  const kind = h?.constructor?.name ?? typeof h;
+  if (kind === 'ChildProcess') return `child process ${h.pid}: ${h.spawnargs.join(' ').slice(0, 200)}`;
+  if (typeof h.address === 'function' && typeof h.listen === 'function') return `server listening on ${JSON.stringify(h.address())}`;
+  if (kind === 'Socket' || kind === 'TLSSocket') {
+    if (h.remotePort) return `${kind} ${h.localAddress}:${h.localPort} -> ${h.remoteAddress}:${h.remotePort}`;
+    return `${kind} (pipe${h._handle?.fd >= 0 ? ` fd ${h._handle.fd}` : ''}${h === process.stdout || h === process.stderr || h === process.stdin ? ', stdio' : ''})`;
+  }
+  return kind;
 }
