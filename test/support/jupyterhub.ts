@@ -7,10 +7,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { killLogHolders } from './process.js';
 import { ROOT } from './root.js';
 
 /** extraConfig lines installing the shipped authenticator (helm/omnisci-handoff/files/authenticator.py), as a z2jh hub.extraConfig does. */
@@ -208,15 +209,19 @@ export interface LaunchedHub {
  * answers through the proxy.
  */
 export async function launchHub(o: { dir: string; apiUrl: string; env: Record<string, string>; bin?: string; removeDir?: boolean }): Promise<LaunchedHub> {
-  let output = '';
+  // A file, not a pipe: the proxy and servers the hub starts in sessions of their own write there too,
+  // and one the hub failed to stop must not keep this process (jest) alive through our end of a pipe.
+  const logFile = join(o.dir, 'jupyterhub.log');
+  const fd = openSync(logFile, 'a');
   const child: ChildProcess = spawn(join(HUB_VENV, 'bin/jupyterhub'), ['-f', join(o.dir, 'jupyterhub_config.py')], {
     cwd: o.dir,
     env: { ...process.env, ...o.env, PATH: [...(o.bin ? [o.bin] : []), join(HUB_VENV, 'bin'), process.env.PATH ?? ''].join(':') },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', fd, fd],
     detached: true,
   });
-  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  closeSync(fd);
+  let final: string | undefined;
+  const output = () => final ?? readFileSync(logFile, 'utf8');
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
 
   const stop = async () => {
@@ -232,13 +237,16 @@ export async function launchHub(o: { dir: string; apiUrl: string; env: Record<st
       await exited;
       clearTimeout(killer);
     }
+    // What the hub did not stop (it was killed, or a server ignored it) still has the log open.
+    killLogHolders(logFile);
+    final ??= output();
     if (o.removeDir) rmSync(o.dir, { recursive: true, force: true });
   };
 
   // Up when the API answers through the proxy (hub and proxy both running).
   for (let i = 0; ; i++) {
     // A port taken: the hub exits, or (its proxy's port) the proxy dies while the hub runs on.
-    const taken = /address already in use|EADDRINUSE/i.test(output);
+    const taken = /address already in use|EADDRINUSE/i.test(output());
     if (child.exitCode !== null || taken) {
       // The hub and its proxy share a process group.
       try {
@@ -248,7 +256,7 @@ export async function launchHub(o: { dir: string; apiUrl: string; env: Record<st
       }
       await exited;
       await stop();
-      const message = `jupyterhub ${taken ? 'could not bind a port' : 'exited'} during startup:\n${output}`;
+      const message = `jupyterhub ${taken ? 'could not bind a port' : 'exited'} during startup:\n${output()}`;
       throw taken ? new PortTaken(message) : new Error(message);
     }
     try {
@@ -258,11 +266,11 @@ export async function launchHub(o: { dir: string; apiUrl: string; env: Record<st
     }
     if (i > 600) {
       await stop();
-      throw new Error(`jupyterhub did not come up:\n${output}`);
+      throw new Error(`jupyterhub did not come up:\n${output()}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { log: () => output, stop };
+  return { log: output, stop };
 }
 
 /** Waits (bounded by `tries` × 100 ms of idle polling, not asserted on time) until `check` holds. */

@@ -1,12 +1,27 @@
 /** Runs the built CLI (dist/, built by `npm test`) as a real process. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readlinkSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { ROOT } from './root.js';
 
 // From the repository root: this file also runs compiled into dist/ (the benchmarks).
 export const CLI = join(ROOT, 'dist/src/cli.js');
+
+/**
+ * SIGKILLs every process that still has `logFile` open: what a stopped peer started in sessions of
+ * its own (the hub's proxy and single-user servers) outlives a process-group kill. A peer that writes
+ * its output to a file, not to a pipe of this process, cannot keep jest alive; this ends the rest.
+ */
+export function killLogHolders(logFile: string): void {
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid)) {
+    try {
+      if (readdirSync(`/proc/${pid}/fd`).some((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`) === logFile)) process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+}
 
 function assertBuilt(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` (npm test does it)`);
