@@ -49,9 +49,16 @@ function describeHandle(h) {
   const kind = h?.constructor?.name ?? typeof h;
   if (kind === 'ChildProcess') return `child process ${h.pid}: ${h.spawnargs.join(' ').slice(0, 200)}`;
   if (typeof h.address === 'function' && typeof h.listen === 'function') return `server listening on ${JSON.stringify(h.address())}`;
-  if (kind === 'Socket' || kind === 'TLSSocket') {
-    if (h.remotePort) return `${kind} ${h.localAddress}:${h.localPort} -> ${h.remoteAddress}:${h.remotePort}`;
-    return `${kind} (pipe${h._handle?.fd >= 0 ? ` fd ${h._handle.fd}` : ''}${h === process.stdout || h === process.stderr || h === process.stdin ? ', stdio' : ''})`;
-  }
-  return kind;
+  if (kind !== 'Socket' && kind !== 'TLSSocket') return kind;
+  if (h === process.stdout || h === process.stderr || h === process.stdin) return `${kind} (stdio)`;
+  // Which end of what: the server that accepted it, or the request it carried, and its state.
+  const server = h.server && (h.server.address() ?? 'closed');
+  const request = h._httpMessage;
+  const ends = h.remotePort ? `${h.localAddress}:${h.localPort} -> ${h.remoteAddress}:${h.remotePort}` : `local ${h.localPort ?? '?'}, no peer`;
+  return [
+    `${kind} ${ends}`,
+    server ? `accepted by a server ${server === 'closed' ? '(closed since)' : `on ${server.address}:${server.port}`}` : 'outgoing',
+    request ? `${request.method ?? 'response'} ${request.host ?? ''}${request.path ?? request.req?.url ?? ''}` : '',
+    `state ${h.readyState}${h.pending ? ' pending' : ''}${h.connecting ? ' connecting' : ''}`,
+  ].filter(Boolean).join(', ');
 }
