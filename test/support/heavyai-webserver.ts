@@ -80,6 +80,10 @@ export async function startHeavyAiWebServer(hubOrigin: string): Promise<HeavyAiW
       if (!res.headersSent) res.writeHead(502);
       res.end();
     });
+    // A browser gone mid-answer (or close()) ends the upstream request: unread, its keep-alive socket would stay open.
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
     req.pipe(upstream);
   });
   // WebSockets (kernels) pass through as raw bytes; close() ends them.

@@ -29,7 +29,7 @@ import {
 } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -495,7 +495,8 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
   writeFileSync(p('owner.pid'), String(process.pid));
 
   const procs: Proc[] = [];
-  const servers = new Set<Server>();
+  /** Each forward's close: stops listening and ends its connections. */
+  const forwards = new Set<() => Promise<void>>();
   let holder: ChildProcess | undefined;
   let initPid = 0;
   let stopped = false;
@@ -516,7 +517,7 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
     if (stopped) return;
     stopped = true;
     process.off('exit', onExit);
-    for (const s of servers) s.close();
+    for (const close of [...forwards]) void close();
     let t0 = Date.now();
     const phase = (name: string) => {
       stopPhases[name] = Math.round((Date.now() - t0) / 100) / 10;
@@ -717,26 +718,34 @@ export async function startK8sNode(o: StartOptions = {}): Promise<K8sNode> {
 
     // This process reaches the API server through a forward; kubectl, helm and clients use that.
     const forward = async (target: string, port = 0) => {
+      const connections = new Set<Socket>();
       const server = createServer((c) => {
+        connections.add(c);
+        c.on('close', () => connections.delete(c));
         c.on('error', () => undefined);
         tunnel(socketPath, target).then(
           (up) => {
             up.on('error', () => c.destroy());
+            // Once the node's end is gone, c is unpiped and paused: it would never read its client's
+            // end and would stay open (and jest with it). It goes once what it still has is sent.
+            up.on('close', () => c.destroySoon());
             c.on('close', () => up.destroy());
             c.pipe(up).pipe(c);
           },
           () => c.destroy(),
         );
       });
-      servers.add(server);
+      const close = () => new Promise<void>((r) => {
+        forwards.delete(close);
+        server.close(() => r());
+        for (const c of connections) c.destroy();
+      });
+      forwards.add(close);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, '127.0.0.1', () => resolve());
       });
-      return {
-        port: (server.address() as AddressInfo).port,
-        close: () => new Promise<void>((r) => { servers.delete(server); server.close(() => r()); }),
-      };
+      return { port: (server.address() as AddressInfo).port, close };
     };
     const api = await forward(`127.0.0.1:${API_PORT}`);
     const url = `https://127.0.0.1:${api.port}`;
