@@ -3,7 +3,7 @@
  * and the slowest files, from jest's own per-file timings. CI stays under 30 minutes only if someone
  * sees what grows; docs/testing.md ("How long") keeps the figures.
  *
- * It also keeps a run from hanging. On 2 cores jest runs every file in its own process (in band), so
+ * It also keeps a run from hanging. On 2 cores jest runs the files inside its own process (in band), so
  * one server, socket, child or timer a test leaves behind keeps jest alive after its summary, until
  * CI's own limit. If the process is still up LEFTOVER_GRACE_MS after the run, this lists what is left
  * and exits 1: a leak is a defect that fails the run, and says where it is.
