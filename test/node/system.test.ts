@@ -682,8 +682,11 @@ ${login === 'handoff' ? `${authenticatorSource}\nc.JupyterHub.authenticator_clas
     const front = await frontProxy([`${NODE_IP}:${PROXY_PORT}`]);
     let browser: Browser | undefined;
 
-    /** One handoff in a fresh browser (no cookies): the #token link → (confirmation) → (progress page) → (hub login) → the lab. */
-    const openNotebook = async (mode: Mode, session: string, query: string) => {
+    /**
+     * One handoff in a fresh browser (no cookies): the #token link → (confirmation) → (progress page) →
+     * (hub login) → the lab; to a server that kept `running`, the lab URL waits for this session's fingerprint.
+     */
+    const openNotebook = async (mode: Mode, session: string, query: string, running = false) => {
       const context = await browser!.newContext();
       const page = await context.newPage();
       const seen: string[] = [];
@@ -721,7 +724,8 @@ ${login === 'handoff' ? `${authenticatorSource}\nc.JupyterHub.authenticator_clas
         }
         await page.waitForURL((u) => u.pathname === `/user/${mode.user}/lab`, { timeout: 180_000, waitUntil: 'domcontentloaded' });
         const secs = seconds(t0);
-        expect(page.url()).toBe(`${hubPublic}/user/${mode.user}/lab?omnisci&reset`);
+        const lab = `${hubPublic}/user/${mode.user}/lab?omnisci&reset`;
+        expect(page.url()).toBe(running ? await runningLab(lab, mode.user) : lab);
         expect(await page.content()).toMatch(/JupyterLab/);
         // No URL the browser showed carried the token or the session.
         expect(seen.filter((u) => !u.startsWith(IMMERSE) && (u.includes(session) || u.includes(token.slice(-20))))).toEqual([]);
@@ -771,12 +775,12 @@ ${login === 'handoff' ? `${authenticatorSource}\nc.JupyterHub.authenticator_clas
         expect(await storedSession(mode.user)).toBe(session);
         const firstFlow = await since();
         let served = firstFlow;
-        // kube-proxy picks a replica per connection at random: when one replica happened to answer all
-        // of it, the browser opens the notebook again (its server runs now) until both have answered.
+        // The browser opens the notebook again, its server running now (the lab URL waits for the new
+        // session); kube-proxy picks a replica per connection at random, so again until both answered.
         let flows = 1;
-        while (new Set(served.map((s) => s.pod)).size < 2 && flows < 8) {
+        while (flows < 2 || (new Set(served.map((s) => s.pod)).size < 2 && flows < 8)) {
           session = randomSessionId();
-          await openNotebook(mode, session, `SELECT '${mode.name} again'`);
+          await openNotebook(mode, session, `SELECT '${mode.name} again'`, true);
           expect(await storedSession(mode.user)).toBe(session);
           flows++;
           served = await since();
