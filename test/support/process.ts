@@ -1,4 +1,4 @@
-/** Runs the built CLI (dist/, built by `npm test`) as a real process. */
+/** Runs the built CLI (dist/, built by `npm test`) as a real process; ends what a stopped peer left running. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readlinkSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
