@@ -58,7 +58,8 @@ function describeHandle(h) {
   return [
     `${kind} ${ends}`,
     server ? `accepted by a server ${server === 'closed' ? '(closed since)' : `on ${server.address}:${server.port}`}` : 'outgoing',
-    request ? `${request.method ?? 'response'} ${request.host ?? ''}${request.path ?? request.req?.url ?? ''}` : '',
+    // The path only: a query may carry a test's token (a login_token, a ticket).
+    request ? `${request.method ?? 'response'} ${request.host ?? ''}${(request.path ?? request.req?.url ?? '').split('?')[0]}` : '',
     `state ${h.readyState}${h.pending ? ' pending' : ''}${h.connecting ? ' connecting' : ''}`,
   ].filter(Boolean).join(', ');
 }
