@@ -13,7 +13,7 @@
  * 3. Opened for a handoff (`omnisci-handoff=<fingerprint>`) while the server still has the previous
  *    session, the lab waits and shows that it waits; the test rewrites the session file only after
  *    the page has seen the old one, and the notebook opens on the new one; past the timeout (a fake
- *    clock, fast-forwarded), it says what went wrong and opens nothing.
+ *    clock installed once the lab waits, then fast-forwarded), it says what went wrong and opens nothing.
  *
  * Screenshots (after asserting what they show): docs/images/jupyterlab4-session-*.png.
  */
@@ -267,9 +267,12 @@ test('3. opened for a new handoff, the lab waits until the server has that sessi
 });
 
 test('3. …past the timeout (a fake clock, fast-forwarded) it says what went wrong and opens no notebook', async () => {
-  const { page, waitFor } = await openLab(`?omnisci&omnisci-handoff=${fp(B)}&reset`, (p) => p.clock.install());
+  const { page, waitFor } = await openLab(`?omnisci&omnisci-handoff=${fp(B)}&reset`);
   const waiting = page.locator('.Toastify__toast', { hasText: 'Waiting for the new OmniSci session to reach this server' });
   await waitFor('the waiting notice', () => waiting.waitFor({ timeout: 120_000 }));
+  // The page loaded and routed on real time, as a user's does; the lab set its deadline before it
+  // showed the notice. Only now does the clock become fake, starting at the test's now, past that deadline.
+  await page.clock.install();
   await page.clock.fastForward(121_000);
   const dialog = page.locator('.jp-Dialog');
   await waitFor('the timeout dialog', () => dialog.waitFor({ timeout: 60_000 }));

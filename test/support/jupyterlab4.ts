@@ -157,10 +157,17 @@ async function labState(page: Page): Promise<string> {
   return `${lines.join('\n')}\n`;
 }
 
-/** A `waitFor(what, wait)` for `page` whose failure says where the page was, what the lab showed and what its console said. */
+/** A `waitFor(what, wait)` for `page` whose failure says where the page was, what the lab showed, where it navigated and what its console said. */
 export function pageWaiter(page: Page): PageWaiter {
   const consoleLines: string[] = [];
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+  // Where the page went (history changes too), with the query's names only: a query may carry a token.
+  page.on('framenavigated', (frame) => {
+    if (frame !== page.mainFrame()) return;
+    const url = new URL(frame.url());
+    const names = [...url.searchParams.keys()];
+    consoleLines.push(`navigated: ${url.pathname}${names.length ? `?${names.join('&')}` : ''}`);
+  });
   return async (what, wait) => {
     try {
       await wait();
