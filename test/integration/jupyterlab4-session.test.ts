@@ -270,8 +270,8 @@ test('3. …past the timeout (a fake clock, fast-forwarded) it says what went wr
   const { page, waitFor } = await openLab(`?omnisci&omnisci-handoff=${fp(B)}&reset`);
   const waiting = page.locator('.Toastify__toast', { hasText: 'Waiting for the new OmniSci session to reach this server' });
   await waitFor('the waiting notice', () => waiting.waitFor({ timeout: 120_000 }));
-  // The page loaded and routed on real time, as a user's does; the lab set its deadline before it
-  // showed the notice. Only now does the clock become fake, starting at the test's now, past that deadline.
+  // The page loaded and routed on real time, as a user's does, and the lab set its deadline before it
+  // showed the notice. Only now does the clock become fake (from the real now); 121 s on passes that deadline.
   await page.clock.install();
   await page.clock.fastForward(121_000);
   const dialog = page.locator('.jp-Dialog');
