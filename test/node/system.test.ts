@@ -778,13 +778,13 @@ ${login === 'handoff' ? `${authenticatorSource}\nc.JupyterHub.authenticator_clas
         // The browser opens the notebook again, its server running now (the lab URL waits for the new
         // session); kube-proxy picks a replica per connection at random, so again until both answered.
         let flows = 1;
-        while (flows < 2 || (new Set(served.map((s) => s.pod)).size < 2 && flows < 8)) {
+        do {
           session = randomSessionId();
           await openNotebook(mode, session, `SELECT '${mode.name} again'`, true);
           expect(await storedSession(mode.user)).toBe(session);
           flows++;
           served = await since();
-        }
+        } while (new Set(served.map((s) => s.pod)).size < 2 && flows < 8);
         const counts = Object.fromEntries(podNames.map((p) => [letter(p), served.filter((s) => s.pod === p).length]));
         const sequence = firstFlow.map((s) => `${stepOf(s)} ${s.status} ${letter(s.pod)}`).join(', ');
         figure(`scenario 4 ${mode.name}`, `landed in ${first.secs} s (spawn included; progress page ${progressShown ? 'shown' : 'passed straight through'}); requests per replica ${JSON.stringify(counts)} in ${flows} browser flow(s); ` +
